@@ -1,0 +1,429 @@
+//! The exposure oracle: from the emulated state alone, which sources can reach each site's main and
+//! SCM endpoints and each Cosmos account's data plane, following Azure's documented rules
+//! (service endpoints, access restrictions and default actions, SCM inheritance, Cosmos VNet filter,
+//! IP rules and bypass, public network access, public frontends on gateways).
+//!
+//! Sources: `internet`, `azure-services`, `subnet:{id}` for every subnet, and
+//! `frontend:{gatewayId}/frontendIPConfigurations/{name}` for every gateway frontend.
+
+use serde_json::{Value, json};
+
+use crate::cidr::Cidr;
+use crate::enrich::{cosmos_network, site_host};
+use crate::ids;
+use crate::state::{Resource, State};
+use crate::validate::*;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    Internet,
+    AzureServices,
+    /// A subnet, with whether it has the service endpoint the target's service cares about.
+    Subnet {
+        id: String,
+        endpoint: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Match {
+    Full,
+    Partial,
+    No,
+}
+
+fn tag_matches(tag: &str, src: &Source) -> Match {
+    let t = tag.trim();
+    match src {
+        Source::Internet if t.eq_ignore_ascii_case("Internet") => Match::Full,
+        // Any Azure service tag (AzureCloud, AzureFrontDoor.Backend, …) admits some Azure service.
+        Source::AzureServices if !t.eq_ignore_ascii_case("Internet") => Match::Partial,
+        Source::Subnet {
+            endpoint: false, ..
+        } if t.eq_ignore_ascii_case("AzureCloud") => Match::Full,
+        _ => Match::No,
+    }
+}
+
+/// How an App Service access-restriction rule matches a source. Header filters are not evaluated
+/// (a rule with headers is treated as matching: the oracle errs towards reporting exposure).
+fn rule_match(rule: &Value, src: &Source) -> Match {
+    if let Some(sid) = rule["vnetSubnetResourceId"].as_str() {
+        return match src {
+            Source::Subnet { id, endpoint: true } if ids::key(id) == ids::key(sid) => Match::Full,
+            _ => Match::No,
+        };
+    }
+    let ip = rule["ipAddress"].as_str().unwrap_or("");
+    if ip.eq_ignore_ascii_case("Any") {
+        return Match::Full;
+    }
+    if rule["tag"]
+        .as_str()
+        .is_some_and(|t| t.eq_ignore_ascii_case("ServiceTag"))
+    {
+        return ip
+            .split(',')
+            .map(|t| tag_matches(t, src))
+            .fold(Match::No, best);
+    }
+    ip.split(',')
+        .map(|part| {
+            let Some(c) = Cidr::parse(part) else {
+                return Match::No;
+            };
+            if c.len == 0 {
+                return match src {
+                    Source::Subnet { endpoint: true, .. } => Match::No,
+                    _ => Match::Full,
+                };
+            }
+            match src {
+                Source::Internet if !c.is_private() => Match::Partial,
+                _ => Match::No,
+            }
+        })
+        .fold(Match::No, best)
+}
+
+fn best(a: Match, b: Match) -> Match {
+    match (a, b) {
+        (Match::Full, _) | (_, Match::Full) => Match::Full,
+        (Match::Partial, _) | (_, Match::Partial) => Match::Partial,
+        _ => Match::No,
+    }
+}
+
+/// Evaluates an access-restriction list (rules by ascending priority, first full match decides).
+/// Returns the reason when the source gets in.
+pub fn restrictions_admit(
+    rules: &[Value],
+    default_action: Option<&str>,
+    src: &Source,
+) -> Option<String> {
+    let mut sorted: Vec<&Value> = rules
+        .iter()
+        .filter(|r| !crate::enrich::is_synthetic(r))
+        .collect();
+    sorted.sort_by_key(|r| r["priority"].as_i64().unwrap_or(i64::MAX));
+    let owned: Vec<Value> = sorted.iter().map(|r| (*r).clone()).collect();
+    for r in &sorted {
+        let allow = !r["action"]
+            .as_str()
+            .is_some_and(|a| a.eq_ignore_ascii_case("Deny"));
+        let name = r["name"].as_str().unwrap_or("(unnamed)");
+        match (rule_match(r, src), allow) {
+            (Match::Full, true) => return Some(format!("allowed by rule '{name}'")),
+            (Match::Partial, true) => {
+                return Some(format!(
+                    "partly allowed by rule '{name}' ({})",
+                    r["ipAddress"].as_str().unwrap_or("")
+                ));
+            }
+            (Match::Full, false) => return None,
+            _ => {}
+        }
+    }
+    match crate::enrich::unmatched_action(&owned, default_action) {
+        "Allow" => Some(if owned.is_empty() && default_action.is_none() {
+            "no access restrictions (allow all)".to_string()
+        } else {
+            "unmatched traffic allowed (default action Allow)".to_string()
+        }),
+        _ => None,
+    }
+}
+
+/// Cosmos data-plane admission for a source, from the account's effective network settings.
+pub fn cosmos_admits(net: &Value, src: &Source) -> Option<String> {
+    if net["publicNetworkAccess"]
+        .as_str()
+        .is_some_and(|p| !p.eq_ignore_ascii_case("Enabled"))
+    {
+        return None;
+    }
+    let ip_rules: Vec<String> = net["ipRules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["ipAddressOrRange"].as_str().map(str::to_string))
+        .collect();
+    let vnet_filter = net["isVirtualNetworkFilterEnabled"]
+        .as_bool()
+        .unwrap_or(false);
+    if ip_rules.is_empty() && !vnet_filter {
+        return Some("no firewall: all networks allowed".into());
+    }
+    let azure_dc = ip_rules.iter().any(|r| r.trim() == "0.0.0.0");
+    match src {
+        Source::Internet => ip_rules
+            .iter()
+            .find(|r| r.trim() != "0.0.0.0" && Cidr::parse(r).is_some_and(|c| !c.is_private()))
+            .map(|r| format!("partly allowed by IP rule {r}")),
+        Source::AzureServices => {
+            if azure_dc {
+                Some("IP rule 0.0.0.0 accepts connections from within public Azure datacenters".into())
+            } else if net["networkAclBypass"].as_str().is_some_and(|b| b.eq_ignore_ascii_case("AzureServices")) {
+                Some("networkAclBypass AzureServices".into())
+            } else {
+                None
+            }
+        }
+        Source::Subnet { id, endpoint: true } => {
+            let listed = net["virtualNetworkRules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|r| r["id"].as_str().is_some_and(|x| ids::key(x) == ids::key(id)));
+            (vnet_filter && listed).then(|| "virtual network rule (service endpoint Microsoft.AzureCosmosDB)".to_string())
+        }
+        Source::Subnet { endpoint: false, .. } => azure_dc.then(|| {
+            "no Microsoft.AzureCosmosDB endpoint: arrives from an Azure public IP, accepted by IP rule 0.0.0.0".to_string()
+        }),
+    }
+}
+
+/// The Cosmos network settings the data plane enforces at `now` (firewall changes propagate late).
+pub fn effective_cosmos(r: &Resource, now_ms: u64) -> (Value, bool) {
+    let current = cosmos_network(props(&r.body));
+    let effective = r
+        .firewall_history
+        .iter()
+        .rfind(|(t, _)| *t <= now_ms)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| current.clone());
+    let pending = r.firewall_history.iter().any(|(t, _)| *t > now_ms);
+    (effective, pending)
+}
+
+fn subnets(state: &State) -> Vec<&Resource> {
+    state.of_type(NET_SUBNET).collect()
+}
+
+fn entry(source: String, reason: String) -> Value {
+    json!({"source": source, "reason": reason})
+}
+
+fn site_target(state: &State, site: &Resource, scm: bool) -> Value {
+    let sp = props(&site.body);
+    let cfg = state
+        .get(&format!("{}/config/web", site.id))
+        .map(|c| props(&c.body).clone())
+        .unwrap_or(json!({}));
+    let disabled = sp["publicNetworkAccess"]
+        .as_str()
+        .is_some_and(|p| p.eq_ignore_ascii_case("Disabled"));
+    let use_main = cfg["scmIpSecurityRestrictionsUseMain"]
+        .as_bool()
+        .unwrap_or(false);
+    let (list, default) = if !scm || use_main {
+        (
+            "ipSecurityRestrictions",
+            "ipSecurityRestrictionsDefaultAction",
+        )
+    } else {
+        (
+            "scmIpSecurityRestrictions",
+            "scmIpSecurityRestrictionsDefaultAction",
+        )
+    };
+    let rules: Vec<Value> = cfg[list].as_array().cloned().unwrap_or_default();
+    let default_action = cfg[default].as_str();
+    let admit = |src: &Source| -> Option<String> {
+        if disabled {
+            return None;
+        }
+        restrictions_admit(&rules, default_action, src).map(|r| {
+            if scm && use_main {
+                format!("{r} (SCM uses the main site's rules)")
+            } else {
+                r
+            }
+        })
+    };
+    let mut reach = vec![];
+    if let Some(r) = admit(&Source::Internet) {
+        reach.push(entry("internet".into(), r));
+    }
+    if let Some(r) = admit(&Source::AzureServices) {
+        reach.push(entry("azure-services".into(), r));
+    }
+    for s in subnets(state) {
+        let endpoint = has_service_endpoint(props(&s.body), "Microsoft.Web");
+        if let Some(r) = admit(&Source::Subnet {
+            id: s.id.clone(),
+            endpoint,
+        }) {
+            reach.push(entry(format!("subnet:{}", s.id), r));
+        }
+    }
+    // Gateway frontends whose rules forward to this host.
+    let host = site_host(&site.id);
+    let host = if scm {
+        host.replace(".azurewebsites.net", ".scm.azurewebsites.net")
+    } else {
+        host
+    };
+    let mut internet_via_gateway = false;
+    for gw in state.of_type(NET_AGW) {
+        if gw.provisioning_state == "Failed" {
+            continue;
+        }
+        let gp = props(&gw.body);
+        let gw_subnet = gp["gatewayIPConfigurations"][0]["properties"]["subnet"]["id"]
+            .as_str()
+            .unwrap_or("");
+        let endpoint = state
+            .get(gw_subnet)
+            .is_some_and(|s| has_service_endpoint(props(&s.body), "Microsoft.Web"));
+        let Some(why) = admit(&Source::Subnet {
+            id: gw_subnet.to_string(),
+            endpoint,
+        }) else {
+            continue;
+        };
+        for fe in gp["frontendIPConfigurations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let fe_name = fe["name"].as_str().unwrap_or("");
+            if gateway_forwards(gp, fe_name, &host) {
+                let public = fe["properties"]["publicIPAddress"]["id"].is_string();
+                internet_via_gateway |= public;
+                reach.push(json!({
+                    "source": format!("frontend:{}/frontendIPConfigurations/{fe_name}", gw.id),
+                    "public": public,
+                    "reason": format!("gateway forwards {host}; gateway subnet {why}"),
+                }));
+            }
+        }
+    }
+    let internet_direct = reach.iter().any(|e| e["source"] == "internet");
+    json!({
+        "endpoint": host,
+        "reachableFrom": reach,
+        "internetDirect": internet_direct,
+        "internetViaGateway": internet_via_gateway,
+    })
+}
+
+/// Whether a routing rule on frontend `fe` sends traffic to a backend pool that contains `host`.
+fn gateway_forwards(gp: &Value, fe: &str, host: &str) -> bool {
+    let tail = |v: &Value| {
+        v["id"]
+            .as_str()
+            .and_then(|s| s.rsplit('/').next())
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    let listeners: Vec<String> = gp["httpListeners"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| tail(&l["properties"]["frontendIPConfiguration"]).eq_ignore_ascii_case(fe))
+        .filter_map(|l| l["name"].as_str().map(|s| s.to_ascii_lowercase()))
+        .collect();
+    gp["requestRoutingRules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| {
+            listeners.contains(&tail(&r["properties"]["httpListener"])) && {
+                let pool = tail(&r["properties"]["backendAddressPool"]);
+                gp["backendAddressPools"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|p| {
+                        p["name"]
+                            .as_str()
+                            .is_some_and(|n| n.eq_ignore_ascii_case(&pool))
+                            && p["properties"]["backendAddresses"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .any(|a| {
+                                    a["fqdn"]
+                                        .as_str()
+                                        .is_some_and(|f| f.eq_ignore_ascii_case(host))
+                                })
+                    })
+            }
+        })
+}
+
+fn cosmos_target(state: &State, acct: &Resource, now_ms: u64) -> Value {
+    let (net, pending) = effective_cosmos(acct, now_ms);
+    let mut reach = vec![];
+    for (name, src) in [
+        ("internet", Source::Internet),
+        ("azure-services", Source::AzureServices),
+    ] {
+        if let Some(r) = cosmos_admits(&net, &src) {
+            reach.push(entry(name.into(), r));
+        }
+    }
+    for s in subnets(state) {
+        let endpoint = has_service_endpoint(props(&s.body), "Microsoft.AzureCosmosDB");
+        if let Some(r) = cosmos_admits(
+            &net,
+            &Source::Subnet {
+                id: s.id.clone(),
+                endpoint,
+            },
+        ) {
+            reach.push(entry(format!("subnet:{}", s.id), r));
+        }
+    }
+    let internet = reach.iter().any(|e| e["source"] == "internet");
+    json!({
+        "endpoint": format!("https://{}.documents.azure.com:443/", ids::ArmPath::parse(&acct.id).map(|p| p.name()).unwrap_or_default().to_ascii_lowercase()),
+        "reachableFrom": reach,
+        "internetDirect": internet,
+        "effectiveNetwork": net,
+        "pendingFirewallChange": pending,
+    })
+}
+
+/// The whole verdict: `{"sources":[…], "sites":{id:{main,scm}}, "cosmos":{id:{dataPlane}}}`.
+pub fn exposure(state: &State, now_ms: u64) -> Value {
+    let mut sources = vec![json!({"id": "internet"}), json!({"id": "azure-services"})];
+    for s in subnets(state) {
+        let ses: Vec<Value> = props(&s.body)["serviceEndpoints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| e["service"].clone())
+            .collect();
+        sources.push(json!({"id": format!("subnet:{}", s.id), "serviceEndpoints": ses}));
+    }
+    for gw in state.of_type(NET_AGW) {
+        for fe in props(&gw.body)["frontendIPConfigurations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            sources.push(json!({
+                "id": format!("frontend:{}/frontendIPConfigurations/{}", gw.id, fe["name"].as_str().unwrap_or("")),
+                "public": fe["properties"]["publicIPAddress"]["id"].is_string(),
+                "privateIPAddress": fe["properties"]["privateIPAddress"],
+            }));
+        }
+    }
+    let mut sites = serde_json::Map::new();
+    for site in state.of_type(WEB_SITE) {
+        sites.insert(
+            site.id.clone(),
+            json!({"main": site_target(state, site, false), "scm": site_target(state, site, true)}),
+        );
+    }
+    let mut cosmos = serde_json::Map::new();
+    for acct in state.of_type(COSMOS) {
+        cosmos.insert(
+            acct.id.clone(),
+            json!({"dataPlane": cosmos_target(state, acct, now_ms)}),
+        );
+    }
+    json!({"sources": sources, "sites": sites, "cosmos": cosmos})
+}

@@ -1,0 +1,25 @@
+//! arm-emulator: a local, faithful Azure Resource Manager and Microsoft Entra token endpoint over
+//! HTTPS, for fhirlock's tests and demo. It shares no model code with the operator: both are
+//! written from `shared/reference/azure-arm.md`, so a misunderstanding in one is caught by the other.
+//!
+//! Layout: pure decision logic (`validate`, `enrich`, `exposure`, `throttle`, `state` LRO machine,
+//! `faults`) is plain functions tested by tables; `engine` applies them to a request; `server` is
+//! the HTTPS edge.
+
+pub mod cidr;
+pub mod client;
+pub mod config;
+pub mod engine;
+pub mod enrich;
+pub mod error;
+pub mod exposure;
+pub mod faults;
+pub mod ids;
+pub mod jwt;
+pub mod server;
+pub mod state;
+pub mod stats;
+pub mod throttle;
+pub mod tls;
+pub mod util;
+pub mod validate;

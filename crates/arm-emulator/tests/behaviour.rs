@@ -1,0 +1,280 @@
+//! Behaviour beyond the §7 checklist: unknown fields, faults, stats, features, VNet PUT, durability.
+
+mod common;
+use arm_emulator::engine::Request;
+use common::*;
+use serde_json::json;
+
+#[test]
+fn unknown_properties_round_trip_on_put_and_patch() {
+    let mut h = H::new();
+    h.put_subnet(
+        "a",
+        json!({"addressPrefix": "10.20.5.0/24", "futureKnob": {"x": [1, 2]}}),
+    );
+    h.settle();
+    assert_eq!(
+        h.ok("GET", &subnet_id("hscn-net", "hscn-vnet", "a"), NET, None)["properties"]["futureKnob"],
+        json!({"x": [1, 2]})
+    );
+    h.ok("PUT", &cosmos_id("c"), COSMOS, Some(json!({"location": "uksouth", "newTopLevel": 7, "properties": {"databaseAccountOfferType": "Standard", "locations": [{"locationName": "UK South"}], "brandNew": "yes"}})));
+    h.settle();
+    h.ok(
+        "PATCH",
+        &cosmos_id("c"),
+        COSMOS,
+        Some(json!({"properties": {"anotherNew": true}})),
+    );
+    h.settle();
+    let v = h.ok("GET", &cosmos_id("c"), COSMOS, None);
+    assert_eq!(
+        (
+            v["newTopLevel"].clone(),
+            v["properties"]["brandNew"].clone(),
+            v["properties"]["anotherNew"].clone()
+        ),
+        (json!(7), json!("yes"), json!(true))
+    );
+}
+
+#[test]
+fn subnet_echoes_the_prefix_form_the_caller_used() {
+    let mut h = H::new();
+    h.put_subnet("a", json!({"addressPrefixes": ["10.20.5.0/24"]}));
+    h.settle();
+    let v = h.ok("GET", &subnet_id("hscn-net", "hscn-vnet", "a"), NET, None);
+    assert!(v["properties"]["addressPrefix"].is_null());
+    assert_eq!(v["properties"]["addressPrefixes"], json!(["10.20.5.0/24"]));
+}
+
+#[test]
+fn vnet_put_without_subnets_keeps_them_and_with_empty_list_deletes_them() {
+    let mut h = H::new();
+    h.put_subnet("a", json!({"addressPrefix": "10.20.5.0/24"}));
+    h.settle();
+    let vnet = vnet_id("hscn-net", "hscn-vnet");
+    h.ok("PUT", &vnet, NET, Some(json!({"location": "uksouth", "properties": {"addressSpace": {"addressPrefixes": ["10.20.0.0/16"]}}})));
+    h.settle();
+    assert_eq!(
+        h.ok("GET", &vnet, NET, None)["properties"]["subnets"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    h.ok("PUT", &vnet, NET, Some(json!({"location": "uksouth", "properties": {"addressSpace": {"addressPrefixes": ["10.20.0.0/16"]}, "subnets": []}})));
+    h.settle();
+    assert_eq!(
+        h.ok("GET", &vnet, NET, None)["properties"]["subnets"],
+        json!([])
+    );
+}
+
+#[test]
+fn faults_status_count_latency_and_drop() {
+    let mut h = H::new();
+    let add = |h: &mut H, f: serde_json::Value| {
+        h.raw(Request::new("POST", "/_emulator/faults").with_json(&f))
+    };
+    add(
+        &mut h,
+        json!({"method": "GET", "path": "*/resourceGroups/fhir", "count": 2, "status": 503, "retryAfter": 3}),
+    );
+    let r = h.call("GET", &rg("fhir"), RG_API, None);
+    assert_eq!((r.status, r.get_header("Retry-After")), (503, Some("3")));
+    assert_eq!(r.json_body()["error"]["code"], "ServiceUnavailable");
+    assert_eq!(h.call("GET", &rg("fhir"), RG_API, None).status, 503);
+    assert_eq!(
+        h.call("GET", &rg("fhir"), RG_API, None).status,
+        200,
+        "count exhausted"
+    );
+    add(
+        &mut h,
+        json!({"path": "*/resourceGroups/fhir", "dropConnection": true}),
+    );
+    assert_eq!(
+        h.call("GET", &rg("fhir"), RG_API, None).status,
+        0,
+        "dropped"
+    );
+    add(
+        &mut h,
+        json!({"path": "*/resourceGroups/fhir", "latencyMs": 250}),
+    );
+    let req = Request::new("GET", &format!("{}?api-version={RG_API}", rg("fhir")))
+        .with_header("Authorization", &format!("Bearer {}", h.token));
+    let handled = h.e.handle(&req, h.now);
+    assert_eq!(handled.delay_ms, 250);
+    for status in [429u16, 500, 409, 412] {
+        add(
+            &mut h,
+            json!({"method": "PUT", "path": "*/subnets/*", "status": status}),
+        );
+        let r = h.put_subnet("z", json!({"addressPrefix": "10.20.9.0/24"}));
+        assert_eq!(r.status, status);
+    }
+    assert_eq!(
+        h.raw(Request::new("GET", "/_emulator/faults")).json_body()["faults"],
+        json!([])
+    );
+}
+
+#[test]
+fn stats_count_requests_exactly_and_reset() {
+    let mut h = H::new();
+    h.raw(Request::new("DELETE", "/_emulator/stats"));
+    h.call("GET", &rg("fhir"), RG_API, None);
+    h.call("GET", &rg("fhir"), RG_API, None);
+    let r = h.put_subnet("a", json!({"addressPrefix": "10.20.5.0/24"}));
+    let url = r.get_header("Azure-AsyncOperation").unwrap().to_string();
+    h.poll(&url);
+    h.call("GET", &site_id("missing"), WEB, None);
+    let s = h.raw(Request::new("GET", "/_emulator/stats")).json_body();
+    assert_eq!(s["total"], 5);
+    assert_eq!(
+        (
+            s["reads"].clone(),
+            s["writes"].clone(),
+            s["deletes"].clone()
+        ),
+        (json!(4), json!(1), json!(0))
+    );
+    assert_eq!(
+        s["byResourceType"]["Microsoft.Network/virtualNetworks/subnets"],
+        1
+    );
+    assert_eq!(
+        s["byResourceType"]["Microsoft.Network/locations/operations"],
+        1
+    );
+    assert_eq!(
+        s["byPrincipal"][arm_emulator::config::DEV_CLIENT_OBJECT_ID],
+        5
+    );
+    assert_eq!(s["byStatus"]["404"], 1);
+    h.raw(Request::new("DELETE", "/_emulator/stats"));
+    assert_eq!(
+        h.raw(Request::new("GET", "/_emulator/stats")).json_body()["total"],
+        0
+    );
+}
+
+#[test]
+fn feature_registration_moves_through_registering_to_registered() {
+    let mut h = H::new();
+    let f = format!(
+        "/subscriptions/{SUB}/providers/Microsoft.Features/providers/Microsoft.Network/features/EnableApplicationGatewayNetworkIsolation"
+    );
+    assert_eq!(
+        h.ok("GET", &f, "2021-07-01", None)["properties"]["state"],
+        "NotRegistered"
+    );
+    assert_eq!(
+        h.ok("POST", &format!("{f}/register"), "2021-07-01", None)["properties"]["state"],
+        "Registering"
+    );
+    h.advance(60.0);
+    let v = h.ok("GET", &f, "2021-07-01", None);
+    assert_eq!(v["properties"]["state"], "Registered");
+    assert_eq!(
+        v["name"],
+        "Microsoft.Network/EnableApplicationGatewayNetworkIsolation"
+    );
+}
+
+#[test]
+fn accepted_writes_survive_a_restart_and_running_operations_finish_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let mut h = H::with_state(
+        arm_emulator::config::Config::dev(),
+        Default::default(),
+        Some(path.clone()),
+    );
+    h.ok(
+        "PUT",
+        &rg("hscn-net"),
+        RG_API,
+        Some(json!({"location": "uksouth"})),
+    );
+    h.ok("PUT", &vnet_id("hscn-net", "v"), NET, Some(json!({"location": "uksouth", "properties": {"addressSpace": {"addressPrefixes": ["10.0.0.0/16"]}}})));
+    h.settle();
+    let r = h.call(
+        "PUT",
+        &subnet_id("hscn-net", "v", "a"),
+        NET,
+        Some(json!({"properties": {"addressPrefix": "10.0.1.0/24"}})),
+    );
+    let url = r.get_header("Azure-AsyncOperation").unwrap().to_string();
+    let now = h.now;
+    drop(h); // no shutdown hook: what is on disk is what a kill -9 leaves
+    let state = arm_emulator::state::State::load(&path).unwrap().unwrap();
+    let mut h2 = H::with_state(arm_emulator::config::Config::dev(), state, Some(path));
+    h2.now = now;
+    assert_eq!(h2.poll(&url).json_body()["status"], "InProgress");
+    h2.advance(10.0);
+    assert_eq!(h2.poll(&url).json_body()["status"], "Succeeded");
+    assert_eq!(
+        h2.ok("GET", &subnet_id("hscn-net", "v", "a"), NET, None)["properties"]["provisioningState"],
+        "Succeeded"
+    );
+}
+
+#[test]
+fn resource_group_delete_removes_its_resources() {
+    let mut h = H::new();
+    h.put_subnet("a", json!({"addressPrefix": "10.20.5.0/24"}));
+    h.settle();
+    let r = h.call("DELETE", &rg("hscn-net"), RG_API, None);
+    assert_eq!(r.status, 202);
+    let loc = r.get_header("Location").unwrap().to_string();
+    assert!(loc.contains("/operationresults/"));
+    assert_eq!(h.poll(&loc).status, 202);
+    h.settle();
+    assert_eq!(h.poll(&loc).status, 204);
+    h.fails(
+        "GET",
+        &rg("hscn-net"),
+        RG_API,
+        None,
+        404,
+        "ResourceGroupNotFound",
+    );
+    assert!(
+        h.e.state
+            .get(&subnet_id("hscn-net", "hscn-vnet", "a"))
+            .is_none()
+    );
+}
+
+#[test]
+fn lists_return_value_arrays() {
+    let mut h = H::new();
+    h.put_subnet("a", json!({"addressPrefix": "10.20.5.0/24"}));
+    h.settle();
+    let v = h.ok(
+        "GET",
+        &format!("{}/subnets", vnet_id("hscn-net", "hscn-vnet")),
+        NET,
+        None,
+    );
+    assert_eq!(v["value"].as_array().unwrap().len(), 1);
+    let v = h.ok(
+        "GET",
+        &format!(
+            "{}/providers/Microsoft.Network/virtualNetworks",
+            rg("hscn-net")
+        ),
+        NET,
+        None,
+    );
+    assert_eq!(v["value"][0]["name"], "hscn-vnet");
+    let v = h.ok(
+        "GET",
+        &format!("/subscriptions/{SUB}/resourcegroups"),
+        RG_API,
+        None,
+    );
+    assert_eq!(v["value"].as_array().unwrap().len(), 2);
+}
