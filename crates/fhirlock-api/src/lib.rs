@@ -1,0 +1,36 @@
+//! The `SecuredFhirEndpoint` API (group `fhirlock.io`): Rust types, CRD generation and the
+//! admission rules the apiserver enforces. No I/O here.
+
+pub mod admission;
+/// The shared test corpus (`tests/fixtures/`), for this crate's tests and the apiserver tests.
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
+pub mod v1alpha1;
+
+pub use v1alpha1::{SecuredFhirEndpoint, SecuredFhirEndpointSpec, SecuredFhirEndpointStatus};
+
+use kube::CustomResourceExt;
+
+/// API group of every fhirlock resource.
+pub const GROUP: &str = "fhirlock.io";
+/// Finalizer fhirlock puts on endpoints so that deletion can clean Azure first.
+pub const FINALIZER: &str = "fhirlock.io/cleanup";
+/// Field manager fhirlock uses for server-side apply.
+pub const FIELD_MANAGER: &str = "fhirlock";
+/// Azure tag on every resource fhirlock creates: `<namespace>/<name>` of the owning endpoint.
+pub const OWNER_TAG: &str = "fhirlock.io/owner";
+
+/// The CRD manifests, in the order they are installed.
+pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
+    vec![SecuredFhirEndpoint::crd()]
+}
+
+/// The CRD manifests as one multi-document YAML stream: what `fhirlock crd` prints and `crds/` holds.
+pub fn crds_yaml() -> String {
+    let mut out = String::new();
+    for crd in crds() {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&crd).expect("a CRD always serializes to YAML"));
+    }
+    out
+}
