@@ -85,11 +85,7 @@ fn base(r: &Resource, rtype: &str) -> Value {
     o.insert("id".into(), json!(r.id));
     o.insert(
         "name".into(),
-        json!(
-            ids::ArmPath::parse(&r.id)
-                .map(|p| p.name())
-                .unwrap_or_default()
-        ),
+        json!(r.id.rsplit('/').next().unwrap_or_default()),
     );
     o.insert("type".into(), json!(rtype));
     v
