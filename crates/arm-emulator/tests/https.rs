@@ -162,6 +162,32 @@ async fn https_only_with_generated_ca_and_secret_token_flow() {
         .await;
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["error"]["code"], "AuthenticationFailed");
+
+    // Fault injection over the wire: a dropped connection, then latency.
+    let rg1 = format!("/subscriptions/{SUB}/resourceGroups/rg1?api-version=2024-03-01");
+    emu.req(
+        "POST",
+        "/_emulator/faults",
+        None,
+        Some(
+            &json!([{"method": "GET", "path": "*/resourceGroups/rg1", "dropConnection": true},
+        {"method": "GET", "path": "*/resourceGroups/rg1", "latencyMs": 300}]),
+        ),
+    )
+    .await;
+    let auth = format!("Bearer {token}");
+    let dropped = client::request(
+        emu.tls.clone(),
+        "GET",
+        &format!("{}{rg1}", emu.base),
+        &[("authorization", auth.as_str())],
+        vec![],
+    )
+    .await;
+    assert!(dropped.is_err(), "connection closed without an answer");
+    let t0 = std::time::Instant::now();
+    assert_eq!(emu.req("GET", &rg1, Some(&token), None).await.status, 200);
+    assert!(t0.elapsed() >= std::time::Duration::from_millis(300));
     running.stop();
 }
 
@@ -345,11 +371,14 @@ impl Drop for Proc {
 }
 
 fn spawn(data: &Path, cfg: &Path) -> (Proc, Value) {
+    spawn_with(data, &["--config".as_ref(), cfg.as_os_str()])
+}
+
+fn spawn_with(data: &Path, extra: &[&std::ffi::OsStr]) -> (Proc, Value) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_arm-emulator"))
         .args(["--addr", "127.0.0.1:0", "--data-dir"])
         .arg(data)
-        .arg("--config")
-        .arg(cfg)
+        .args(extra)
         .args(["--time-scale", "1"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -458,5 +487,49 @@ async fn kill_9_during_a_long_running_operation_loses_nothing_and_the_operation_
         .await
         .status,
         200
+    );
+}
+
+#[tokio::test]
+async fn binary_without_config_starts_the_development_tenant_and_prints_the_ready_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_p, ready) = spawn_with(dir.path(), &[]);
+    assert_eq!(ready["ready"], true);
+    assert_eq!(ready["tenant_id"], T);
+    assert_eq!(ready["subscription_id"], SUB);
+    assert_eq!(
+        ready["authority_host"],
+        format!("{}/", ready["arm_endpoint"].as_str().unwrap())
+    );
+    assert_eq!(
+        Path::new(ready["ca_path"].as_str().unwrap()),
+        dir.path().join("ca.pem")
+    );
+    let emu = Emu::new(&ready);
+    let token = emu
+        .secret_token(config::PORTAL_CLIENT_ID, config::PORTAL_CLIENT_SECRET)
+        .await;
+    let r = emu
+        .req(
+            "PUT",
+            &format!("/subscriptions/{SUB}/resourceGroups/x?api-version=2024-03-01"),
+            Some(&token),
+            Some(&json!({"location": "uksouth"})),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let outsider = emu
+        .secret_token(config::OUTSIDER_CLIENT_ID, config::OUTSIDER_CLIENT_SECRET)
+        .await;
+    assert_eq!(
+        emu.req(
+            "GET",
+            &format!("/subscriptions/{SUB}/resourceGroups/x?api-version=2024-03-01"),
+            Some(&outsider),
+            None
+        )
+        .await
+        .status,
+        403
     );
 }
