@@ -13,7 +13,10 @@ use serde_json::Value;
 pub fn schema() -> Value {
     let crd = crate::crds().remove(0);
     let version = crd.spec.versions.into_iter().next().expect("one version");
-    let schema = version.schema.and_then(|s| s.open_api_v3_schema).expect("a schema");
+    let schema = version
+        .schema
+        .and_then(|s| s.open_api_v3_schema)
+        .expect("a schema");
     serde_json::to_value(schema).expect("a schema serializes")
 }
 
@@ -29,17 +32,30 @@ pub fn validate(object: &Value, old: Option<&Value>) -> Vec<String> {
     }
     if let Err(e) = Validator::new().validate(&schema, object, old) {
         errors.extend(e.into_vec().into_iter().map(|e| {
-            if e.field_path.is_empty() { e.message } else { format!("{}: Invalid value: {}", e.field_path, e.message) }
+            if e.field_path.is_empty() {
+                e.message
+            } else {
+                format!("{}: Invalid value: {}", e.field_path, e.message)
+            }
         }));
     }
     errors
 }
 
 fn structural(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
-    let at = |p: &str| if p.is_empty() { "<root>".to_owned() } else { p.to_owned() };
+    let at = |p: &str| {
+        if p.is_empty() {
+            "<root>".to_owned()
+        } else {
+            p.to_owned()
+        }
+    };
     if value.is_null() {
         if schema.get("nullable").and_then(Value::as_bool) != Some(true) {
-            errors.push(format!("{}: Invalid value: \"null\": must not be null", at(path)));
+            errors.push(format!(
+                "{}: Invalid value: \"null\": must not be null",
+                at(path)
+            ));
         }
         return;
     }
@@ -54,14 +70,25 @@ fn structural(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String
         _ => true,
     };
     if !type_ok {
-        errors.push(format!("{}: Invalid value: \"{}\": {} in body must be of type {}", at(path), kind(value), at(path), ty.unwrap_or("")));
+        errors.push(format!(
+            "{}: Invalid value: \"{}\": {} in body must be of type {}",
+            at(path),
+            kind(value),
+            at(path),
+            ty.unwrap_or("")
+        ));
         return;
     }
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
         && !allowed.contains(value)
     {
         let list: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
-        errors.push(format!("{}: Unsupported value: {}: supported values: {}", at(path), value, list.join(", ")));
+        errors.push(format!(
+            "{}: Unsupported value: {}: supported values: {}",
+            at(path),
+            value,
+            list.join(", ")
+        ));
     }
     let bound = |k: &str| schema.get(k).and_then(Value::as_f64);
     match value {
@@ -69,12 +96,19 @@ fn structural(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String
             if let Some(max) = bound("maxLength")
                 && s.chars().count() as f64 > max
             {
-                errors.push(format!("{}: Too long: may not be more than {max} bytes", at(path)));
+                errors.push(format!(
+                    "{}: Too long: may not be more than {max} bytes",
+                    at(path)
+                ));
             }
             if let Some(min) = bound("minLength")
                 && (s.chars().count() as f64) < min
             {
-                errors.push(format!("{}: Invalid value: \"{s}\": {} in body should be at least {min} chars long", at(path), at(path)));
+                errors.push(format!(
+                    "{}: Invalid value: \"{s}\": {} in body should be at least {min} chars long",
+                    at(path),
+                    at(path)
+                ));
             }
         }
         Value::Number(n) => {
@@ -82,19 +116,31 @@ fn structural(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String
             if let Some(max) = bound("maximum")
                 && n > max
             {
-                errors.push(format!("{}: Invalid value: {n}: {} in body should be less than or equal to {max}", at(path), at(path)));
+                errors.push(format!(
+                    "{}: Invalid value: {n}: {} in body should be less than or equal to {max}",
+                    at(path),
+                    at(path)
+                ));
             }
             if let Some(min) = bound("minimum")
                 && n < min
             {
-                errors.push(format!("{}: Invalid value: {n}: {} in body should be greater than or equal to {min}", at(path), at(path)));
+                errors.push(format!(
+                    "{}: Invalid value: {n}: {} in body should be greater than or equal to {min}",
+                    at(path),
+                    at(path)
+                ));
             }
         }
         Value::Array(items) => {
             if let Some(max) = bound("maxItems")
                 && items.len() as f64 > max
             {
-                errors.push(format!("{}: Too many: {}: must have at most {max} items", at(path), items.len()));
+                errors.push(format!(
+                    "{}: Too many: {}: must have at most {max} items",
+                    at(path),
+                    items.len()
+                ));
             }
             if let Some(item_schema) = schema.get("items") {
                 for (i, item) in items.iter().enumerate() {
@@ -104,10 +150,20 @@ fn structural(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String
         }
         Value::Object(map) => {
             let props = schema.get("properties").and_then(Value::as_object);
-            let preserve = schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true);
+            let preserve = schema
+                .get("x-kubernetes-preserve-unknown-fields")
+                .and_then(Value::as_bool)
+                == Some(true);
             // apiVersion, kind and metadata are the apiserver's own, not the CRD schema's.
-            let builtin = |k: &str| path.is_empty() && matches!(k, "apiVersion" | "kind" | "metadata");
-            for req in schema.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+            let builtin =
+                |k: &str| path.is_empty() && matches!(k, "apiVersion" | "kind" | "metadata");
+            for req in schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
                 if !map.contains_key(req) {
                     errors.push(format!("{}: Required value", join(path, req)));
                 }
@@ -128,7 +184,11 @@ fn structural(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 fn kind(v: &Value) -> &'static str {

@@ -40,7 +40,11 @@ pub fn invalid() -> Vec<Invalid> {
                 .unwrap_or_else(|| panic!("{} has no '# expect:' line", file.display()))
                 .to_owned();
             let object = serde_yaml::from_str(&text).expect("valid YAML");
-            Invalid { file, object, expect }
+            Invalid {
+                file,
+                object,
+                expect,
+            }
         })
         .collect()
 }
@@ -92,7 +96,9 @@ pub fn with_field(object: &Value, field: &str, value: Value) -> Value {
     let mut cur = &mut out;
     let parts: Vec<_> = field.split('.').collect();
     for p in &parts[..parts.len() - 1] {
-        cur = cur.get_mut(*p).unwrap_or_else(|| panic!("no {p} in {field}"));
+        cur = cur
+            .get_mut(*p)
+            .unwrap_or_else(|| panic!("no {p} in {field}"));
     }
     cur[parts[parts.len() - 1]] = value;
     out
@@ -100,6 +106,7 @@ pub fn with_field(object: &Value, field: &str, value: Value) -> Value {
 
 /// The main example, `examples/fhir-endpoint.yaml`.
 pub fn base_example() -> Value {
-    let text = std::fs::read_to_string(examples_dir().join("fhir-endpoint.yaml")).expect("readable");
+    let text =
+        std::fs::read_to_string(examples_dir().join("fhir-endpoint.yaml")).expect("readable");
     serde_yaml::from_str(&text).expect("valid YAML")
 }

@@ -21,7 +21,9 @@ pub const FIELD_MANAGER: &str = "fhirlock";
 pub const OWNER_TAG: &str = "fhirlock.io/owner";
 
 /// The CRD manifests, in the order they are installed.
-pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
+pub fn crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
     vec![SecuredFhirEndpoint::crd()]
 }
 

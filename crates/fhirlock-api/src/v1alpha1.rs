@@ -16,6 +16,8 @@ const SUB_PREFIX: &str = "(?i)^/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4
 
 /// Declares an Azure-hosted FHIR API that is reachable only through a private Application Gateway
 /// on the HSCN-connected virtual network, with every other way in closed.
+// Several printcolumn(...) share `type_ = "string"`; clippy reads them as one attribute repeated.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "fhirlock.io",
@@ -29,32 +31,52 @@ const SUB_PREFIX: &str = "(?i)^/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4
     status = "SecuredFhirEndpointStatus",
     cel,
     doc = "A FHIR API kept reachable only through a private Application Gateway on the HSCN network, with every other way in closed.",
-    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
-    printcolumn(name = "Reason", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].reason"#),
-    printcolumn(name = "Gateway-IP", type_ = "string", json_path = ".status.gateway.privateIPAddress"),
-    printcolumn(name = "Findings", type_ = "integer", json_path = ".status.findingCount"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = Rule::new(
-        "!isCIDR(self.spec.network.gatewaySubnet.addressPrefix) || !isIP(self.spec.gateway.privateIPAddress) || cidr(self.spec.network.gatewaySubnet.addressPrefix).containsIP(self.spec.gateway.privateIPAddress)"
-    ).message("spec.gateway.privateIPAddress must lie inside spec.network.gatewaySubnet.addressPrefix"),
-    validation = Rule::new(
-        "!isCIDR(self.spec.network.gatewaySubnet.addressPrefix) || !isIP(self.spec.gateway.privateIPAddress) || !cidr(self.spec.gateway.privateIPAddress + '/30').containsIP(cidr(self.spec.network.gatewaySubnet.addressPrefix).ip())"
-    ).message("spec.gateway.privateIPAddress must not be one of the first four addresses of the gateway subnet: Azure reserves them"),
-    validation = Rule::new(
-        "!isCIDR(self.spec.network.gatewaySubnet.addressPrefix) || !isCIDR(self.spec.network.integrationSubnet.addressPrefix) || !(cidr(self.spec.network.gatewaySubnet.addressPrefix).containsIP(cidr(self.spec.network.integrationSubnet.addressPrefix).ip()) || cidr(self.spec.network.integrationSubnet.addressPrefix).containsIP(cidr(self.spec.network.gatewaySubnet.addressPrefix).ip()))"
-    ).message("spec.network.gatewaySubnet and spec.network.integrationSubnet must not overlap: each must be a dedicated subnet"),
-    validation = Rule::new(
-        "!isCIDR(self.spec.network.gatewaySubnet.addressPrefix) || cidr(self.spec.network.gatewaySubnet.addressPrefix).prefixLength() < 24 || self.spec.gateway.sku.maxCapacity + 6 <= {24: 256, 25: 128, 26: 64, 27: 32, 28: 16, 29: 8, 30: 4, 31: 2, 32: 1}[cidr(self.spec.network.gatewaySubnet.addressPrefix).prefixLength()]"
-    ).message("spec.network.gatewaySubnet is too small for spec.gateway.sku.maxCapacity: it needs one address per instance, one for the private frontend and five Azure reserves"),
-    validation = Rule::new("self.spec.network.gatewaySubnet.name != self.spec.network.integrationSubnet.name")
-        .message("spec.network.gatewaySubnet.name and spec.network.integrationSubnet.name must differ"),
-    validation = Rule::new("self.spec.network.virtualNetworkId.lowerAscii().startsWith('/subscriptions/' + self.spec.subscriptionId.lowerAscii() + '/')")
-        .message("spec.network.virtualNetworkId must be in spec.subscriptionId"),
-    validation = Rule::new("self.spec.appService.id.lowerAscii().startsWith('/subscriptions/' + self.spec.subscriptionId.lowerAscii() + '/')")
-        .message("spec.appService.id must be in spec.subscriptionId"),
-    validation = Rule::new("self.spec.cosmosDb.id.lowerAscii().startsWith('/subscriptions/' + self.spec.subscriptionId.lowerAscii() + '/')")
-        .message("spec.cosmosDb.id must be in spec.subscriptionId"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].reason"#
+    ),
+    printcolumn(
+        name = "Gateway-IP",
+        type_ = "string",
+        json_path = ".status.gateway.privateIPAddress"
+    ),
+    printcolumn(
+        name = "Findings",
+        type_ = "integer",
+        json_path = ".status.findingCount"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
+#[x_kube(validation = Rule::new(
+        "!isCIDR(self.network.gatewaySubnet.addressPrefix) || !isIP(self.gateway.privateIPAddress) || cidr(self.network.gatewaySubnet.addressPrefix).containsIP(self.gateway.privateIPAddress)"
+    ).message("spec.gateway.privateIPAddress must lie inside spec.network.gatewaySubnet.addressPrefix"))]
+#[x_kube(validation = Rule::new(
+        "!isCIDR(self.network.gatewaySubnet.addressPrefix) || !isIP(self.gateway.privateIPAddress) || !cidr(self.gateway.privateIPAddress + '/30').containsIP(cidr(self.network.gatewaySubnet.addressPrefix).ip())"
+    ).message("spec.gateway.privateIPAddress must not be one of the first four addresses of the gateway subnet: Azure reserves them"))]
+#[x_kube(validation = Rule::new(
+        "!isCIDR(self.network.gatewaySubnet.addressPrefix) || !isCIDR(self.network.integrationSubnet.addressPrefix) || !(cidr(self.network.gatewaySubnet.addressPrefix).containsIP(cidr(self.network.integrationSubnet.addressPrefix).ip()) || cidr(self.network.integrationSubnet.addressPrefix).containsIP(cidr(self.network.gatewaySubnet.addressPrefix).ip()))"
+    ).message("spec.network.gatewaySubnet and spec.network.integrationSubnet must not overlap: each must be a dedicated subnet"))]
+#[x_kube(validation = Rule::new(
+        "!isCIDR(self.network.gatewaySubnet.addressPrefix) || cidr(self.network.gatewaySubnet.addressPrefix).prefixLength() < 24 || self.gateway.sku.maxCapacity + 6 <= {24: 256, 25: 128, 26: 64, 27: 32, 28: 16, 29: 8, 30: 4, 31: 2, 32: 1}[cidr(self.network.gatewaySubnet.addressPrefix).prefixLength()]"
+    ).message("spec.network.gatewaySubnet is too small for spec.gateway.sku.maxCapacity: it needs one address per instance, one for the private frontend and five Azure reserves"))]
+#[x_kube(validation = Rule::new("self.network.gatewaySubnet.name != self.network.integrationSubnet.name")
+        .message("spec.network.gatewaySubnet.name and spec.network.integrationSubnet.name must differ"))]
+#[x_kube(validation = Rule::new("self.network.virtualNetworkId.lowerAscii().startsWith('/subscriptions/' + self.subscriptionId.lowerAscii() + '/')")
+        .message("spec.network.virtualNetworkId must be in spec.subscriptionId"))]
+#[x_kube(validation = Rule::new("self.appService.id.lowerAscii().startsWith('/subscriptions/' + self.subscriptionId.lowerAscii() + '/')")
+        .message("spec.appService.id must be in spec.subscriptionId"))]
+#[x_kube(validation = Rule::new("self.cosmosDb.id.lowerAscii().startsWith('/subscriptions/' + self.subscriptionId.lowerAscii() + '/')")
+        .message("spec.cosmosDb.id must be in spec.subscriptionId"))]
 #[serde(rename_all = "camelCase")]
 pub struct SecuredFhirEndpointSpec {
     /// The Azure subscription that holds the VNet, the App Service, the Cosmos DB account and the
@@ -288,7 +310,11 @@ fn default_max_capacity() -> i32 {
 
 impl Default for GatewaySku {
     fn default() -> Self {
-        Self { tier: GatewayTier::default(), min_capacity: default_min_capacity(), max_capacity: default_max_capacity() }
+        Self {
+            tier: GatewayTier::default(),
+            min_capacity: default_min_capacity(),
+            max_capacity: default_max_capacity(),
+        }
     }
 }
 
@@ -423,7 +449,11 @@ pub struct GatewayStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// The private frontend IP address.
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "privateIPAddress")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "privateIPAddress"
+    )]
     pub private_ip_address: Option<String>,
     /// ARM provisioningState of the gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]

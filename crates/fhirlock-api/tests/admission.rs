@@ -10,10 +10,18 @@ use serde_json::{Value, json};
 #[test]
 fn every_example_is_admitted() {
     let examples = fixtures::examples();
-    assert!(examples.len() >= 3, "expected the examples/ manifests, found {}", examples.len());
+    assert!(
+        examples.len() >= 3,
+        "expected the examples/ manifests, found {}",
+        examples.len()
+    );
     for (file, obj) in examples {
         let errors = admission::validate(&obj, None);
-        assert!(errors.is_empty(), "{} rejected: {errors:#?}", file.display());
+        assert!(
+            errors.is_empty(),
+            "{} rejected: {errors:#?}",
+            file.display()
+        );
         // And it deserializes into the Rust type the operator uses.
         serde_json::from_value::<fhirlock_api::SecuredFhirEndpoint>(obj).unwrap();
     }
@@ -22,7 +30,11 @@ fn every_example_is_admitted() {
 #[test]
 fn every_invalid_manifest_is_rejected_with_its_message() {
     let corpus = fixtures::invalid();
-    assert!(corpus.len() >= 25, "the corpus must hold at least 25 manifests, has {}", corpus.len());
+    assert!(
+        corpus.len() >= 25,
+        "the corpus must hold at least 25 manifests, has {}",
+        corpus.len()
+    );
     for case in corpus {
         let errors = admission::validate(&case.object, None);
         assert!(
@@ -43,7 +55,11 @@ fn immutable_fields_cannot_change() {
         let new = fixtures::with_field(&old, &u.field, u.value.clone());
         let expect = u.expect.expect("immutable rows name a message");
         let errors = admission::validate(&new, Some(&old));
-        assert!(errors.iter().any(|e| e.contains(&expect)), "{}: expected {expect:?}, got {errors:#?}", u.field);
+        assert!(
+            errors.iter().any(|e| e.contains(&expect)),
+            "{}: expected {expect:?}, got {errors:#?}",
+            u.field
+        );
     }
 }
 
@@ -60,10 +76,16 @@ fn day_two_changes_are_allowed() {
 #[test]
 fn defaults_fill_an_omitted_sku_and_tls_policy() {
     // The audit example omits sku, sslPolicy, probePath, scmSite and deletionPolicy.
-    let (_, obj) = fixtures::examples().into_iter().find(|(f, _)| f.ends_with("fhir-endpoint-audit.yaml")).unwrap();
+    let (_, obj) = fixtures::examples()
+        .into_iter()
+        .find(|(f, _)| f.ends_with("fhir-endpoint-audit.yaml"))
+        .unwrap();
     let sfe: fhirlock_api::SecuredFhirEndpoint = serde_json::from_value(obj).unwrap();
     assert_eq!(sfe.spec.gateway.sku.max_capacity, 3);
-    assert_eq!(sfe.spec.gateway.ssl_policy, fhirlock_api::v1alpha1::SslPolicy::AppGwSslPolicy20220101S);
+    assert_eq!(
+        sfe.spec.gateway.ssl_policy,
+        fhirlock_api::v1alpha1::SslPolicy::AppGwSslPolicy20220101S
+    );
     assert_eq!(sfe.spec.gateway.probe_path, "/metadata");
 }
 
@@ -74,7 +96,11 @@ fn every_rule_has_a_message() {
             Value::Object(m) => {
                 if let Some(Value::Array(rules)) = m.get("x-kubernetes-validations") {
                     for r in rules {
-                        if r.get("message").and_then(Value::as_str).unwrap_or("").is_empty() {
+                        if r.get("message")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .is_empty()
+                        {
                             missing.push(r["rule"].to_string());
                         }
                     }
@@ -96,7 +122,12 @@ fn every_spec_field_has_a_description() {
         if let Some(props) = v.get("properties").and_then(Value::as_object) {
             for (k, child) in props {
                 let p = format!("{path}.{k}");
-                if child.get("description").and_then(Value::as_str).unwrap_or("").is_empty() {
+                if child
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .is_empty()
+                {
                     missing.push(p.clone());
                 }
                 walk(child, &p, missing);
@@ -110,7 +141,10 @@ fn every_spec_field_has_a_description() {
     let mut missing = Vec::new();
     walk(&schema["properties"]["spec"], "spec", &mut missing);
     walk(&schema["properties"]["status"], "status", &mut missing);
-    assert!(missing.is_empty(), "fields without a description (kubectl explain shows nothing): {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "fields without a description (kubectl explain shows nothing): {missing:#?}"
+    );
 }
 
 /// The network rules, computed the plain way: is the IP inside the prefix and not one of the

@@ -3,7 +3,10 @@
 
 #[test]
 fn committed_crds_match_the_code() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../crds/securedfhirendpoints.fhirlock.io.yaml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../crds/securedfhirendpoints.fhirlock.io.yaml"
+    );
     let committed = std::fs::read_to_string(path).unwrap_or_default();
     let generated = fhirlock_api::crds_yaml();
     assert!(

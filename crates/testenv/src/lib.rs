@@ -35,15 +35,26 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
         .output()
         .with_context(|| format!("running {}", script.display()))?;
     if !out.status.success() {
-        bail!("{} failed; run `make k8s-bins` to see why", script.display());
+        bail!(
+            "{} failed; run `make k8s-bins` to see why",
+            script.display()
+        );
     }
-    let dir = String::from_utf8(out.stdout)?.lines().last().unwrap_or_default().trim().to_owned();
+    let dir = String::from_utf8(out.stdout)?
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
     Ok(PathBuf::from(dir))
 }
 
 /// The repository root (this crate lives in `crates/testenv`).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root exists")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root exists")
 }
 
 /// The pinned `kubectl`, built from the same release as the apiserver.
@@ -70,7 +81,9 @@ impl ControlPlane {
                 bail!("{} is missing; run `make k8s-bins`", bins.join(b).display());
             }
         }
-        let dir = tempfile::Builder::new().prefix("fhirlock-testenv-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("fhirlock-testenv-")
+            .tempdir()?;
         let root = dir.path();
         let pki = Pki::generate()?;
         pki.write(root)?;
@@ -117,9 +130,17 @@ impl ControlPlane {
 
         let guardian = Guardian::spawn(
             root,
-            vec![(bins.join("etcd"), etcd_args, "etcd"), (bins.join("kube-apiserver"), api_args, "kube-apiserver")],
+            vec![
+                (bins.join("etcd"), etcd_args, "etcd"),
+                (bins.join("kube-apiserver"), api_args, "kube-apiserver"),
+            ],
         )?;
-        let plane = ControlPlane { dir, server, pki, guardian: Mutex::new(Some(guardian)) };
+        let plane = ControlPlane {
+            dir,
+            server,
+            pki,
+            guardian: Mutex::new(Some(guardian)),
+        };
         plane.write_kubeconfig()?;
         plane.wait_ready(&etcd_url)?;
         Ok(plane)
@@ -147,12 +168,32 @@ impl ControlPlane {
     pub fn kubectl(&self) -> anyhow::Result<std::process::Command> {
         let mut cmd = std::process::Command::new(kubectl()?);
         cmd.env("KUBECONFIG", self.kubeconfig_path());
+        // Its own discovery cache, so nothing lands in ~/.kube and no stale cache is shared.
+        cmd.arg(format!(
+            "--cache-dir={}",
+            self.dir().join("kube-cache").display()
+        ));
         Ok(cmd)
+    }
+
+    /// Process IDs of etcd and kube-apiserver while they run.
+    pub fn pids(&self) -> Vec<u32> {
+        self.guardian
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|g| g.pids.clone())
+            .unwrap_or_default()
     }
 
     /// Stops both processes and removes the directory. Idempotent.
     pub fn stop(&self) {
-        if let Some(g) = self.guardian.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(g) = self
+            .guardian
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             g.stop();
             // A shared plane is never dropped, so the directory goes here rather than in TempDir's Drop.
             let _ = std::fs::remove_dir_all(self.dir.path());
@@ -160,7 +201,12 @@ impl ControlPlane {
     }
 
     fn write_kubeconfig(&self) -> anyhow::Result<()> {
-        let kubeconfig = kubeconfig_yaml(&self.server, &self.pki.ca_pem, &self.pki.admin_cert_pem, &self.pki.admin_key_pem);
+        let kubeconfig = kubeconfig_yaml(
+            &self.server,
+            &self.pki.ca_pem,
+            &self.pki.admin_cert_pem,
+            &self.pki.admin_key_pem,
+        );
         std::fs::write(self.kubeconfig_path(), kubeconfig)?;
         Ok(())
     }
@@ -172,7 +218,24 @@ impl ControlPlane {
             .map(Duration::from_secs)
             .unwrap_or(Duration::from_secs(90));
         let deadline = Instant::now() + timeout;
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        // Its own thread and runtime, so start() works from sync code and from inside async tests.
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| self.poll_ready(etcd_url, timeout, deadline))
+                .join()
+                .expect("readiness thread panicked")
+        })
+    }
+
+    fn poll_ready(
+        &self,
+        etcd_url: &str,
+        timeout: Duration,
+        deadline: Instant,
+    ) -> anyhow::Result<()> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         rt.block_on(async {
             let client = self.client().await?;
             let mut last_err = String::new();
@@ -180,7 +243,11 @@ impl ControlPlane {
                 if let Some(g) = self.guardian.lock().unwrap().as_mut()
                     && let Some(exited) = g.exited()
                 {
-                    bail!("{exited}; see logs in {}\n{}", self.dir().display(), self.log_tail());
+                    bail!(
+                        "{exited}; see logs in {}\n{}",
+                        self.dir().display(),
+                        self.log_tail()
+                    );
                 }
                 let req = http::Request::get("/readyz").body(Vec::new())?;
                 match client.request_text(req).await {
@@ -201,7 +268,8 @@ impl ControlPlane {
     pub fn log_tail(&self) -> String {
         let mut out = String::new();
         for name in ["etcd", "kube-apiserver"] {
-            let log = std::fs::read_to_string(self.dir().join(format!("{name}.log"))).unwrap_or_default();
+            let log =
+                std::fs::read_to_string(self.dir().join(format!("{name}.log"))).unwrap_or_default();
             let lines: Vec<_> = log.lines().rev().take(15).collect();
             out.push_str(&format!("--- {name}.log (tail)\n"));
             for l in lines.into_iter().rev() {
@@ -224,7 +292,8 @@ impl Drop for ControlPlane {
 pub fn shared() -> &'static ControlPlane {
     static SHARED: OnceLock<ControlPlane> = OnceLock::new();
     SHARED.get_or_init(|| {
-        let plane = ControlPlane::start().unwrap_or_else(|e| panic!("starting the test control plane: {e:#}"));
+        let plane = ControlPlane::start()
+            .unwrap_or_else(|e| panic!("starting the test control plane: {e:#}"));
         extern "C" fn stop_shared() {
             if let Some(p) = SHARED.get() {
                 p.stop();

@@ -11,6 +11,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 pub(crate) struct Guardian {
+    pub(crate) pids: Vec<u32>,
     stop: mpsc::Sender<()>,
     status: mpsc::Receiver<String>,
     thread: Option<JoinHandle<()>>,
@@ -18,41 +19,52 @@ pub(crate) struct Guardian {
 
 impl Guardian {
     /// Spawns each `(program, args, log name)` with output to `<dir>/<log name>.log`, in order.
-    pub(crate) fn spawn(dir: &Path, procs: Vec<(PathBuf, Vec<String>, &'static str)>) -> anyhow::Result<Self> {
+    pub(crate) fn spawn(
+        dir: &Path,
+        procs: Vec<(PathBuf, Vec<String>, &'static str)>,
+    ) -> anyhow::Result<Self> {
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
-        let (ready_tx, ready_rx) = mpsc::channel::<anyhow::Result<()>>();
+        let (ready_tx, ready_rx) = mpsc::channel::<anyhow::Result<Vec<u32>>>();
         let (status_tx, status_rx) = mpsc::channel::<String>();
         let dir = dir.to_owned();
-        let thread = std::thread::Builder::new().name("testenv-guardian".into()).spawn(move || {
-            let mut children: Vec<(Child, &'static str)> = Vec::new();
-            for (program, args, name) in procs {
-                match spawn_one(&dir, &program, &args, name) {
-                    Ok(c) => children.push((c, name)),
-                    Err(e) => {
-                        kill_all(&mut children);
-                        let _ = ready_tx.send(Err(e));
-                        return;
+        let thread = std::thread::Builder::new()
+            .name("testenv-guardian".into())
+            .spawn(move || {
+                let mut children: Vec<(Child, &'static str)> = Vec::new();
+                for (program, args, name) in procs {
+                    match spawn_one(&dir, &program, &args, name) {
+                        Ok(c) => children.push((c, name)),
+                        Err(e) => {
+                            kill_all(&mut children);
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
                     }
                 }
-            }
-            let _ = ready_tx.send(Ok(()));
-            // Wait for stop, and report an early exit of any child so start-up fails fast.
-            loop {
-                match stop_rx.recv_timeout(std::time::Duration::from_millis(200)) {
-                    Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        for (c, name) in children.iter_mut() {
-                            if let Ok(Some(st)) = c.try_wait() {
-                                let _ = status_tx.send(format!("{name} exited early with {st}"));
+                let _ = ready_tx.send(Ok(children.iter().map(|(c, _)| c.id()).collect()));
+                // Wait for stop, and report an early exit of any child so start-up fails fast.
+                loop {
+                    match stop_rx.recv_timeout(std::time::Duration::from_millis(200)) {
+                        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            for (c, name) in children.iter_mut() {
+                                if let Ok(Some(st)) = c.try_wait() {
+                                    let _ =
+                                        status_tx.send(format!("{name} exited early with {st}"));
+                                }
                             }
                         }
                     }
                 }
-            }
-            kill_all(&mut children);
-        })?;
-        ready_rx.recv()??;
-        Ok(Guardian { stop: stop_tx, status: status_rx, thread: Some(thread) })
+                kill_all(&mut children);
+            })?;
+        let pids = ready_rx.recv()??;
+        Ok(Guardian {
+            pids,
+            stop: stop_tx,
+            status: status_rx,
+            thread: Some(thread),
+        })
     }
 
     /// A message if a child exited on its own.
@@ -72,7 +84,10 @@ impl Guardian {
 fn spawn_one(dir: &Path, program: &Path, args: &[String], name: &str) -> anyhow::Result<Child> {
     let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
     let mut cmd = Command::new(program);
-    cmd.args(args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
@@ -82,7 +97,8 @@ fn spawn_one(dir: &Path, program: &Path, args: &[String], name: &str) -> anyhow:
             Ok(())
         });
     }
-    Ok(cmd.spawn().map_err(|e| anyhow::anyhow!("spawning {}: {e}", program.display()))?)
+    cmd.spawn()
+        .map_err(|e| anyhow::anyhow!("spawning {}: {e}", program.display()))
 }
 
 /// Stops in reverse order (apiserver before etcd), gracefully first.

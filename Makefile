@@ -1,0 +1,39 @@
+# fhirlock: two commands do everything on a fresh machine: `make demo` and `make test`.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+CRD_FILE := crds/securedfhirendpoints.fhirlock.io.yaml
+# The pinned kube-apiserver, kubectl and etcd: built once from Go modules, then cached.
+K8S_BINS = $(shell hack/k8s-bins/build.sh)
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+.PHONY: demo
+demo: ## a real control plane, the example endpoint applied, kubectl get and describe (DEMO_KEEP=1 keeps it running)
+	hack/demo.sh
+
+.PHONY: test
+test: lint k8s-bins ## every test: lint, unit, property, apiserver and emulator conformance
+	FHIRLOCK_K8S_BINS="$(K8S_BINS)" $(CARGO) test --workspace --locked
+	tests/emulator-conformance/run.sh
+
+.PHONY: lint
+lint: ## cargo fmt --check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+.PHONY: k8s-bins
+k8s-bins: ## build the pinned kube-apiserver, kubectl and etcd (skips when cached)
+	@echo "k8s-bins: $(K8S_BINS)"
+
+.PHONY: crds
+crds: ## regenerate crds/ from the Rust API types
+	$(CARGO) run --quiet -p fhirlock -- crd > $(CRD_FILE)
+
+.PHONY: clean
+clean: ## remove build output (not the cached Kubernetes binaries)
+	$(CARGO) clean
