@@ -3,7 +3,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "fhirlock", version, about = "Keeps an Azure FHIR API reachable only through a private Application Gateway")]
+#[command(
+    name = "fhirlock",
+    version,
+    about = "Keeps an Azure FHIR API reachable only through a private Application Gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
