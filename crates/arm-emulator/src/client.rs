@@ -110,9 +110,24 @@ pub async fn get_json(
     url: &str,
     ca_file: Option<&Path>,
     fallback_ca: &Path,
+    bearer_file: Option<&Path>,
 ) -> Result<serde_json::Value, String> {
     let cfg = crate::tls::client_config(ca_file.unwrap_or(fallback_ca))?;
-    let r = request(cfg, "GET", url, &[("accept", "application/json")], vec![]).await?;
+    // Read on every fetch: projected service-account tokens rotate.
+    let auth = match bearer_file {
+        Some(p) => Some(format!(
+            "Bearer {}",
+            std::fs::read_to_string(p)
+                .map_err(|e| format!("{}: {e}", p.display()))?
+                .trim()
+        )),
+        None => None,
+    };
+    let mut headers = vec![("accept", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("authorization", a.as_str()));
+    }
+    let r = request(cfg, "GET", url, &headers, vec![]).await?;
     if r.status != 200 {
         return Err(format!("GET {url}: HTTP {}", r.status));
     }

@@ -83,6 +83,10 @@ pub struct FederatedCredential {
     pub jwks_file: Option<String>,
     #[serde(default)]
     pub jwks_url: Option<String>,
+    /// A bearer token (file) to present when fetching `jwksUrl` (the kube-apiserver serves
+    /// `/openid/v1/jwks` only to authenticated callers by default). Read on every fetch.
+    #[serde(default)]
+    pub jwks_bearer_token_file: Option<String>,
     /// PEM bundle to trust when fetching `jwksUrl` (e.g. the kube-apiserver's CA).
     #[serde(default)]
     pub ca_file: Option<String>,
@@ -168,6 +172,9 @@ pub struct Lro {
     /// `Retry-After` the emulator advertises, in real-Azure seconds (scaled, minimum 1).
     #[serde(default = "default_retry_after")]
     pub retry_after_seconds: f64,
+    /// Lower bound for the scaled `Retry-After` (set 0 to let tiny time scales poll as fast as they like).
+    #[serde(default = "one_second")]
+    pub min_retry_after_seconds: u64,
     /// Delay before a Cosmos account's firewall change reaches its data plane (real Azure: up to 15 min).
     #[serde(default = "default_cosmos_propagation")]
     pub cosmos_firewall_propagation_seconds: f64,
@@ -175,6 +182,9 @@ pub struct Lro {
 
 fn default_duration() -> f64 {
     10.0
+}
+fn one_second() -> u64 {
+    1
 }
 fn default_retry_after() -> f64 {
     10.0
@@ -205,6 +215,7 @@ impl Default for Lro {
             durations: default_durations(),
             default: default_duration(),
             retry_after_seconds: default_retry_after(),
+            min_retry_after_seconds: one_second(),
             cosmos_firewall_propagation_seconds: default_cosmos_propagation(),
         }
     }

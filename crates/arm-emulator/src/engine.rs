@@ -115,6 +115,7 @@ pub enum Outcome {
     NeedJwks {
         url: String,
         ca_file: Option<String>,
+        bearer_file: Option<String>,
     },
 }
 
@@ -251,8 +252,11 @@ impl Engine {
         (seconds * self.time_scale * 1000.0).max(0.0) as u64
     }
 
+    /// Scaled, but never below `lro.minRetryAfterSeconds` (default 1): a `0` would let a client
+    /// that ignores Retry-After look the same as one that honours it, and invite hot polling loops.
     fn retry_after(&self) -> String {
-        ((self.cfg.lro.retry_after_seconds * self.time_scale).round() as u64).to_string()
+        let scaled = (self.cfg.lro.retry_after_seconds * self.time_scale).round() as u64;
+        scaled.max(self.cfg.lro.min_retry_after_seconds).to_string()
     }
 
     /// Entry point.
@@ -1918,7 +1922,11 @@ impl Engine {
         match self.token_inner(req, tenant, now) {
             Ok(r) => Outcome::Respond(r),
             Err(TokenErr::Resp(r)) => Outcome::Respond(r),
-            Err(TokenErr::NeedJwks(url, ca)) => Outcome::NeedJwks { url, ca_file: ca },
+            Err(TokenErr::NeedJwks(url, ca, bearer)) => Outcome::NeedJwks {
+                url,
+                ca_file: ca,
+                bearer_file: bearer,
+            },
         }
     }
 
@@ -2111,7 +2119,13 @@ impl Engine {
                 });
                 match self.jwks_cache.get(&url) {
                     Some(v) => v.clone(),
-                    None => return Err(TokenErr::NeedJwks(url, fc.ca_file.clone())),
+                    None => {
+                        return Err(TokenErr::NeedJwks(
+                            url,
+                            fc.ca_file.clone(),
+                            fc.jwks_bearer_token_file.clone(),
+                        ));
+                    }
                 }
             }
         };
@@ -2123,7 +2137,11 @@ impl Engine {
                     format!("{}/openid/v1/jwks", fc.issuer.trim_end_matches('/'))
                 });
                 if self.jwks_cache.remove(&url).is_some() {
-                    return Err(TokenErr::NeedJwks(url, fc.ca_file.clone()));
+                    return Err(TokenErr::NeedJwks(
+                        url,
+                        fc.ca_file.clone(),
+                        fc.jwks_bearer_token_file.clone(),
+                    ));
                 }
                 Err(invalid(
                     700027,
@@ -2256,7 +2274,7 @@ impl Engine {
 
 enum TokenErr {
     Resp(Response),
-    NeedJwks(String, Option<String>),
+    NeedJwks(String, Option<String>, Option<String>),
 }
 
 fn entra_error(status: u16, error: &str, code: u32, msg: &str) -> Response {

@@ -222,12 +222,17 @@ async fn serve(
                 }
                 return Ok(b.body(Full::new(Bytes::from(resp.body))).expect("response"));
             }
-            Outcome::NeedJwks { url, ca_file } => {
+            Outcome::NeedJwks {
+                url,
+                ca_file,
+                bearer_file,
+            } => {
                 attempts += 1;
                 let fetched = crate::client::get_json(
                     &url,
                     ca_file.as_deref().map(std::path::Path::new),
                     &ca_path,
+                    bearer_file.as_deref().map(std::path::Path::new),
                 )
                 .await;
                 let mut e = engine.lock().unwrap_or_else(|p| p.into_inner());

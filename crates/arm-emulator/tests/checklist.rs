@@ -255,6 +255,10 @@ fn s7_1_durations_are_per_type_and_scaled_by_time_scale() {
     assert_eq!(h.poll(&url).json_body()["status"], "InProgress");
     h.advance(0.2);
     assert_eq!(h.poll(&url).json_body()["status"], "Succeeded");
+    // At tiny scales Retry-After stays at the configured minimum (1 s) instead of reaching 0.
+    h.e.time_scale = 0.01;
+    let r = h.put_subnet("b", json!({"addressPrefix": "10.20.6.0/24"}));
+    assert_eq!(r.get_header("Retry-After"), Some("1"));
 }
 
 #[test]

@@ -219,6 +219,7 @@ async fn federated_client_assertion_is_verified_against_the_issuer_keys() {
             audiences: vec!["api://AzureADTokenExchange".into()],
             jwks_file: Some(jwks_path.display().to_string()),
             jwks_url: None,
+            jwks_bearer_token_file: None,
             ca_file: None,
         });
     let cfg_path = dir.path().join("cfg.json");
@@ -333,6 +334,19 @@ async fn federated_assertion_keys_can_be_fetched_from_the_issuer_over_https() {
             audiences: vec!["api://AzureADTokenExchange".into()],
             jwks_file: None,
             jwks_url: Some(format!("{base}/{T}/discovery/v2.0/keys")),
+            jwks_bearer_token_file: None,
+            ca_file: None,
+        });
+    // Same issuer, another subject whose key fetch must present a bearer token from a file.
+    cfg.tenants[0].clients[0]
+        .federated_credentials
+        .push(FederatedCredential {
+            issuer: base.clone(),
+            subject: "system:serviceaccount:ns:needs-token".into(),
+            audiences: vec!["api://AzureADTokenExchange".into()],
+            jwks_file: None,
+            jwks_url: Some(format!("{base}/{T}/discovery/v2.0/keys?with-token")),
+            jwks_bearer_token_file: Some(dir.path().join("token").display().to_string()),
             ca_file: None,
         });
     let cfg_path = dir.path().join("cfg.yaml");
@@ -357,6 +371,36 @@ async fn federated_assertion_keys_can_be_fetched_from_the_issuer_over_https() {
         .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let _ = b64(b"x");
+
+    let sign = |sub: &str| {
+        let e = running.engine.lock().unwrap();
+        let now = arm_emulator::util::now_ms() / 1000;
+        e.key.sign(&json!({"iss": base, "sub": sub, "aud": "api://AzureADTokenExchange", "iat": now, "exp": now + 600}))
+    };
+    let form = |a: String| {
+        format!(
+            "grant_type=client_credentials&client_id={}&scope=https%3A%2F%2Fmanagement.azure.com%2F.default&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={a}",
+            config::DEV_CLIENT_ID
+        )
+    };
+    // The bearer-token file is read for the fetch: missing, the keys cannot be had; present, they can.
+    let r = emu
+        .token_form(&form(sign("system:serviceaccount:ns:needs-token")))
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("could not obtain the issuer's keys"),
+        "{}",
+        r.json()
+    );
+    std::fs::write(dir.path().join("token"), "kube-token\n").unwrap();
+    let r = emu
+        .token_form(&form(sign("system:serviceaccount:ns:needs-token")))
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     running.stop();
 }
 
