@@ -202,8 +202,17 @@ pub fn render_vnet(state: &State, r: &Resource) -> Value {
         .children(&r.id, NET_SUBNET)
         .map(|s| render_subnet(state, s))
         .collect();
+    // A VNet reads Updating while any of its subnets does (Terraform polls for exactly this).
+    let busy = state
+        .children(&r.id, NET_SUBNET)
+        .any(|s| s.provisioning_state == "Updating" || s.provisioning_state == "Deleting");
+    let ps = if busy && r.provisioning_state == "Succeeded" {
+        "Updating".to_string()
+    } else {
+        r.provisioning_state.clone()
+    };
     let p = props_mut(&mut v);
-    p.insert("provisioningState".into(), json!(r.provisioning_state));
+    p.insert("provisioningState".into(), json!(ps));
     p.insert("resourceGuid".into(), json!(stable_guid(&r.id)));
     p.insert("subnets".into(), json!(subnets));
     p.entry("virtualNetworkPeerings").or_insert(json!([]));

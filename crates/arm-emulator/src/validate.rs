@@ -477,15 +477,54 @@ pub fn site_put(state: &State, site_id: &str, body: &Value) -> Result<(), ArmErr
         }
     }
     if let Some(sid) = p["virtualNetworkSubnetId"].as_str() {
-        check_integration_subnet(state, site_id, sid)?;
+        check_integration_subnet(state, site_id, p["serverFarmId"].as_str(), sid)?;
     }
     Ok(())
 }
 
-pub fn check_integration_subnet(state: &State, site_id: &str, sid: &str) -> Result<(), ArmError> {
+pub fn check_integration_subnet(
+    state: &State,
+    site_id: &str,
+    plan: Option<&str>,
+    sid: &str,
+) -> Result<(), ArmError> {
     let Some(subnet) = state.get(sid) else {
         return Err(ArmError::invalid_reference(sid, site_id));
     };
+    // IPv4, /28 or larger (§1.5.6).
+    if let Some(small) = subnet_prefixes(props(&subnet.body))
+        .iter()
+        .filter_map(|p| Cidr::parse(p))
+        .find(|c| c.len > 28)
+    {
+        return Err(ArmError::bad_request(
+            "BadRequest",
+            format!(
+                "Subnet {sid} has prefix length /{}; virtual network integration needs a /28 or larger subnet.",
+                small.len
+            ),
+        ));
+    }
+    // One App Service plan per integration subnet.
+    let other_plan = state.of_type(WEB_SITE).find(|s| {
+        ids::key(&s.id) != ids::key(site_id)
+            && props(&s.body)["virtualNetworkSubnetId"]
+                .as_str()
+                .is_some_and(|x| id_eq(x, sid))
+            && props(&s.body)["serverFarmId"]
+                .as_str()
+                .zip(plan)
+                .is_some_and(|(a, b)| !id_eq(a, b))
+    });
+    if let Some(other) = other_plan {
+        return Err(ArmError::bad_request(
+            "BadRequest",
+            format!(
+                "Subnet {sid} is already used by another App Service plan (site {}). A subnet can be used by only one App Service plan.",
+                other.id
+            ),
+        ));
+    }
     if !delegation_services(props(&subnet.body))
         .iter()
         .any(|d| d == "microsoft.web/serverfarms")
@@ -533,6 +572,15 @@ pub fn cosmos_put(
             "BadRequest",
             "The request must specify properties.databaseAccountOfferType and properties.locations.",
         ));
+    }
+    for rule in p["ipRules"].as_array().into_iter().flatten() {
+        let ip = rule["ipAddressOrRange"].as_str().unwrap_or("");
+        if Cidr::parse(ip).is_none() {
+            return Err(ArmError::bad_request(
+                "BadRequest",
+                format!("Invalid IP address or range '{ip}' in ipRules."),
+            ));
+        }
     }
     for rule in p["virtualNetworkRules"].as_array().into_iter().flatten() {
         let Some(sid) = rule["id"].as_str() else {

@@ -278,3 +278,106 @@ fn lists_return_value_arrays() {
     );
     assert_eq!(v["value"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn integration_subnet_must_be_28_or_larger_and_serve_one_plan() {
+    let mut h = H::new();
+    let deleg = json!([{"name": "w", "properties": {"serviceName": "Microsoft.Web/serverFarms"}}]);
+    h.put_subnet(
+        "tiny",
+        json!({"addressPrefix": "10.20.7.0/29", "delegations": deleg}),
+    );
+    h.settle();
+    h.put_subnet(
+        "int",
+        json!({"addressPrefix": "10.20.8.0/26", "delegations": deleg}),
+    );
+    h.settle();
+    h.ok(
+        "PUT",
+        &plan_id("p1"),
+        WEB,
+        Some(json!({"location": "uksouth", "sku": {"tier": "PremiumV3"}})),
+    );
+    h.ok(
+        "PUT",
+        &plan_id("p2"),
+        WEB,
+        Some(json!({"location": "uksouth", "sku": {"tier": "PremiumV3"}})),
+    );
+    h.ok(
+        "PUT",
+        &site_id("a"),
+        WEB,
+        Some(json!({"location": "uksouth", "properties": {"serverFarmId": plan_id("p1")}})),
+    );
+    h.ok(
+        "PUT",
+        &site_id("b"),
+        WEB,
+        Some(json!({"location": "uksouth", "properties": {"serverFarmId": plan_id("p2")}})),
+    );
+    let v = h.fails("PATCH", &site_id("a"), WEB, Some(json!({"properties": {"virtualNetworkSubnetId": subnet_id("hscn-net", "hscn-vnet", "tiny")}})), 400, "BadRequest");
+    assert!(v["error"]["message"].as_str().unwrap().contains("/28"));
+    h.ok("PATCH", &site_id("a"), WEB, Some(json!({"properties": {"virtualNetworkSubnetId": subnet_id("hscn-net", "hscn-vnet", "int")}})));
+    let v = h.fails("PATCH", &site_id("b"), WEB, Some(json!({"properties": {"virtualNetworkSubnetId": subnet_id("hscn-net", "hscn-vnet", "int")}})), 400, "BadRequest");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("only one App Service plan")
+    );
+}
+
+#[test]
+fn vnet_reads_updating_while_a_subnet_operation_runs() {
+    let mut h = H::new();
+    h.put_subnet("a", json!({"addressPrefix": "10.20.5.0/24"}));
+    let vnet = vnet_id("hscn-net", "hscn-vnet");
+    assert_eq!(
+        h.ok("GET", &vnet, NET, None)["properties"]["provisioningState"],
+        "Updating"
+    );
+    h.settle();
+    assert_eq!(
+        h.ok("GET", &vnet, NET, None)["properties"]["provisioningState"],
+        "Succeeded"
+    );
+}
+
+#[test]
+fn network_get_has_etag_header_and_if_match_is_ignored_unless_enforced() {
+    let mut h = H::new();
+    let vnet = vnet_id("hscn-net", "hscn-vnet");
+    let r = h.call("GET", &vnet, NET, None);
+    let etag = r.get_header("ETag").unwrap().to_string();
+    assert_eq!(r.json_body()["etag"], etag.as_str());
+    assert!(etag.starts_with("W/\""));
+    let body = json!({"location": "uksouth", "properties": {"addressSpace": {"addressPrefixes": ["10.20.0.0/16"]}}});
+    let stale = |h: &mut H, body: &serde_json::Value| {
+        let req = Request::new("PUT", &format!("{vnet}?api-version={NET}"))
+            .with_header("Authorization", &format!("Bearer {}", h.token))
+            .with_header("If-Match", "W/\"stale\"")
+            .with_json(body);
+        h.raw(req)
+    };
+    assert_eq!(
+        stale(&mut h, &body).status,
+        200,
+        "ARM does not enforce If-Match"
+    );
+    h.settle();
+    h.e.cfg.behaviour.enforce_if_match = true;
+    let r = stale(&mut h, &body);
+    assert_eq!(
+        (r.status, r.json_body()["error"]["code"].clone()),
+        (412, json!("PreconditionFailed"))
+    );
+}
+
+#[test]
+fn cosmos_rejects_malformed_ip_rules() {
+    let mut h = H::new();
+    h.fails("PUT", &cosmos_id("c"), COSMOS, Some(json!({"location": "uksouth", "properties": {"databaseAccountOfferType": "Standard",
+        "locations": [{"locationName": "UK South"}], "ipRules": [{"ipAddressOrRange": "not-an-ip"}]}})), 400, "BadRequest");
+}
