@@ -41,6 +41,10 @@ def test_vnet_and_subnets_crud_through_pollers(emu):
         NET_RG, "conf-vnet", {"location": "uksouth", "properties": {"addressSpace": {"addressPrefixes": ["10.50.0.0/16"]}}}
     ).result()
     assert v["properties"]["provisioningState"] == "Succeeded"
+    # Update: the SDK's read-modify-write of the VNet (subnets omitted keep them, api-version >= 2023-09-01).
+    v["tags"] = {"owner": "conformance"}
+    v2 = net.virtual_networks.begin_create_or_update(NET_RG, "conf-vnet", v).result()
+    assert v2["tags"] == {"owner": "conformance"}
     s = net.subnets.begin_create_or_update(
         NET_RG,
         "conf-vnet",
@@ -111,6 +115,10 @@ def test_public_ip_and_application_gateway_crud_and_conflict(emu, agw_subnet):
         NET_RG, "conf-pip", {"location": "uksouth", "sku": {"name": "Standard"}, "properties": {"publicIPAllocationMethod": "Static"}}
     ).result()
     assert pip["properties"]["ipAddress"]
+    pip = net.public_ip_addresses.begin_create_or_update(
+        NET_RG, "conf-pip", {"location": "uksouth", "sku": {"name": "Standard"}, "tags": {"t": "1"}, "properties": {"publicIPAllocationMethod": "Static"}}
+    ).result()
+    assert net.public_ip_addresses.get(NET_RG, "conf-pip").tags == {"t": "1"}
     agw_id = f"/subscriptions/{SUB}/resourceGroups/{NET_RG}/providers/Microsoft.Network/applicationGateways/conf-agw"
     poller = net.application_gateways.begin_create_or_update(NET_RG, "conf-agw", _gateway_body(agw_id, agw_subnet, pip.id))
     # While the gateway is Updating, another write to it (or its VNet) is 409 AnotherOperationInProgress.
@@ -142,6 +150,8 @@ def test_web_plan_site_config_and_vnet_integration(emu):
     plan = web.app_service_plans.begin_create_or_update(
         APP_RG, "conf-plan", {"location": "uksouth", "sku": {"name": "P1v3", "tier": "PremiumV3"}, "kind": "linux", "properties": {"reserved": True}}
     ).result()
+    plan = web.app_service_plans.update(APP_RG, "conf-plan", {"tags": {"t": "1"}})
+    assert web.app_service_plans.get(APP_RG, "conf-plan").tags == {"t": "1"}
     site = web.web_apps.begin_create_or_update(
         APP_RG, "conf-site", {"location": "uksouth", "properties": {"serverFarmId": plan.id, "httpsOnly": True}}
     ).result()

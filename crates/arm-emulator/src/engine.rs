@@ -264,6 +264,16 @@ impl Engine {
         if self.state.advance(now) {
             self.persist();
         }
+        // Clients that join a base URL ending in '/' send `//subscriptions/…`; treat it as one slash.
+        let normalised;
+        let req = if req.path.starts_with("//") {
+            let mut r = req.clone();
+            r.path = format!("/{}", req.path.trim_start_matches('/'));
+            normalised = r;
+            &normalised
+        } else {
+            req
+        };
         let request_id = uuid4();
         let mut delay_ms = 0;
         let path = req.path.clone();

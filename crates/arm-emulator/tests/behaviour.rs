@@ -381,3 +381,11 @@ fn cosmos_rejects_malformed_ip_rules() {
     h.fails("PUT", &cosmos_id("c"), COSMOS, Some(json!({"location": "uksouth", "properties": {"databaseAccountOfferType": "Standard",
         "locations": [{"locationName": "UK South"}], "ipRules": [{"ipAddressOrRange": "not-an-ip"}]}})), 400, "BadRequest");
 }
+
+#[test]
+fn a_doubled_leading_slash_is_tolerated() {
+    let mut h = H::new();
+    let req = Request::new("GET", &format!("/{}?api-version={RG_API}", rg("fhir")))
+        .with_header("Authorization", &format!("Bearer {}", h.token));
+    assert_eq!(h.raw(req).status, 200);
+}
