@@ -18,11 +18,25 @@ use crate::validate::*;
 pub enum Source {
     Internet,
     AzureServices,
-    /// A subnet, with whether it has the service endpoint the target's service cares about.
+    /// A subnet, with whether it has the service endpoint the target's service cares about, and
+    /// its prefixes (service-endpoint traffic arrives from the subnet's private addresses).
     Subnet {
         id: String,
         endpoint: bool,
+        prefixes: Vec<Cidr>,
     },
+}
+
+fn subnet_source(state: &State, id: &str, service: &str) -> Source {
+    let body = state.get(id).map(|s| s.body.clone()).unwrap_or_default();
+    Source::Subnet {
+        id: id.to_string(),
+        endpoint: has_service_endpoint(props(&body), service),
+        prefixes: subnet_prefixes(props(&body))
+            .iter()
+            .filter_map(|p| Cidr::parse(p))
+            .collect(),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -50,7 +64,9 @@ fn tag_matches(tag: &str, src: &Source) -> Match {
 fn rule_match(rule: &Value, src: &Source) -> Match {
     if let Some(sid) = rule["vnetSubnetResourceId"].as_str() {
         return match src {
-            Source::Subnet { id, endpoint: true } if ids::key(id) == ids::key(sid) => Match::Full,
+            Source::Subnet {
+                id, endpoint: true, ..
+            } if ids::key(id) == ids::key(sid) => Match::Full,
             _ => Match::No,
         };
     }
@@ -72,13 +88,23 @@ fn rule_match(rule: &Value, src: &Source) -> Match {
             let Some(c) = Cidr::parse(part) else {
                 return Match::No;
             };
-            if c.len == 0 {
-                return match src {
-                    Source::Subnet { endpoint: true, .. } => Match::No,
-                    _ => Match::Full,
-                };
-            }
             match src {
+                // Service-endpoint traffic carries the subnet's private source address, so an IP
+                // rule covering that range matches it [U]; the oracle errs towards exposure.
+                Source::Subnet {
+                    endpoint: true,
+                    prefixes,
+                    ..
+                } => {
+                    if !prefixes.is_empty() && prefixes.iter().all(|p| c.contains(p)) {
+                        Match::Full
+                    } else if prefixes.iter().any(|p| c.overlaps(p)) {
+                        Match::Partial
+                    } else {
+                        Match::No
+                    }
+                }
+                _ if c.len == 0 => Match::Full,
                 Source::Internet if !c.is_private() => Match::Partial,
                 _ => Match::No,
             }
@@ -169,7 +195,9 @@ pub fn cosmos_admits(net: &Value, src: &Source) -> Option<String> {
                 None
             }
         }
-        Source::Subnet { id, endpoint: true } => {
+        Source::Subnet {
+            id, endpoint: true, ..
+        } => {
             let listed = net["virtualNetworkRules"]
                 .as_array()
                 .into_iter()
@@ -249,11 +277,7 @@ fn site_target(state: &State, site: &Resource, scm: bool) -> Value {
         reach.push(entry("azure-services".into(), r));
     }
     for s in subnets(state) {
-        let endpoint = has_service_endpoint(props(&s.body), "Microsoft.Web");
-        if let Some(r) = admit(&Source::Subnet {
-            id: s.id.clone(),
-            endpoint,
-        }) {
+        if let Some(r) = admit(&subnet_source(state, &s.id, "Microsoft.Web")) {
             reach.push(entry(format!("subnet:{}", s.id), r));
         }
     }
@@ -273,13 +297,7 @@ fn site_target(state: &State, site: &Resource, scm: bool) -> Value {
         let gw_subnet = gp["gatewayIPConfigurations"][0]["properties"]["subnet"]["id"]
             .as_str()
             .unwrap_or("");
-        let endpoint = state
-            .get(gw_subnet)
-            .is_some_and(|s| has_service_endpoint(props(&s.body), "Microsoft.Web"));
-        let Some(why) = admit(&Source::Subnet {
-            id: gw_subnet.to_string(),
-            endpoint,
-        }) else {
+        let Some(why) = admit(&subnet_source(state, gw_subnet, "Microsoft.Web")) else {
             continue;
         };
         for fe in gp["frontendIPConfigurations"]
@@ -365,13 +383,9 @@ fn cosmos_target(state: &State, acct: &Resource, now_ms: u64) -> Value {
         }
     }
     for s in subnets(state) {
-        let endpoint = has_service_endpoint(props(&s.body), "Microsoft.AzureCosmosDB");
         if let Some(r) = cosmos_admits(
             &net,
-            &Source::Subnet {
-                id: s.id.clone(),
-                endpoint,
-            },
+            &subnet_source(state, &s.id, "Microsoft.AzureCosmosDB"),
         ) {
             reach.push(entry(format!("subnet:{}", s.id), r));
         }
@@ -426,4 +440,190 @@ pub fn exposure(state: &State, now_ms: u64) -> Value {
         );
     }
     json!({"sources": sources, "sites": sites, "cosmos": cosmos})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(ip: &str, action: &str, priority: i64) -> Value {
+        json!({"name": format!("{action}-{ip}"), "ipAddress": ip, "action": action, "priority": priority})
+    }
+
+    #[test]
+    fn restriction_evaluation_table() {
+        let agw = || Source::Subnet {
+            id: "/s/agw".into(),
+            endpoint: true,
+            prefixes: vec![Cidr::parse("10.20.1.0/24").unwrap()],
+        };
+        let plain = || Source::Subnet {
+            id: "/s/plain".into(),
+            endpoint: false,
+            prefixes: vec![Cidr::parse("10.20.9.0/24").unwrap()],
+        };
+        let vnet_rule = json!({"name": "agw", "vnetSubnetResourceId": "/S/AGW", "action": "Allow", "priority": 100});
+        let tag = json!({"name": "fd", "tag": "ServiceTag", "ipAddress": "AzureFrontDoor.Backend", "action": "Allow", "priority": 100});
+        // (rules, default action, source, admitted?)
+        let cases: Vec<(Vec<Value>, Option<&str>, Source, bool)> = vec![
+            (vec![], None, Source::Internet, true),
+            (vec![vnet_rule.clone()], None, Source::Internet, false),
+            (vec![vnet_rule.clone()], None, agw(), true),
+            (
+                vec![vnet_rule.clone()],
+                Some("Allow"),
+                Source::Internet,
+                true,
+            ),
+            (
+                vec![rule("203.0.113.0/24", "Allow", 100)],
+                Some("Deny"),
+                Source::Internet,
+                true,
+            ),
+            (
+                vec![rule("203.0.113.0/24", "Allow", 100)],
+                Some("Deny"),
+                Source::AzureServices,
+                false,
+            ),
+            // A partial deny does not stop the rest of the internet; a full one does.
+            (
+                vec![rule("203.0.113.0/24", "Deny", 100)],
+                Some("Allow"),
+                Source::Internet,
+                true,
+            ),
+            (
+                vec![rule("0.0.0.0/0", "Deny", 100), rule("Any", "Allow", 200)],
+                None,
+                Source::Internet,
+                false,
+            ),
+            (vec![rule("Any", "Deny", 100)], Some("Allow"), agw(), false),
+            // Priority, not list order, decides.
+            (
+                vec![rule("Any", "Allow", 200), rule("Any", "Deny", 100)],
+                None,
+                Source::Internet,
+                false,
+            ),
+            (vec![tag.clone()], Some("Deny"), Source::AzureServices, true),
+            (vec![tag], Some("Deny"), Source::Internet, false),
+            // Service-endpoint traffic carries private addresses; a private IP rule over them matches.
+            (
+                vec![rule("10.20.0.0/16", "Allow", 100)],
+                Some("Deny"),
+                agw(),
+                true,
+            ),
+            (
+                vec![rule("10.20.0.0/16", "Allow", 100)],
+                Some("Deny"),
+                plain(),
+                false,
+            ),
+            (
+                vec![rule("10.20.0.0/16", "Allow", 100)],
+                Some("Deny"),
+                Source::Internet,
+                false,
+            ),
+            (
+                vec![
+                    json!({"name": "cloud", "tag": "ServiceTag", "ipAddress": "AzureCloud", "action": "Allow", "priority": 1}),
+                ],
+                Some("Deny"),
+                plain(),
+                true,
+            ),
+        ];
+        for (i, (rules, default, src, want)) in cases.into_iter().enumerate() {
+            assert_eq!(
+                restrictions_admit(&rules, default, &src).is_some(),
+                want,
+                "case {i}: {src:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn cosmos_admission_table() {
+        let with_ep = || Source::Subnet {
+            id: "/s/int".into(),
+            endpoint: true,
+            prefixes: vec![],
+        };
+        let no_ep = || Source::Subnet {
+            id: "/s/int".into(),
+            endpoint: false,
+            prefixes: vec![],
+        };
+        let net = |v: Value| {
+            let mut base = json!({"publicNetworkAccess": "Enabled", "isVirtualNetworkFilterEnabled": false, "virtualNetworkRules": [], "ipRules": [], "networkAclBypass": "None"});
+            crate::enrich::merge(&mut base, &v);
+            base
+        };
+        let vnet_on = json!({"isVirtualNetworkFilterEnabled": true, "virtualNetworkRules": [{"id": "/S/INT"}]});
+        let cases: Vec<(Value, Source, bool)> = vec![
+            (net(json!({})), Source::Internet, true),
+            (
+                net(json!({"publicNetworkAccess": "Disabled"})),
+                Source::Internet,
+                false,
+            ),
+            (net(vnet_on.clone()), Source::Internet, false),
+            (net(vnet_on.clone()), with_ep(), true),
+            (net(vnet_on.clone()), no_ep(), false),
+            (
+                net(json!({"ipRules": [{"ipAddressOrRange": "0.0.0.0"}]})),
+                Source::AzureServices,
+                true,
+            ),
+            (
+                net(json!({"ipRules": [{"ipAddressOrRange": "0.0.0.0"}]})),
+                Source::Internet,
+                false,
+            ),
+            (
+                net(json!({"ipRules": [{"ipAddressOrRange": "0.0.0.0"}]})),
+                no_ep(),
+                true,
+            ),
+            (
+                net(json!({"ipRules": [{"ipAddressOrRange": "0.0.0.0"}]})),
+                with_ep(),
+                false,
+            ),
+            (
+                net(json!({"ipRules": [{"ipAddressOrRange": "198.51.100.7"}]})),
+                Source::Internet,
+                true,
+            ),
+            (
+                net(json!({"ipRules": [{"ipAddressOrRange": "10.0.0.0/8"}]})),
+                Source::Internet,
+                false,
+            ),
+            (
+                net(
+                    json!({"isVirtualNetworkFilterEnabled": true, "networkAclBypass": "AzureServices"}),
+                ),
+                Source::AzureServices,
+                true,
+            ),
+            (
+                net(json!({"isVirtualNetworkFilterEnabled": true})),
+                Source::AzureServices,
+                false,
+            ),
+        ];
+        for (i, (n, src, want)) in cases.into_iter().enumerate() {
+            assert_eq!(
+                cosmos_admits(&n, &src).is_some(),
+                want,
+                "case {i}: {n} {src:?}"
+            );
+        }
+    }
 }
