@@ -238,6 +238,10 @@ pub struct Behaviour {
     /// Status for overlapping Cosmos writes: 412 (`PreconditionFailed`, observed) or 409.
     #[serde(default = "default_cosmos_conflict")]
     pub cosmos_conflict_status: u16,
+    /// Status for overlapping Network writes: 409 `AnotherOperationInProgress` (default) or 429
+    /// `RetryableErrorDueToAnotherOperation` with `Retry-After`.
+    #[serde(default = "default_network_conflict")]
+    pub network_conflict_status: u16,
     /// Network-isolated gateways always (`always`), only when the subscription registered
     /// `Microsoft.Network/EnableApplicationGatewayNetworkIsolation` (`feature`), or never (`never`).
     #[serde(default = "default_isolation")]
@@ -253,6 +257,9 @@ pub struct Behaviour {
 fn default_cosmos_conflict() -> u16 {
     412
 }
+fn default_network_conflict() -> u16 {
+    409
+}
 fn default_isolation() -> String {
     "feature".to_string()
 }
@@ -264,6 +271,7 @@ impl Default for Behaviour {
     fn default() -> Self {
         Behaviour {
             cosmos_conflict_status: 412,
+            network_conflict_status: 409,
             network_isolation: default_isolation(),
             gateway_locks_vnet: true,
             enforce_if_match: false,

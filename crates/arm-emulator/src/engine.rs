@@ -90,7 +90,11 @@ impl Response {
         }
     }
     pub fn err(e: &ArmError) -> Response {
-        Response::json(e.status, &e.body())
+        let r = Response::json(e.status, &e.body());
+        match e.retry_after {
+            Some(s) => r.header("Retry-After", s.to_string()),
+            None => r,
+        }
     }
     pub fn header(mut self, k: &str, v: impl Into<String>) -> Response {
         self.headers.push((k.to_string(), v.into()));
@@ -1032,15 +1036,24 @@ impl Engine {
             }
         }
         if let Some(op) = running {
+            // Real Network RP answers 409, or 429 RetryableErrorDueToAnotherOperation (§7.3).
+            let retryable = self.cfg.behaviour.network_conflict_status == 429;
             let mut e = ArmError::new(
-                409,
-                "AnotherOperationInProgress",
+                if retryable { 429 } else { 409 },
+                if retryable {
+                    "RetryableErrorDueToAnotherOperation"
+                } else {
+                    "AnotherOperationInProgress"
+                },
                 format!(
                     "Another operation on this or dependent resource is in progress. To retrieve status of the operation use uri: {}.",
                     self.op_url(&op, true)
                 ),
             );
             e.details = vec![];
+            if retryable {
+                e.retry_after = Some(self.retry_after().parse().unwrap_or(1));
+            }
             return Err(e);
         }
         Ok(())

@@ -8,6 +8,8 @@ pub struct ArmError {
     pub code: String,
     pub message: String,
     pub details: Vec<Value>,
+    /// Sent as `Retry-After` (seconds) with the error.
+    pub retry_after: Option<u64>,
 }
 
 impl ArmError {
@@ -17,6 +19,7 @@ impl ArmError {
             code: code.into(),
             message: message.into(),
             details: vec![],
+            retry_after: None,
         }
     }
 

@@ -1061,3 +1061,24 @@ fn s7_9_outside_role_assignment_is_403_authorization_failed() {
         403
     );
 }
+
+#[test]
+fn s7_3_network_conflict_can_be_429_retryable_error_due_to_another_operation() {
+    let mut cfg = arm_emulator::config::Config::dev();
+    cfg.behaviour.network_conflict_status = 429;
+    let mut h = H::with_config(cfg);
+    h.ok(
+        "PUT",
+        &rg("hscn-net"),
+        RG_API,
+        Some(json!({"location": "uksouth"})),
+    );
+    h.ok("PUT", &vnet_id("hscn-net", "hscn-vnet"), NET, Some(json!({"location": "uksouth", "properties": {"addressSpace": {"addressPrefixes": ["10.20.0.0/16"]}}})));
+    let r = h.put_subnet("a", json!({"addressPrefix": "10.20.5.0/24"}));
+    assert_eq!(r.status, 429);
+    assert_eq!(
+        r.json_body()["error"]["code"],
+        "RetryableErrorDueToAnotherOperation"
+    );
+    assert_eq!(r.get_header("Retry-After"), Some("10"));
+}
