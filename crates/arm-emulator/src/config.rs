@@ -178,6 +178,9 @@ pub struct Lro {
     /// Delay before a Cosmos account's firewall change reaches its data plane (real Azure: up to 15 min).
     #[serde(default = "default_cosmos_propagation")]
     pub cosmos_firewall_propagation_seconds: f64,
+    /// Delay before a subnet's service-endpoint change switches its traffic's source identity.
+    #[serde(default = "default_endpoint_propagation")]
+    pub service_endpoint_propagation_seconds: f64,
 }
 
 fn default_duration() -> f64 {
@@ -188,6 +191,9 @@ fn one_second() -> u64 {
 }
 fn default_retry_after() -> f64 {
     10.0
+}
+fn default_endpoint_propagation() -> f64 {
+    60.0
 }
 fn default_cosmos_propagation() -> f64 {
     900.0
@@ -217,6 +223,7 @@ impl Default for Lro {
             retry_after_seconds: default_retry_after(),
             min_retry_after_seconds: one_second(),
             cosmos_firewall_propagation_seconds: default_cosmos_propagation(),
+            service_endpoint_propagation_seconds: default_endpoint_propagation(),
         }
     }
 }

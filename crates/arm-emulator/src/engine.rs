@@ -1200,6 +1200,7 @@ impl Engine {
                         let mut sb = s.clone();
                         strip_read_only(NET_SUBNET, &mut sb);
                         self.upsert(&sid, NET_SUBNET, sb);
+                        self.record_endpoints(&sid, now);
                     }
                 }
                 let created = self.upsert(&id, NET_VNET, body.clone());
@@ -1234,6 +1235,7 @@ impl Engine {
                 self.network_conflict(&[vnet_id.clone(), id.clone()], now)?;
                 validate::subnet_put(&self.state, &vnet_id, &vnet.body, &id, &body)?;
                 let created = self.upsert(&id, NET_SUBNET, body);
+                self.record_endpoints(&id, now);
                 let vetag = self.state.next_etag();
                 if let Some(v) = self.state.get_mut(&vnet_id) {
                     v.etag = vetag;
@@ -1417,20 +1419,40 @@ impl Engine {
 
     /// Cosmos: remember when the data plane will see the new firewall.
     fn record_firewall(&mut self, id: &str, created: bool, now: u64) {
-        let delay = self.scaled_ms(self.cfg.lro.cosmos_firewall_propagation_seconds);
+        let Some(r) = self.state.get(id) else { return };
+        let net = enrich::cosmos_network(props(&r.body));
+        let secs = self.cfg.lro.cosmos_firewall_propagation_seconds;
+        self.record_effect(id, net, secs, created, now);
+    }
+
+    /// Subnets: traffic switches to the service-endpoint identity only after a delay (§7.8).
+    fn record_endpoints(&mut self, id: &str, now: u64) {
+        let Some(r) = self.state.get(id) else { return };
+        let services = json!(endpoint_services(&r.body));
+        let secs = self.cfg.lro.service_endpoint_propagation_seconds;
+        self.record_effect(id, services, secs, false, now);
+    }
+
+    /// Appends `value` to the resource's data-plane history, in force from now (`immediate`) or
+    /// after the scaled delay, keeping only the entry in force and the pending ones.
+    fn record_effect(
+        &mut self,
+        id: &str,
+        value: Value,
+        delay_secs: f64,
+        immediate: bool,
+        now: u64,
+    ) {
+        let delay = self.scaled_ms(delay_secs);
         let Some(r) = self.state.get_mut(id) else {
             return;
         };
-        let net = enrich::cosmos_network(props(&r.body));
-        let last = r.firewall_history.last().map(|(_, v)| v.clone());
-        if last.as_ref() == Some(&net) {
+        if r.firewall_history.last().map(|(_, v)| v) == Some(&value) {
             return;
         }
-        let at = if created { now } else { now + delay };
-        r.firewall_history.push((at, net));
-        // Keep only the entry in force now and the pending ones.
-        let in_force = r.firewall_history.iter().rposition(|(t, _)| *t <= now);
-        if let Some(i) = in_force {
+        let at = if immediate { now } else { now + delay };
+        r.firewall_history.push((at, value));
+        if let Some(i) = r.firewall_history.iter().rposition(|(t, _)| *t <= now) {
             r.firewall_history.drain(..i);
         }
     }
@@ -2367,4 +2389,16 @@ impl ArmPath {
             "action".into()
         }
     }
+}
+
+/// The service-endpoint services of a subnet body, lower-cased and sorted.
+pub fn endpoint_services(body: &Value) -> Vec<String> {
+    let mut v: Vec<String> = props(body)["serviceEndpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["service"].as_str().map(|s| s.to_ascii_lowercase()))
+        .collect();
+    v.sort();
+    v
 }

@@ -27,11 +27,18 @@ pub enum Source {
     },
 }
 
-fn subnet_source(state: &State, id: &str, service: &str) -> Source {
+/// A subnet as a traffic source at `now`: service endpoints count once their switch has
+/// propagated (the subnet's history), its prefixes are the current ones.
+fn subnet_source(state: &State, id: &str, service: &str, now_ms: u64) -> Source {
     let body = state.get(id).map(|s| s.body.clone()).unwrap_or_default();
+    let effective: Vec<String> = state
+        .get(id)
+        .and_then(|r| r.firewall_history.iter().rfind(|(t, _)| *t <= now_ms))
+        .and_then(|(_, v)| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_else(|| crate::engine::endpoint_services(&body));
     Source::Subnet {
         id: id.to_string(),
-        endpoint: has_service_endpoint(props(&body), service),
+        endpoint: effective.contains(&service.to_ascii_lowercase()),
         prefixes: subnet_prefixes(props(&body))
             .iter()
             .filter_map(|p| Cidr::parse(p))
@@ -232,7 +239,7 @@ fn entry(source: String, reason: String) -> Value {
     json!({"source": source, "reason": reason})
 }
 
-fn site_target(state: &State, site: &Resource, scm: bool) -> Value {
+fn site_target(state: &State, site: &Resource, scm: bool, now_ms: u64) -> Value {
     let sp = props(&site.body);
     let cfg = state
         .get(&format!("{}/config/web", site.id))
@@ -277,7 +284,7 @@ fn site_target(state: &State, site: &Resource, scm: bool) -> Value {
         reach.push(entry("azure-services".into(), r));
     }
     for s in subnets(state) {
-        if let Some(r) = admit(&subnet_source(state, &s.id, "Microsoft.Web")) {
+        if let Some(r) = admit(&subnet_source(state, &s.id, "Microsoft.Web", now_ms)) {
             reach.push(entry(format!("subnet:{}", s.id), r));
         }
     }
@@ -297,7 +304,7 @@ fn site_target(state: &State, site: &Resource, scm: bool) -> Value {
         let gw_subnet = gp["gatewayIPConfigurations"][0]["properties"]["subnet"]["id"]
             .as_str()
             .unwrap_or("");
-        let Some(why) = admit(&subnet_source(state, gw_subnet, "Microsoft.Web")) else {
+        let Some(why) = admit(&subnet_source(state, gw_subnet, "Microsoft.Web", now_ms)) else {
             continue;
         };
         for fe in gp["frontendIPConfigurations"]
@@ -385,7 +392,7 @@ fn cosmos_target(state: &State, acct: &Resource, now_ms: u64) -> Value {
     for s in subnets(state) {
         if let Some(r) = cosmos_admits(
             &net,
-            &subnet_source(state, &s.id, "Microsoft.AzureCosmosDB"),
+            &subnet_source(state, &s.id, "Microsoft.AzureCosmosDB", now_ms),
         ) {
             reach.push(entry(format!("subnet:{}", s.id), r));
         }
@@ -429,7 +436,7 @@ pub fn exposure(state: &State, now_ms: u64) -> Value {
     for site in state.of_type(WEB_SITE) {
         sites.insert(
             site.id.clone(),
-            json!({"main": site_target(state, site, false), "scm": site_target(state, site, true)}),
+            json!({"main": site_target(state, site, false, now_ms), "scm": site_target(state, site, true, now_ms)}),
         );
     }
     let mut cosmos = serde_json::Map::new();

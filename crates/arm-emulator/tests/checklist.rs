@@ -1082,3 +1082,28 @@ fn s7_3_network_conflict_can_be_429_retryable_error_due_to_another_operation() {
     );
     assert_eq!(r.get_header("Retry-After"), Some("10"));
 }
+
+#[test]
+fn s7_8_service_endpoint_source_switch_takes_effect_late() {
+    let mut h = H::new();
+    site_and_cosmos(&mut h);
+    let agw = subnet_id("hscn-net", "hscn-vnet", "snet-agw");
+    h.put_subnet("snet-agw", json!({"addressPrefix": "10.20.1.0/24"}));
+    h.settle();
+    h.ok("PATCH", &format!("{}/config/web", site_id("fhir-server")), WEB, Some(json!({"properties": {
+        "ipSecurityRestrictions": [{"name": "agw", "action": "Allow", "priority": 100, "vnetSubnetResourceId": agw}],
+        "ipSecurityRestrictionsDefaultAction": "Deny"}})));
+    let main = |h: &mut H| sources(&h.exposure()["sites"][&site_id("fhir-server")]["main"]);
+    assert!(
+        main(&mut h).is_empty(),
+        "without the Microsoft.Web endpoint the rule never matches"
+    );
+    h.put_subnet("snet-agw", json!({"addressPrefix": "10.20.1.0/24", "serviceEndpoints": [{"service": "Microsoft.Web"}]}));
+    h.advance(30.0);
+    assert!(
+        main(&mut h).is_empty(),
+        "the source switch has not propagated yet"
+    );
+    h.advance(31.0);
+    assert_eq!(main(&mut h), [format!("subnet:{agw}")]);
+}
