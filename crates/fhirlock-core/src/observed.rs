@@ -1,0 +1,87 @@
+//! What fhirlock read from ARM in one reconcile: the raw JSON of each resource (so fields it does
+//! not model survive a write), parsed on demand into the typed models.
+
+use serde_json::Value;
+
+use crate::model::{
+    self, ApplicationGateway, CosmosAccount, ServerFarm, Site, SiteConfig, Subnet, VirtualNetwork,
+};
+
+/// api-versions pinned per resource type (ARM reference §0).
+pub mod api_version {
+    pub const NETWORK: &str = "2025-01-01";
+    pub const WEB: &str = "2024-11-01";
+    pub const COSMOS: &str = "2025-04-15";
+    pub const FEATURES: &str = "2021-07-01";
+}
+
+/// One read of everything the endpoint involves. `None` means ARM answered 404.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observed {
+    pub vnet: Option<Value>,
+    pub gateway: Option<Value>,
+    pub site: Option<Value>,
+    pub site_config: Option<Value>,
+    pub server_farm: Option<Value>,
+    pub cosmos: Option<Value>,
+    /// `properties.state` of the network-isolation feature registration, when read.
+    pub isolation_feature: Option<String>,
+}
+
+impl Observed {
+    pub fn vnet(&self) -> Option<VirtualNetwork> {
+        self.vnet.as_ref().and_then(|v| model::parse(v).ok())
+    }
+    pub fn subnets(&self) -> Vec<Subnet> {
+        self.vnet()
+            .and_then(|v| v.properties.subnets)
+            .unwrap_or_default()
+    }
+    pub fn subnet(&self, name: &str) -> Option<Subnet> {
+        self.subnets().into_iter().find(|s| {
+            s.name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
+    }
+    /// The raw JSON of one subnet, for read-modify-write.
+    pub fn subnet_json(&self, name: &str) -> Option<Value> {
+        self.vnet
+            .as_ref()?
+            .pointer("/properties/subnets")?
+            .as_array()?
+            .iter()
+            .find(|s| {
+                s.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            })
+            .cloned()
+    }
+    pub fn gateway(&self) -> Option<ApplicationGateway> {
+        self.gateway.as_ref().and_then(|v| model::parse(v).ok())
+    }
+    pub fn site(&self) -> Option<Site> {
+        self.site.as_ref().and_then(|v| model::parse(v).ok())
+    }
+    pub fn site_config(&self) -> Option<SiteConfig> {
+        self.site_config.as_ref().and_then(|v| model::parse(v).ok())
+    }
+    pub fn server_farm(&self) -> Option<ServerFarm> {
+        self.server_farm.as_ref().and_then(|v| model::parse(v).ok())
+    }
+    pub fn cosmos(&self) -> Option<CosmosAccount> {
+        self.cosmos.as_ref().and_then(|v| model::parse(v).ok())
+    }
+}
+
+/// Azure writes regions both as `uksouth` and `UK South`.
+pub fn same_region(a: &str, b: &str) -> bool {
+    let norm = |s: &str| {
+        s.chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_ascii_lowercase()
+    };
+    norm(a) == norm(b)
+}

@@ -1,0 +1,697 @@
+//! `(Desired, Observed) → Plan`: the ordered, minimal changes that take Azure to the end state,
+//! each with the precondition that makes it safe (ARM reference §6).
+//!
+//! Order and why:
+//! 1. `SiteHttpsOnly`, `SiteTlsAndFtp`: tightening only, safe at any time.
+//! 2. `IntegrationSubnet`: delegation to Microsoft.Web/serverFarms and the Cosmos endpoint must exist
+//!    before App Service uses the subnet.
+//! 3. `GatewaySubnet`: delegation and the Microsoft.Web endpoint before the gateway is created.
+//! 4. `CosmosVnetRule`: admit the integration subnet *before* the site moves into it, so a Cosmos
+//!    firewall that is already filtering never cuts the app off (service endpoints change the
+//!    source address).
+//! 5. `SiteVnetIntegration`: the site joins the integration subnet.
+//! 6. `Gateway`: the private-only gateway, once its subnet is ready.
+//! 7. `SiteAccessRestrictions`: allow only the gateway subnet, default Deny, SCM locked, once the
+//!    gateway is up and the Microsoft.Web endpoint is Succeeded, so the app is never unreachable.
+//! 8. `CosmosLockdown`: filter on, only the integration subnet, no IP rules, no bypass, once the
+//!    site reaches Cosmos through the subnet.
+//!
+//! Every write is a read-modify-write of the observed JSON: fields fhirlock does not manage go
+//! back as they came.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::desired::{Certificate, Desired};
+use crate::id;
+use crate::json::{self, FieldChange};
+use crate::model::{self, IpRestriction};
+use crate::observed::{Observed, api_version};
+use crate::posture;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StepKind {
+    SiteHttpsOnly,
+    SiteTlsAndFtp,
+    IntegrationSubnet,
+    GatewaySubnet,
+    CosmosVnetRule,
+    SiteVnetIntegration,
+    Gateway,
+    SiteAccessRestrictions,
+    CosmosLockdown,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Method {
+    Put,
+    Patch,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub kind: StepKind,
+    pub resource_id: String,
+    pub method: Method,
+    pub api_version: String,
+    /// The request body: the whole resource for PUT, the managed fields for PATCH.
+    pub body: Value,
+    /// What changes, field by field (from the observed value to the desired one).
+    pub changes: Vec<FieldChange>,
+    /// Why the step exists, in one sentence.
+    pub reason: String,
+    /// `None` when the step may run now; otherwise what it waits for.
+    pub waiting_for: Option<String>,
+    /// True when the resource does not exist yet.
+    pub creates: bool,
+}
+
+impl Step {
+    pub fn ready(&self) -> bool {
+        self.waiting_for.is_none()
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+    /// Field changes on resources that already existed: what someone (or something) changed.
+    pub fn drift(&self) -> Vec<(String, FieldChange)> {
+        self.steps
+            .iter()
+            .filter(|s| !s.creates)
+            .flat_map(|s| {
+                s.changes
+                    .iter()
+                    .map(move |c| (s.resource_id.clone(), c.clone()))
+            })
+            .collect()
+    }
+}
+
+const AGW_DELEGATION: &str = "Microsoft.Network/applicationGateways";
+const WEB_DELEGATION: &str = "Microsoft.Web/serverFarms";
+const GATEWAY_RULE_NAME: &str = "fhirlock-gateway";
+const GATEWAY_RULE_PRIORITY: i64 = 100;
+
+/// The plan for one endpoint. Call it only after the pre-flight checks passed.
+pub fn plan(d: &Desired, o: &Observed) -> Plan {
+    let mut steps = Vec::new();
+    steps.extend(site_https_only(d, o));
+    steps.extend(site_tls_and_ftp(d, o));
+    steps.extend(subnet_step(d, o, StepKind::IntegrationSubnet));
+    steps.extend(subnet_step(d, o, StepKind::GatewaySubnet));
+    steps.extend(cosmos_vnet_rule(d, o));
+    steps.extend(site_vnet_integration(d, o));
+    steps.extend(gateway(d, o));
+    steps.extend(site_access_restrictions(d, o));
+    steps.extend(cosmos_lockdown(d, o));
+    Plan { steps }
+}
+
+fn step(
+    kind: StepKind,
+    resource_id: &str,
+    method: Method,
+    api: &str,
+    body: Value,
+    changes: Vec<FieldChange>,
+    reason: &str,
+) -> Step {
+    Step {
+        kind,
+        resource_id: resource_id.to_owned(),
+        method,
+        api_version: api.to_owned(),
+        body,
+        changes,
+        reason: reason.to_owned(),
+        waiting_for: None,
+        creates: false,
+    }
+}
+
+fn waiting(mut s: Step, why: Option<String>) -> Step {
+    s.waiting_for = why;
+    s
+}
+
+fn endpoint_succeeded(o: &Observed, subnet: &str, service: &str) -> bool {
+    o.subnet(subnet)
+        .and_then(|s| s.endpoint(service).cloned())
+        .is_some_and(|e| {
+            e.provisioning_state
+                .as_deref()
+                .is_none_or(|p| p.eq_ignore_ascii_case("Succeeded"))
+        })
+}
+
+fn site_https_only(d: &Desired, o: &Observed) -> Option<Step> {
+    let site = o.site.as_ref()?;
+    let want = json!({"properties": {"httpsOnly": true}});
+    let changes = json::diff("", Some(site), &want);
+    (!changes.is_empty()).then(|| {
+        step(
+            StepKind::SiteHttpsOnly,
+            &d.site_id,
+            Method::Patch,
+            api_version::WEB,
+            want,
+            changes,
+            "the site must refuse plain HTTP",
+        )
+    })
+}
+
+fn site_tls_and_ftp(d: &Desired, o: &Observed) -> Option<Step> {
+    let cfg = o.site_config()?;
+    let mut props = serde_json::Map::new();
+    let tls = cfg.properties.min_tls_version.as_deref().unwrap_or("");
+    if !matches!(tls, "1.2" | "1.3") {
+        props.insert("minTlsVersion".into(), json!("1.2"));
+    }
+    if !cfg
+        .properties
+        .ftps_state
+        .as_deref()
+        .is_some_and(|f| f.eq_ignore_ascii_case("Disabled"))
+    {
+        props.insert("ftpsState".into(), json!("Disabled"));
+    }
+    if props.is_empty() {
+        return None;
+    }
+    let want = json!({ "properties": props });
+    let changes = json::diff("", o.site_config.as_ref(), &want);
+    Some(step(
+        StepKind::SiteTlsAndFtp,
+        &d.site_config_id(),
+        Method::Patch,
+        api_version::WEB,
+        want,
+        changes,
+        "the site must require TLS 1.2 or later and refuse FTP deployment",
+    ))
+}
+
+fn subnet_step(d: &Desired, o: &Observed, kind: StepKind) -> Option<Step> {
+    let (want, delegation, endpoint, reason) = match kind {
+        StepKind::IntegrationSubnet => (
+            &d.integration_subnet,
+            WEB_DELEGATION,
+            "Microsoft.AzureCosmosDB",
+            "App Service VNet integration needs the subnet delegated to it, and Cosmos DB admits the subnet through its service endpoint",
+        ),
+        _ => (
+            &d.gateway_subnet,
+            AGW_DELEGATION,
+            "Microsoft.Web",
+            "a private-only gateway needs a delegated subnet, and App Service admits the gateway through the Microsoft.Web endpoint",
+        ),
+    };
+    o.vnet.as_ref()?;
+    let observed = o.subnet_json(&want.name);
+    let creates = observed.is_none();
+    let mut body = observed.clone().unwrap_or_else(
+        || json!({"name": want.name, "properties": {"addressPrefix": want.prefix}}),
+    );
+    let mut sub: model::Subnet = model::parse(&body).ok()?;
+    if !sub.delegated_to(delegation) {
+        sub.properties
+            .delegations
+            .get_or_insert_with(Vec::new)
+            .push(model::Delegation {
+                name: Some(delegation.replace('/', ".")),
+                properties: model::DelegationProperties {
+                    service_name: delegation.to_owned(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            });
+    }
+    if sub.endpoint(endpoint).is_none() {
+        sub.properties
+            .service_endpoints
+            .get_or_insert_with(Vec::new)
+            .push(model::ServiceEndpoint {
+                service: endpoint.to_owned(),
+                locations: Some(vec!["*".into()]),
+                ..Default::default()
+            });
+    }
+    body = model::to_json(&sub);
+    let mut changes = Vec::new();
+    if creates {
+        changes.push(FieldChange {
+            path: "properties.addressPrefix".into(),
+            from: None,
+            to: Some(json!(want.prefix)),
+        });
+    }
+    for field in ["delegations", "serviceEndpoints"] {
+        let before = observed
+            .as_ref()
+            .and_then(|v| v.pointer(&format!("/properties/{field}")))
+            .cloned();
+        let after = body.pointer(&format!("/properties/{field}")).cloned();
+        if before != after {
+            changes.push(FieldChange {
+                path: format!("properties.{field}"),
+                from: before,
+                to: after,
+            });
+        }
+    }
+    if changes.is_empty() {
+        return None;
+    }
+    let mut s = step(
+        kind,
+        &want.id,
+        Method::Put,
+        api_version::NETWORK,
+        body,
+        changes,
+        reason,
+    );
+    s.creates = creates;
+    Some(s)
+}
+
+fn cosmos_vnet_rule(d: &Desired, o: &Observed) -> Option<Step> {
+    let cosmos = o.cosmos()?;
+    let rules = cosmos
+        .properties
+        .virtual_network_rules
+        .clone()
+        .unwrap_or_default();
+    if rules
+        .iter()
+        .any(|r| id::same(&r.id, &d.integration_subnet.id))
+    {
+        return None;
+    }
+    // Only needed ahead of the lockdown when the site is not integrated yet.
+    let mut new_rules: Vec<Value> = rules.iter().map(model::to_json).collect();
+    let ignore_missing =
+        !endpoint_succeeded(o, &d.integration_subnet.name, "Microsoft.AzureCosmosDB");
+    new_rules.push(
+        json!({"id": d.integration_subnet.id, "ignoreMissingVNetServiceEndpoint": ignore_missing}),
+    );
+    let want = json!({"properties": {"virtualNetworkRules": new_rules}});
+    let changes = json::diff("", o.cosmos.as_ref(), &want);
+    let s = step(
+        StepKind::CosmosVnetRule,
+        &d.cosmos_id,
+        Method::Patch,
+        api_version::COSMOS,
+        want,
+        changes,
+        "admit the integration subnet before the site moves into it, so Cosmos DB never cuts the app off",
+    );
+    let why = o
+        .subnet(&d.integration_subnet.name)
+        .is_none()
+        .then(|| format!("subnet {} to exist", d.integration_subnet.name));
+    Some(waiting(s, why))
+}
+
+fn site_vnet_integration(d: &Desired, o: &Observed) -> Option<Step> {
+    let site = o.site.as_ref()?;
+    let want = json!({"properties": {"virtualNetworkSubnetId": d.integration_subnet.id}});
+    let current = site
+        .pointer("/properties/virtualNetworkSubnetId")
+        .and_then(Value::as_str);
+    if current.is_some_and(|c| id::same(c, &d.integration_subnet.id)) {
+        return None;
+    }
+    let changes = json::diff("", Some(site), &want);
+    let s = step(
+        StepKind::SiteVnetIntegration,
+        &d.site_id,
+        Method::Patch,
+        api_version::WEB,
+        want,
+        changes,
+        "the site reaches Cosmos DB through the integration subnet, not the public internet",
+    );
+    let delegated = o
+        .subnet(&d.integration_subnet.name)
+        .is_some_and(|s| s.delegated_to(WEB_DELEGATION));
+    let admitted = o.cosmos().is_none_or(|c| {
+        c.properties.is_virtual_network_filter_enabled != Some(true)
+            || c.properties
+                .virtual_network_rules
+                .iter()
+                .flatten()
+                .any(|r| id::same(&r.id, &d.integration_subnet.id))
+    });
+    let why = if !delegated {
+        Some(format!(
+            "subnet {} delegated to {WEB_DELEGATION}",
+            d.integration_subnet.name
+        ))
+    } else if !admitted {
+        Some("Cosmos DB to admit the integration subnet".into())
+    } else {
+        None
+    };
+    Some(waiting(s, why))
+}
+
+/// The whole gateway body fhirlock wants, merged over what exists so unmanaged fields survive.
+pub fn gateway_body(d: &Desired, o: &Observed) -> Option<Value> {
+    let g = &d.gateway;
+    let gid = &g.id;
+    let sub = |kind: &str, name: &str| json!({"id": format!("{gid}/{kind}/{name}")});
+    let host = o
+        .site()
+        .and_then(|s| s.properties.default_host_name)
+        .unwrap_or_else(|| format!("{}.azurewebsites.net", d.site_name()));
+    let observed_certs = o
+        .gateway
+        .as_ref()
+        .and_then(|v| v.pointer("/properties/sslCertificates"))
+        .cloned();
+    let certs = match &g.certificate {
+        Certificate::Pfx {
+            data_base64,
+            password,
+            ..
+        } => {
+            json!([{"name": "fhir-tls", "properties": {"data": data_base64, "password": password}}])
+        }
+        Certificate::KeyVault { secret_id } => {
+            json!([{"name": "fhir-tls", "properties": {"keyVaultSecretId": secret_id}}])
+        }
+        Certificate::Unresolved { .. } => observed_certs?,
+    };
+    let mut props = json!({
+        "sku": {"name": g.tier, "tier": g.tier},
+        "autoscaleConfiguration": {"minCapacity": g.min_capacity, "maxCapacity": g.max_capacity},
+        "sslPolicy": {"policyType": "Predefined", "policyName": g.ssl_policy},
+        "gatewayIPConfigurations": [{"name": "gateway-ip", "properties": {"subnet": {"id": d.gateway_subnet.id}}}],
+        "frontendIPConfigurations": [{"name": "private-frontend", "properties": {
+            "privateIPAddress": g.private_ip, "privateIPAllocationMethod": "Static", "subnet": {"id": d.gateway_subnet.id}}}],
+        "frontendPorts": [{"name": "https-443", "properties": {"port": 443}}],
+        "sslCertificates": certs,
+        "backendAddressPools": [{"name": "app-service", "properties": {"backendAddresses": [{"fqdn": host}]}}],
+        "probes": [{"name": "fhir-metadata", "properties": {
+            "protocol": "Https", "path": g.probe_path, "interval": 30, "timeout": 30, "unhealthyThreshold": 3,
+            "pickHostNameFromBackendHttpSettings": true, "match": {"statusCodes": ["200-399"]}}}],
+        "backendHttpSettingsCollection": [{"name": "app-service-https", "properties": {
+            "port": 443, "protocol": "Https", "cookieBasedAffinity": "Disabled", "pickHostNameFromBackendAddress": true,
+            "requestTimeout": 30, "probe": sub("probes", "fhir-metadata")}}],
+        "httpListeners": [{"name": "fhir-https", "properties": {
+            "frontendIPConfiguration": sub("frontendIPConfigurations", "private-frontend"),
+            "frontendPort": sub("frontendPorts", "https-443"), "protocol": "Https", "hostNames": [g.host_name],
+            "requireServerNameIndication": true, "sslCertificate": sub("sslCertificates", "fhir-tls")}}],
+        "requestRoutingRules": [{"name": "fhir", "properties": {
+            "ruleType": "Basic", "priority": 100, "httpListener": sub("httpListeners", "fhir-https"),
+            "backendAddressPool": sub("backendAddressPools", "app-service"),
+            "backendHttpSettings": sub("backendHttpSettingsCollection", "app-service-https")}}],
+    });
+    if g.tier == "WAF_v2" {
+        props["webApplicationFirewallConfiguration"] = json!({"enabled": true, "firewallMode": "Prevention", "ruleSetType": "OWASP", "ruleSetVersion": "3.2"});
+    }
+    let mut body = o.gateway.clone().unwrap_or_else(|| json!({}));
+    body["location"] = json!(g.location);
+    let mut tags = body
+        .get("tags")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    tags.insert(crate::OWNER_TAG.into(), json!(d.owner));
+    let marker = g.certificate.marker().or_else(|| {
+        tags.get(crate::TLS_TAG)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
+    if let Some(m) = marker {
+        tags.insert(crate::TLS_TAG.into(), json!(m));
+    }
+    body["tags"] = Value::Object(tags);
+    if !body.get("properties").is_some_and(Value::is_object) {
+        body["properties"] = json!({});
+    }
+    for (k, v) in props.as_object().expect("object") {
+        body["properties"][k] = v.clone();
+    }
+    Some(body)
+}
+
+/// What of the gateway fhirlock compares: the desired body without secrets ARM never returns,
+/// and the observed body cut down to the same shape, with IDs lower-cased.
+pub fn gateway_managed_view(desired: &Value, observed: Option<&Value>) -> (Value, Option<Value>) {
+    let mut want = json!({"location": desired["location"], "tags": desired["tags"], "properties": desired["properties"]});
+    if let Some(certs) = want
+        .pointer_mut("/properties/sslCertificates")
+        .and_then(Value::as_array_mut)
+    {
+        for c in certs {
+            if let Some(p) = c.get_mut("properties").and_then(Value::as_object_mut) {
+                p.remove("data");
+                p.remove("password");
+            }
+        }
+    }
+    normalize_ids(&mut want);
+    let got = observed.map(|o| {
+        let mut v = project(o, &want);
+        normalize_ids(&mut v);
+        if let (Some(l), Some(w)) = (
+            v.get("location").and_then(Value::as_str),
+            want.get("location").and_then(Value::as_str),
+        ) && crate::observed::same_region(l, w)
+        {
+            v["location"] = json!(w);
+        }
+        v
+    });
+    (want, got)
+}
+
+/// `observed` cut down to the keys `shape` names (array items matched by position).
+fn project(observed: &Value, shape: &Value) -> Value {
+    match (observed, shape) {
+        (Value::Object(o), Value::Object(s)) => Value::Object(
+            s.keys()
+                .filter_map(|k| o.get(k).map(|v| (k.clone(), project(v, &s[k]))))
+                .collect(),
+        ),
+        (Value::Array(o), Value::Array(s)) if o.len() == s.len() => {
+            Value::Array(o.iter().zip(s).map(|(a, b)| project(a, b)).collect())
+        }
+        (Value::Array(o), Value::Array(s)) if !s.is_empty() => {
+            Value::Array(o.iter().map(|a| project(a, &s[0])).collect())
+        }
+        (o, _) => o.clone(),
+    }
+}
+
+fn normalize_ids(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if (k == "id" || k.ends_with("ResourceId") || k.ends_with("SubnetId"))
+                    && let Value::String(s) = x
+                {
+                    *s = s.to_ascii_lowercase();
+                } else {
+                    normalize_ids(x);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(normalize_ids),
+        _ => {}
+    }
+}
+
+fn gateway(d: &Desired, o: &Observed) -> Option<Step> {
+    let body = gateway_body(d, o)?;
+    let (want, got) = gateway_managed_view(&body, o.gateway.as_ref());
+    let changes = json::diff("", got.as_ref(), &want);
+    if got.is_some() && changes.is_empty() {
+        return None;
+    }
+    let creates = o.gateway.is_none();
+    let changes = if creates {
+        vec![FieldChange {
+            path: "(resource)".into(),
+            from: None,
+            to: Some(json!(format!(
+                "private-only gateway at {}",
+                d.gateway.private_ip
+            ))),
+        }]
+    } else {
+        changes
+    };
+    let mut s = step(
+        StepKind::Gateway,
+        &d.gateway.id,
+        Method::Put,
+        api_version::NETWORK,
+        body,
+        changes,
+        "the only way in: a private-only Application Gateway with an HTTPS listener for the FHIR host name",
+    );
+    s.creates = creates;
+    let subnet_ready = o
+        .subnet(&d.gateway_subnet.name)
+        .is_some_and(|s| s.delegated_to(AGW_DELEGATION))
+        && endpoint_succeeded(o, &d.gateway_subnet.name, "Microsoft.Web");
+    let why = (!subnet_ready).then(|| {
+        format!(
+            "subnet {} delegated with its Microsoft.Web endpoint Succeeded",
+            d.gateway_subnet.name
+        )
+    });
+    Some(waiting(s, why))
+}
+
+fn restriction(subnet: &str) -> Value {
+    json!({"name": GATEWAY_RULE_NAME, "action": "Allow", "priority": GATEWAY_RULE_PRIORITY, "vnetSubnetResourceId": subnet})
+}
+
+/// The rule list fhirlock wants: everyone's Deny rules, plus one Allow for the gateway subnet
+/// (kept as it is if someone already wrote one). Sorted by priority, then name, as compared.
+fn wanted_rules(observed: Option<&[IpRestriction]>, allow_gateway: Option<&str>) -> Vec<Value> {
+    let real = posture::real_rules(observed);
+    let mut out: Vec<IpRestriction> = real.iter().filter(|r| !r.allows()).cloned().collect();
+    if let Some(gw) = allow_gateway {
+        match real.iter().find(|r| {
+            r.allows()
+                && r.vnet_subnet_resource_id
+                    .as_deref()
+                    .is_some_and(|s| id::same(s, gw))
+                && r.ip_address.is_none()
+        }) {
+            Some(existing) => out.push(existing.clone()),
+            None => out.push(model::parse(&restriction(gw)).expect("a rule")),
+        }
+    }
+    out.sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
+    out.iter().map(model::to_json).collect()
+}
+
+fn sorted_real(observed: Option<&[IpRestriction]>) -> Vec<Value> {
+    let mut r = posture::real_rules(observed);
+    r.sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
+    r.iter().map(model::to_json).collect()
+}
+
+fn site_access_restrictions(d: &Desired, o: &Observed) -> Option<Step> {
+    let cfg = o.site_config()?;
+    let p = &cfg.properties;
+    let gw = d.gateway_subnet.id.as_str();
+    let use_main = d.scm == fhirlock_api::v1alpha1::ScmSiteLock::LockedLikeMain;
+    let want = json!({"properties": {
+        "ipSecurityRestrictions": wanted_rules(p.ip_security_restrictions.as_deref(), Some(gw)),
+        "ipSecurityRestrictionsDefaultAction": "Deny",
+        "scmIpSecurityRestrictionsUseMain": use_main,
+        "scmIpSecurityRestrictions": wanted_rules(p.scm_ip_security_restrictions.as_deref(), None),
+        "scmIpSecurityRestrictionsDefaultAction": "Deny",
+    }});
+    let mut current = o.site_config.clone().unwrap_or_default();
+    current["properties"]["ipSecurityRestrictions"] =
+        json!(sorted_real(p.ip_security_restrictions.as_deref()));
+    current["properties"]["scmIpSecurityRestrictions"] =
+        json!(sorted_real(p.scm_ip_security_restrictions.as_deref()));
+    let changes = managed_diff(&current, &want);
+    if changes.is_empty() {
+        return None;
+    }
+    let s = step(
+        StepKind::SiteAccessRestrictions,
+        &d.site_config_id(),
+        Method::Patch,
+        api_version::WEB,
+        want,
+        changes,
+        "only the gateway subnet may reach the site; everything else, the SCM site included, is denied",
+    );
+    let gateway_up = o
+        .gateway()
+        .is_some_and(|g| g.properties.provisioning_state.as_deref() == Some("Succeeded"));
+    let why = if !gateway_up {
+        Some(format!(
+            "gateway {} to be Succeeded, so the app stays reachable",
+            d.gateway.name
+        ))
+    } else if !endpoint_succeeded(o, &d.gateway_subnet.name, "Microsoft.Web") {
+        Some(format!(
+            "the Microsoft.Web endpoint on {} to be Succeeded",
+            d.gateway_subnet.name
+        ))
+    } else {
+        None
+    };
+    Some(waiting(s, why))
+}
+
+fn cosmos_lockdown(d: &Desired, o: &Observed) -> Option<Step> {
+    o.cosmos.as_ref()?;
+    let want = json!({"properties": {
+        "isVirtualNetworkFilterEnabled": true,
+        "virtualNetworkRules": [{"id": d.integration_subnet.id, "ignoreMissingVNetServiceEndpoint": false}],
+        "ipRules": [],
+        "networkAclBypass": "None",
+        "publicNetworkAccess": "Enabled",
+    }});
+    let mut current = o.cosmos.clone().unwrap_or_default();
+    // ARM may omit ignoreMissingVNetServiceEndpoint when false.
+    if let Some(rules) = current
+        .pointer_mut("/properties/virtualNetworkRules")
+        .and_then(Value::as_array_mut)
+    {
+        for r in rules {
+            if r.get("ignoreMissingVNetServiceEndpoint").is_none() {
+                r["ignoreMissingVNetServiceEndpoint"] = json!(false);
+            }
+        }
+    }
+    let changes = managed_diff(&current, &want);
+    if changes.is_empty() {
+        return None;
+    }
+    let s = step(
+        StepKind::CosmosLockdown,
+        &d.cosmos_id,
+        Method::Patch,
+        api_version::COSMOS,
+        want,
+        changes,
+        "only the integration subnet may reach Cosmos DB: filter on, no IP rules, no bypass",
+    );
+    let integrated = o
+        .site()
+        .and_then(|s| s.properties.virtual_network_subnet_id)
+        .is_some_and(|s| id::same(&s, &d.integration_subnet.id));
+    let why = if !integrated {
+        Some("the site to be VNet-integrated, so it keeps reaching Cosmos DB".to_owned())
+    } else if !endpoint_succeeded(o, &d.integration_subnet.name, "Microsoft.AzureCosmosDB") {
+        Some(format!(
+            "the Microsoft.AzureCosmosDB endpoint on {} to be Succeeded",
+            d.integration_subnet.name
+        ))
+    } else {
+        None
+    };
+    Some(waiting(s, why))
+}
+
+/// The changes from `observed` to `want`, comparing only what `want` names, IDs without case.
+fn managed_diff(observed: &Value, want: &Value) -> Vec<FieldChange> {
+    let mut want = want.clone();
+    normalize_ids(&mut want);
+    let mut got = project(observed, &want);
+    normalize_ids(&mut got);
+    json::diff("", Some(&got), &want)
+}

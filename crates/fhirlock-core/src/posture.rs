@@ -1,0 +1,447 @@
+//! Posture: every way the FHIR API or its data is reachable other than through the gateway
+//! (findings, with stable codes), and the exposure relation the planner must never widen.
+//! The catalogue is documented in `docs/posture.md`.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::desired::Desired;
+use crate::id;
+use crate::model::{IpRestriction, SiteConfigProperties};
+use crate::observed::Observed;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Severity {
+    High,
+    Medium,
+    Low,
+    Advisory,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub code: &'static str,
+    pub severity: Severity,
+    pub resource_id: String,
+    pub message: String,
+}
+
+fn finding(code: &'static str, severity: Severity, resource_id: &str, message: String) -> Finding {
+    Finding {
+        code,
+        severity,
+        resource_id: resource_id.to_owned(),
+        message,
+    }
+}
+
+/// The stable codes, in catalogue order.
+pub const CODES: &[&str] = &[
+    "SiteAllowsOtherSources",
+    "SiteDefaultAllow",
+    "ScmSitePublic",
+    "SiteNotVnetIntegrated",
+    "HttpsOnlyDisabled",
+    "MinTlsBelow12",
+    "FtpEnabled",
+    "GatewayPublicFrontend",
+    "GatewaySubnetMissingWebEndpoint",
+    "GatewaySubnetMissingDelegation",
+    "IntegrationSubnetMissingCosmosEndpoint",
+    "CosmosVnetFilterOff",
+    "CosmosIpRule",
+    "CosmosForeignVnetRule",
+    "CosmosAzureServicesBypass",
+    "CosmosKeyAuthEnabled",
+];
+
+/// The findings for one observed estate.
+pub fn findings(d: &Desired, o: &Observed) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let gw_subnet = &d.gateway_subnet.id;
+
+    if let Some(cfg) = o.site_config() {
+        let p = &cfg.properties;
+        let rules = real_rules(p.ip_security_restrictions.as_deref());
+        for r in rules
+            .iter()
+            .filter(|r| r.allows() && !allows_only(r, gw_subnet))
+        {
+            out.push(finding(
+                "SiteAllowsOtherSources",
+                Severity::High,
+                &d.site_id,
+                format!("access restriction {} allows {} to reach the FHIR API directly, bypassing the gateway", rule_name(r), describe_source(r)),
+            ));
+        }
+        if unmatched_allows(p.ip_security_restrictions_default_action.as_deref(), &rules) {
+            out.push(finding(
+                "SiteDefaultAllow",
+                Severity::High,
+                &d.site_id,
+                "the site's unmatched action is Allow, so any internet address reaches the FHIR API directly".into(),
+            ));
+        }
+        if let Some(how) = scm_exposure(p, gw_subnet) {
+            out.push(finding(
+                "ScmSitePublic",
+                Severity::High,
+                &d.site_id,
+                format!("the SCM (Kudu) site is reachable: {how}"),
+            ));
+        }
+        let tls = p.min_tls_version.as_deref().unwrap_or("1.2");
+        if tls_below_12(tls) {
+            out.push(finding(
+                "MinTlsBelow12",
+                Severity::Medium,
+                &d.site_id,
+                format!("the site accepts TLS {tls}, below 1.2"),
+            ));
+        }
+        let ftps = p.ftps_state.as_deref().unwrap_or("AllAllowed");
+        if !ftps.eq_ignore_ascii_case("Disabled") {
+            out.push(finding("FtpEnabled", Severity::Medium, &d.site_id, format!("FTP deployment is allowed (ftpsState {ftps}): a deployment path outside the gateway")));
+        }
+    }
+    if let Some(site) = o.site() {
+        if site.properties.https_only != Some(true) {
+            out.push(finding(
+                "HttpsOnlyDisabled",
+                Severity::Medium,
+                &d.site_id,
+                "the site answers plain HTTP (httpsOnly is off)".into(),
+            ));
+        }
+        let integrated = site
+            .properties
+            .virtual_network_subnet_id
+            .as_deref()
+            .is_some_and(|s| id::same(s, &d.integration_subnet.id));
+        if !integrated {
+            out.push(finding(
+                "SiteNotVnetIntegrated",
+                Severity::Medium,
+                &d.site_id,
+                "the site is not VNet-integrated with the integration subnet, so its calls to Cosmos DB leave over the public internet".into(),
+            ));
+        }
+    }
+    if let Some(gw) = o.gateway() {
+        for fe in gw.public_frontends() {
+            out.push(finding(
+                "GatewayPublicFrontend",
+                Severity::High,
+                &d.gateway.id,
+                format!("the gateway has a public frontend {fe}, so the internet reaches the FHIR API through it"),
+            ));
+        }
+    }
+    match o.subnet(&d.gateway_subnet.name) {
+        Some(s) => {
+            if s.endpoint("Microsoft.Web").is_none() {
+                out.push(finding(
+                    "GatewaySubnetMissingWebEndpoint",
+                    Severity::Medium,
+                    gw_subnet,
+                    "the gateway subnet has no Microsoft.Web service endpoint, so App Service cannot admit the gateway by subnet".into(),
+                ));
+            }
+            if !s.delegated_to("Microsoft.Network/applicationGateways") {
+                out.push(finding(
+                    "GatewaySubnetMissingDelegation",
+                    Severity::Medium,
+                    gw_subnet,
+                    "the gateway subnet is not delegated to Microsoft.Network/applicationGateways, which a private-only gateway requires".into(),
+                ));
+            }
+        }
+        None => out.push(finding(
+            "GatewaySubnetMissingWebEndpoint",
+            Severity::Medium,
+            gw_subnet,
+            "the gateway subnet does not exist yet".into(),
+        )),
+    }
+    if o.subnet(&d.integration_subnet.name)
+        .and_then(|s| s.endpoint("Microsoft.AzureCosmosDB").cloned())
+        .is_none()
+    {
+        out.push(finding(
+            "IntegrationSubnetMissingCosmosEndpoint",
+            Severity::Medium,
+            &d.integration_subnet.id,
+            "the integration subnet has no Microsoft.AzureCosmosDB service endpoint, so Cosmos DB cannot admit it by subnet".into(),
+        ));
+    }
+    if let Some(c) = o.cosmos() {
+        let p = &c.properties;
+        if p.is_virtual_network_filter_enabled != Some(true) {
+            out.push(finding(
+                "CosmosVnetFilterOff",
+                Severity::High,
+                &d.cosmos_id,
+                if p.ip_rules.as_ref().is_none_or(Vec::is_empty) {
+                    "the Cosmos DB virtual-network filter is off and there are no IP rules, so every network reaches the data".into()
+                } else {
+                    "the Cosmos DB virtual-network filter is off, so the integration subnet is not how the data is reached".into()
+                },
+            ));
+        }
+        for r in p.ip_rules.iter().flatten() {
+            out.push(finding(
+                "CosmosIpRule",
+                Severity::High,
+                &d.cosmos_id,
+                format!(
+                    "Cosmos DB IP rule {} lets that address range reach the data directly",
+                    r.ip_address_or_range
+                ),
+            ));
+        }
+        for r in p
+            .virtual_network_rules
+            .iter()
+            .flatten()
+            .filter(|r| !id::same(&r.id, &d.integration_subnet.id))
+        {
+            out.push(finding(
+                "CosmosForeignVnetRule",
+                Severity::High,
+                &d.cosmos_id,
+                format!(
+                    "Cosmos DB admits subnet {}, which is not the integration subnet",
+                    r.id
+                ),
+            ));
+        }
+        if p.network_acl_bypass
+            .as_deref()
+            .is_some_and(|b| b.eq_ignore_ascii_case("AzureServices"))
+        {
+            out.push(finding(
+                "CosmosAzureServicesBypass",
+                Severity::High,
+                &d.cosmos_id,
+                "Cosmos DB lets Azure services bypass its firewall (networkAclBypass AzureServices)".into(),
+            ));
+        }
+        if p.disable_local_auth != Some(true) {
+            out.push(finding(
+                "CosmosKeyAuthEnabled",
+                Severity::Advisory,
+                &d.cosmos_id,
+                "Cosmos DB accepts account keys; prefer Entra ID data-plane RBAC and disableLocalAuth (fhirlock reports this, it does not change it)".into(),
+            ));
+        }
+    }
+    out
+}
+
+/// Rules as written, without the synthetic allow/deny-all entry ARM appends on read.
+pub fn real_rules(rules: Option<&[IpRestriction]>) -> Vec<IpRestriction> {
+    rules
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| !r.is_synthetic())
+        .cloned()
+        .collect()
+}
+
+fn allows_only(r: &IpRestriction, subnet_id: &str) -> bool {
+    r.vnet_subnet_resource_id
+        .as_deref()
+        .is_some_and(|s| id::same(s, subnet_id))
+        && r.ip_address.as_deref().is_none_or(str::is_empty)
+}
+
+/// With no rules the unmatched action is Allow; with rules and no explicit default, Deny.
+fn unmatched_allows(default_action: Option<&str>, rules: &[IpRestriction]) -> bool {
+    match default_action {
+        Some(a) => a.eq_ignore_ascii_case("Allow"),
+        None => rules.is_empty(),
+    }
+}
+
+fn scm_exposure(p: &SiteConfigProperties, gw_subnet: &str) -> Option<String> {
+    if p.scm_ip_security_restrictions_use_main == Some(true) {
+        // Inherits the main site's rules; those are reported on the site itself.
+        return None;
+    }
+    let rules = real_rules(p.scm_ip_security_restrictions.as_deref());
+    if let Some(r) = rules
+        .iter()
+        .find(|r| r.allows() && !allows_only(r, gw_subnet))
+    {
+        return Some(format!(
+            "rule {} allows {}",
+            rule_name(r),
+            describe_source(r)
+        ));
+    }
+    unmatched_allows(
+        p.scm_ip_security_restrictions_default_action.as_deref(),
+        &rules,
+    )
+    .then(|| "its unmatched action is Allow and it does not use the main site's rules".to_owned())
+}
+
+fn rule_name(r: &IpRestriction) -> String {
+    r.name
+        .clone()
+        .unwrap_or_else(|| format!("at priority {}", r.priority.unwrap_or_default()))
+}
+
+fn describe_source(r: &IpRestriction) -> String {
+    match (&r.vnet_subnet_resource_id, &r.ip_address, r.tag.as_deref()) {
+        (Some(s), _, _) => format!("subnet {s}"),
+        (None, Some(a), Some(t)) if t.eq_ignore_ascii_case("ServiceTag") => {
+            format!("service tag {a}")
+        }
+        (None, Some(a), _) => format!("addresses {a}"),
+        _ => "an unspecified source".into(),
+    }
+}
+
+fn tls_below_12(v: &str) -> bool {
+    matches!(v.trim(), "1.0" | "1.1")
+}
+
+/// Who can reach what. Coarse on purpose: enough to say whether a change opens a path.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Target {
+    Site,
+    Scm,
+    Cosmos,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Source {
+    Internet,
+    Addresses(String),
+    ServiceTag(String),
+    AzureServices,
+    /// A subnet (lower-cased ID) admitted through its service endpoint.
+    Subnet(String),
+    GatewayPublicFrontend,
+}
+
+pub type Exposure = BTreeSet<(Target, Source)>;
+
+pub fn exposure(o: &Observed) -> Exposure {
+    let mut out = Exposure::new();
+    let subnets = o.subnets();
+    let has_endpoint = |sid: &str, svc: &str| {
+        subnets
+            .iter()
+            .any(|s| s.id.as_deref().is_some_and(|i| id::same(i, sid)) && s.endpoint(svc).is_some())
+    };
+    let site_public = o
+        .site()
+        .and_then(|s| s.properties.public_network_access)
+        .is_none_or(|a| !a.eq_ignore_ascii_case("Disabled"));
+    if let (Some(cfg), true) = (o.site_config(), site_public) {
+        let p = &cfg.properties;
+        let main = site_sources(
+            p.ip_security_restrictions.as_deref(),
+            p.ip_security_restrictions_default_action.as_deref(),
+            &has_endpoint,
+        );
+        let scm = if p.scm_ip_security_restrictions_use_main == Some(true) {
+            main.clone()
+        } else {
+            site_sources(
+                p.scm_ip_security_restrictions.as_deref(),
+                p.scm_ip_security_restrictions_default_action.as_deref(),
+                &has_endpoint,
+            )
+        };
+        out.extend(main.into_iter().map(|s| (Target::Site, s)));
+        out.extend(scm.into_iter().map(|s| (Target::Scm, s)));
+    }
+    if o.gateway()
+        .is_some_and(|g| !g.public_frontends().is_empty())
+    {
+        out.insert((Target::Site, Source::GatewayPublicFrontend));
+    }
+    if let Some(c) = o.cosmos() {
+        let p = &c.properties;
+        let public = p
+            .public_network_access
+            .as_deref()
+            .is_none_or(|a| !a.eq_ignore_ascii_case("Disabled"));
+        let filter = p.is_virtual_network_filter_enabled == Some(true);
+        let ips: Vec<_> = p
+            .ip_rules
+            .iter()
+            .flatten()
+            .map(|r| r.ip_address_or_range.clone())
+            .collect();
+        if public {
+            if !filter && ips.is_empty() {
+                out.insert((Target::Cosmos, Source::Internet));
+            }
+            for ip in ips {
+                out.insert((
+                    Target::Cosmos,
+                    if ip.trim() == "0.0.0.0" {
+                        Source::AzureServices
+                    } else {
+                        Source::Addresses(ip)
+                    },
+                ));
+            }
+            if p.network_acl_bypass
+                .as_deref()
+                .is_some_and(|b| b.eq_ignore_ascii_case("AzureServices"))
+            {
+                out.insert((Target::Cosmos, Source::AzureServices));
+            }
+            if filter {
+                for r in p.virtual_network_rules.iter().flatten() {
+                    if has_endpoint(&r.id, "Microsoft.AzureCosmosDB") {
+                        out.insert((Target::Cosmos, Source::Subnet(r.id.to_ascii_lowercase())));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn site_sources(
+    rules: Option<&[IpRestriction]>,
+    default_action: Option<&str>,
+    has_endpoint: &dyn Fn(&str, &str) -> bool,
+) -> BTreeSet<Source> {
+    let rules = real_rules(rules);
+    let mut out = BTreeSet::new();
+    for r in rules.iter().filter(|r| r.allows()) {
+        match (
+            &r.vnet_subnet_resource_id,
+            r.ip_address.as_deref(),
+            r.tag.as_deref(),
+        ) {
+            (Some(s), _, _) if has_endpoint(s, "Microsoft.Web") => {
+                out.insert(Source::Subnet(s.to_ascii_lowercase()));
+            }
+            // A subnet rule without the endpoint never matches.
+            (Some(_), _, _) => {}
+            (None, Some(a), _) if a.eq_ignore_ascii_case("Any") => {
+                out.insert(Source::Internet);
+            }
+            (None, Some(a), Some(t)) if t.eq_ignore_ascii_case("ServiceTag") => {
+                out.insert(Source::ServiceTag(a.to_owned()));
+            }
+            (None, Some(a), _) => {
+                out.insert(Source::Addresses(a.to_owned()));
+            }
+            _ => {}
+        }
+    }
+    if unmatched_allows(default_action, &rules) {
+        out.insert(Source::Internet);
+    }
+    out
+}

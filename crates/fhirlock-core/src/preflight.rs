@@ -1,0 +1,277 @@
+//! Checks that need Azure to know, run before any write. A failure stops the reconcile with a
+//! reason that says what to fix (`Stalled`), instead of leaving a half-built endpoint.
+
+use serde::{Deserialize, Serialize};
+
+use crate::desired::Desired;
+use crate::id;
+use crate::model::Subnet;
+use crate::net::Cidr;
+use crate::observed::{Observed, same_region};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreflightFailure {
+    /// Stable reason, used as the `Stalled` condition's reason.
+    pub code: &'static str,
+    pub message: String,
+}
+
+fn fail(code: &'static str, message: String) -> PreflightFailure {
+    PreflightFailure { code, message }
+}
+
+/// App Service plan tiers that cannot do regional VNet integration.
+const TIERS_WITHOUT_VNET_INTEGRATION: &[&str] = &["free", "shared", "dynamic"];
+
+pub fn check(d: &Desired, o: &Observed) -> Vec<PreflightFailure> {
+    let mut out = Vec::new();
+    let Some(vnet) = o.vnet() else {
+        out.push(fail(
+            "VirtualNetworkNotFound",
+            format!(
+                "virtual network {} does not exist or is not readable",
+                d.vnet_id
+            ),
+        ));
+        return out;
+    };
+    let Some(site) = o.site() else {
+        out.push(fail(
+            "AppServiceNotFound",
+            format!(
+                "App Service {} does not exist or is not readable",
+                d.site_id
+            ),
+        ));
+        return out;
+    };
+    if o.cosmos.is_none() {
+        out.push(fail(
+            "CosmosAccountNotFound",
+            format!(
+                "Cosmos DB account {} does not exist or is not readable",
+                d.cosmos_id
+            ),
+        ));
+    }
+
+    // Plan tier.
+    match o.server_farm().and_then(|f| f.sku).and_then(|s| s.tier) {
+        Some(tier) if TIERS_WITHOUT_VNET_INTEGRATION.contains(&tier.to_ascii_lowercase().as_str()) => out.push(fail(
+            "PlanTierUnsupported",
+            format!("the App Service plan's tier {tier} does not support regional VNet integration: scale it to Basic, Standard or Premium"),
+        )),
+        None => out.push(fail(
+            "PlanNotReadable",
+            "the App Service plan could not be read, so its tier cannot be checked for VNet integration".into(),
+        )),
+        _ => {}
+    }
+
+    // Regions.
+    let vnet_region = vnet.location.clone().unwrap_or_default();
+    if let Some(site_region) = &site.location
+        && !same_region(site_region, &vnet_region)
+    {
+        out.push(fail(
+            "RegionMismatch",
+            format!("the App Service is in {site_region} but the VNet is in {vnet_region}: VNet integration needs one region"),
+        ));
+    }
+    if !same_region(&d.gateway.location, &vnet_region) {
+        out.push(fail(
+            "RegionMismatch",
+            format!("spec.gateway.location is {} but the VNet is in {vnet_region}: the gateway must be in the VNet's region", d.gateway.location),
+        ));
+    }
+
+    // Prefixes inside the VNet, and clear of every other subnet.
+    let space: Vec<Cidr> = vnet
+        .properties
+        .address_space
+        .as_ref()
+        .map(|a| {
+            a.address_prefixes
+                .iter()
+                .filter_map(|p| Cidr::parse(p))
+                .collect()
+        })
+        .unwrap_or_default();
+    let subnets = o.subnets();
+    for want in [&d.gateway_subnet, &d.integration_subnet] {
+        let Some(prefix) = Cidr::parse(&want.prefix) else {
+            continue;
+        };
+        if !space.iter().any(|s| s.contains(&prefix)) {
+            out.push(fail(
+                "PrefixOutsideVirtualNetwork",
+                format!(
+                    "subnet {} prefix {} is outside the VNet's address space",
+                    want.name, want.prefix
+                ),
+            ));
+        }
+        for other in subnets.iter().filter(|s| {
+            !is_named(s, &d.gateway_subnet.name) && !is_named(s, &d.integration_subnet.name)
+        }) {
+            if other
+                .prefixes()
+                .iter()
+                .filter_map(|p| Cidr::parse(p))
+                .any(|p| p.overlaps(&prefix))
+            {
+                out.push(fail(
+                    "PrefixOverlapsSubnet",
+                    format!(
+                        "subnet {} prefix {} overlaps existing subnet {} ({})",
+                        want.name,
+                        want.prefix,
+                        other.name.as_deref().unwrap_or("?"),
+                        other.prefixes().join(",")
+                    ),
+                ));
+            }
+        }
+        if let Some(existing) = subnets.iter().find(|s| is_named(s, &want.name))
+            && !existing.prefixes().iter().any(|p| p == &want.prefix)
+        {
+            out.push(fail(
+                "SubnetPrefixDiffers",
+                format!(
+                    "subnet {} already exists with prefix {}, not {}: fhirlock does not re-address an existing subnet",
+                    want.name,
+                    existing.prefixes().join(","),
+                    want.prefix
+                ),
+            ));
+        }
+    }
+
+    // The gateway subnet holds nothing but gateways.
+    if let Some(gw) = subnets.iter().find(|s| is_named(s, &d.gateway_subnet.name)) {
+        let p = &gw.properties;
+        let foreign_ip_configs = p
+            .ip_configurations
+            .iter()
+            .flatten()
+            .filter(|c| {
+                !c.get("id")
+                    .and_then(|v| v.as_str())
+                    .is_some_and(|i| i.to_ascii_lowercase().contains("/applicationgateways/"))
+            })
+            .count();
+        let other_delegation = p.delegations.iter().flatten().find(|x| {
+            !x.properties
+                .service_name
+                .eq_ignore_ascii_case("Microsoft.Network/applicationGateways")
+        });
+        if foreign_ip_configs > 0 || p.private_endpoints.as_ref().is_some_and(|v| !v.is_empty()) {
+            out.push(fail(
+                "GatewaySubnetInUse",
+                format!("subnet {} holds resources other than Application Gateways: it must be dedicated to the gateway", d.gateway_subnet.name),
+            ));
+        }
+        if let Some(x) = other_delegation {
+            out.push(fail(
+                "GatewaySubnetDelegatedElsewhere",
+                format!("subnet {} is delegated to {}; the gateway needs it delegated to Microsoft.Network/applicationGateways", d.gateway_subnet.name, x.properties.service_name),
+            ));
+        }
+    }
+
+    // The integration subnet is free, or already delegated to App Service (and not to another plan).
+    if let Some(int) = subnets
+        .iter()
+        .find(|s| is_named(s, &d.integration_subnet.name))
+    {
+        let p = &int.properties;
+        if let Some(x) = p.delegations.iter().flatten().find(|x| {
+            !x.properties
+                .service_name
+                .eq_ignore_ascii_case("Microsoft.Web/serverFarms")
+        }) {
+            out.push(fail(
+                "IntegrationSubnetDelegatedElsewhere",
+                format!("subnet {} is delegated to {}; VNet integration needs Microsoft.Web/serverFarms", d.integration_subnet.name, x.properties.service_name),
+            ));
+        }
+        if p.ip_configurations.as_ref().is_some_and(|v| !v.is_empty())
+            || p.private_endpoints.as_ref().is_some_and(|v| !v.is_empty())
+        {
+            out.push(fail(
+                "IntegrationSubnetInUse",
+                format!(
+                    "subnet {} holds other resources: VNet integration needs a dedicated subnet",
+                    d.integration_subnet.name
+                ),
+            ));
+        }
+        let farm = site.properties.server_farm_id.clone().unwrap_or_default();
+        for link in p.service_association_links.iter().flatten() {
+            let linked = link
+                .pointer("/properties/link")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
+            if !linked.is_empty() && !farm.is_empty() && !id::same(linked, &farm) {
+                out.push(fail(
+                    "IntegrationSubnetUsedByAnotherPlan",
+                    format!("subnet {} is used by App Service plan {linked}: one subnet serves one plan", d.integration_subnet.name),
+                ));
+            }
+        }
+    }
+
+    // The site is not integrated into some other subnet.
+    if let Some(current) = &site.properties.virtual_network_subnet_id
+        && !current.is_empty()
+        && !id::same(current, &d.integration_subnet.id)
+    {
+        out.push(fail(
+            "AppServiceIntegratedElsewhere",
+            format!("the App Service is VNet-integrated with {current}; remove that integration or name that subnet in spec.network.integrationSubnet"),
+        ));
+    }
+
+    // The gateway: ours, or not there yet; adoption of someone else's is explicit.
+    match o.gateway() {
+        Some(gw) => {
+            if gw.tag(crate::OWNER_TAG) != Some(d.owner.as_str()) {
+                out.push(fail(
+                    "GatewayNotOwned",
+                    format!(
+                        "Application Gateway {} exists but is not owned by this endpoint (tag {}={}): fhirlock does not adopt it implicitly; choose another name or tag it {}={}",
+                        d.gateway.name,
+                        crate::OWNER_TAG,
+                        gw.tag(crate::OWNER_TAG).unwrap_or("<none>"),
+                        crate::OWNER_TAG,
+                        d.owner
+                    ),
+                ));
+            }
+        }
+        None => {
+            if o.isolation_feature.as_deref() != Some("Registered") {
+                out.push(fail(
+                    "NetworkIsolationNotRegistered",
+                    format!(
+                        "a private-only Application Gateway needs the subscription feature Microsoft.Network/EnableApplicationGatewayNetworkIsolation registered (state: {}): run `az feature register --namespace Microsoft.Network --name EnableApplicationGatewayNetworkIsolation`",
+                        o.isolation_feature.as_deref().unwrap_or("NotRegistered")
+                    ),
+                ));
+            }
+            if let crate::desired::Certificate::Unresolved { reason } = &d.gateway.certificate {
+                out.push(fail(
+                    "CertificateUnavailable",
+                    format!("the gateway cannot be created without its certificate: {reason}"),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn is_named(s: &Subnet, name: &str) -> bool {
+    s.name
+        .as_deref()
+        .is_some_and(|n| n.eq_ignore_ascii_case(name))
+}

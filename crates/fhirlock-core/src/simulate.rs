@@ -1,0 +1,90 @@
+//! What a step does to the observed state, as ARM would answer a GET afterwards. The property
+//! tests use it to replay a plan step by step: re-planning after the last step must give nothing,
+//! and no intermediate state may open a path the end state closes.
+
+use serde_json::{Value, json};
+
+use crate::json::merge;
+use crate::observed::Observed;
+use crate::plan::{Method, Step, StepKind};
+
+/// `o` after `step` succeeded (long-running operations included).
+pub fn apply(o: &Observed, step: &Step) -> Observed {
+    let mut next = o.clone();
+    match (step.kind, step.method) {
+        (StepKind::IntegrationSubnet | StepKind::GatewaySubnet, _) => {
+            let mut subnet = step.body.clone();
+            subnet["id"] = json!(step.resource_id);
+            succeed(&mut subnet);
+            if let Some(vnet) = next.vnet.as_mut() {
+                let name = subnet["name"].as_str().unwrap_or_default().to_owned();
+                let list = vnet["properties"]["subnets"].as_array_mut();
+                match list {
+                    Some(list) => {
+                        match list.iter_mut().find(|s| {
+                            s["name"]
+                                .as_str()
+                                .is_some_and(|n| n.eq_ignore_ascii_case(&name))
+                        }) {
+                            Some(s) => *s = subnet,
+                            None => list.push(subnet),
+                        }
+                    }
+                    None => vnet["properties"]["subnets"] = json!([subnet]),
+                }
+            }
+        }
+        (StepKind::Gateway, _) => {
+            let mut gw = step.body.clone();
+            gw["id"] = json!(step.resource_id);
+            // ARM never returns the certificate or its password.
+            if let Some(certs) = gw
+                .pointer_mut("/properties/sslCertificates")
+                .and_then(Value::as_array_mut)
+            {
+                for c in certs {
+                    if let Some(p) = c.get_mut("properties").and_then(Value::as_object_mut) {
+                        p.remove("data");
+                        p.remove("password");
+                    }
+                }
+            }
+            gw["properties"]["provisioningState"] = json!("Succeeded");
+            next.gateway = Some(gw);
+        }
+        (StepKind::SiteHttpsOnly | StepKind::SiteVnetIntegration, Method::Patch) => {
+            if let Some(site) = next.site.as_mut() {
+                merge(site, &step.body);
+            }
+        }
+        (StepKind::SiteTlsAndFtp | StepKind::SiteAccessRestrictions, Method::Patch) => {
+            if let Some(cfg) = next.site_config.as_mut() {
+                merge(cfg, &step.body);
+            }
+        }
+        (StepKind::CosmosVnetRule | StepKind::CosmosLockdown, Method::Patch) => {
+            if let Some(c) = next.cosmos.as_mut() {
+                merge(c, &step.body);
+            }
+        }
+        _ => {}
+    }
+    next
+}
+
+/// Server-side: service endpoints and delegations end `Succeeded`.
+fn succeed(subnet: &mut Value) {
+    subnet["properties"]["provisioningState"] = json!("Succeeded");
+    for key in ["serviceEndpoints", "delegations"] {
+        if let Some(list) = subnet["properties"][key].as_array_mut() {
+            for item in list {
+                let target = if key == "delegations" {
+                    &mut item["properties"]
+                } else {
+                    item
+                };
+                target["provisioningState"] = json!("Succeeded");
+            }
+        }
+    }
+}

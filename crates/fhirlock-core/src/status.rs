@@ -1,0 +1,284 @@
+//! The status a reconcile reports: conditions as kstatus reads them, one per component, and the
+//! next steps that are outside Azure. Pure: the caller passes the time and the previous
+//! conditions, so a condition's lastTransitionTime moves only when its status does.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::desired::Desired;
+use crate::plan::{Plan, StepKind};
+use crate::posture::Finding;
+use crate::preflight::PreflightFailure;
+
+/// What one reconcile concluded.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    pub preflight: Vec<PreflightFailure>,
+    pub findings: Vec<Finding>,
+    pub plan: Plan,
+    /// Audit mode: the plan is reported, never applied.
+    pub audit: bool,
+    /// A long-running operation is in flight.
+    pub operation_pending: bool,
+    /// Writes were deferred to stay inside the subscription's ARM budget.
+    pub throttled: bool,
+    /// A terminal Azure error (message already free of secrets).
+    pub terminal_error: Option<(String, String)>,
+}
+
+pub const READY: &str = "Ready";
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
+
+struct Cond {
+    type_: &'static str,
+    ok: bool,
+    reason: String,
+    message: String,
+}
+
+fn c(type_: &'static str, ok: bool, reason: &str, message: impl Into<String>) -> Cond {
+    Cond {
+        type_,
+        ok,
+        reason: reason.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// The conditions for this outcome, keeping lastTransitionTime from `previous` when the status
+/// did not change.
+pub fn conditions(
+    o: &Outcome,
+    generation: Option<i64>,
+    now: &Time,
+    previous: &[Condition],
+) -> Vec<Condition> {
+    let pending = |kinds: &[StepKind]| {
+        o.plan
+            .steps
+            .iter()
+            .filter(|s| kinds.contains(&s.kind))
+            .count()
+    };
+    let has_finding = |codes: &[&str]| o.findings.iter().any(|f| codes.contains(&f.code));
+    let stalled = o
+        .preflight
+        .first()
+        .map(|f| (f.code.to_owned(), f.message.clone()))
+        .or_else(|| o.terminal_error.clone());
+
+    let subnets = pending(&[StepKind::IntegrationSubnet, StepKind::GatewaySubnet]) == 0;
+    let gateway = pending(&[StepKind::Gateway]) == 0 && !has_finding(&["GatewayPublicFrontend"]);
+    let site = pending(&[
+        StepKind::SiteHttpsOnly,
+        StepKind::SiteTlsAndFtp,
+        StepKind::SiteVnetIntegration,
+        StepKind::SiteAccessRestrictions,
+    ]) == 0
+        && !has_finding(&[
+            "SiteAllowsOtherSources",
+            "SiteDefaultAllow",
+            "ScmSitePublic",
+            "SiteNotVnetIntegrated",
+            "HttpsOnlyDisabled",
+            "MinTlsBelow12",
+            "FtpEnabled",
+        ]);
+    let cosmos = pending(&[StepKind::CosmosVnetRule, StepKind::CosmosLockdown]) == 0
+        && !has_finding(&[
+            "CosmosVnetFilterOff",
+            "CosmosIpRule",
+            "CosmosForeignVnetRule",
+            "CosmosAzureServicesBypass",
+        ]);
+    let blocking: Vec<_> = o
+        .findings
+        .iter()
+        .filter(|f| f.severity != crate::posture::Severity::Advisory)
+        .collect();
+    let compliant = blocking.is_empty();
+
+    let component = |ok: bool, name: &'static str, good: &str, bad: &str| {
+        let (reason, msg) = if ok {
+            ("Converged", good.to_owned())
+        } else if o.audit {
+            ("AuditOnly", format!("{bad} (Audit mode: not changed)"))
+        } else {
+            ("Pending", bad.to_owned())
+        };
+        c(name, ok, reason, msg)
+    };
+    let mut conds = vec![
+        component(
+            subnets,
+            "SubnetsReady",
+            "both subnets have their delegation and service endpoint",
+            "a subnet lacks its delegation or service endpoint",
+        ),
+        component(
+            gateway,
+            "GatewayReady",
+            "the private-only gateway matches the spec",
+            "the gateway is missing, differs from the spec or has a public frontend",
+        ),
+        component(
+            site,
+            "AppServiceLocked",
+            "only the gateway subnet reaches the site; SCM locked; HTTPS only; TLS 1.2+; FTP off; VNet-integrated",
+            "the site is reachable other than through the gateway, or not hardened",
+        ),
+        component(
+            cosmos,
+            "CosmosLocked",
+            "only the integration subnet reaches Cosmos DB",
+            "Cosmos DB is reachable from other networks",
+        ),
+        if compliant {
+            c(
+                "PostureCompliant",
+                true,
+                "NoFindings",
+                "no way in other than the gateway",
+            )
+        } else {
+            c(
+                "PostureCompliant",
+                false,
+                "FindingsPresent",
+                format!("{} finding(s): {}", blocking.len(), codes(&blocking)),
+            )
+        },
+    ];
+
+    let (ready, reconciling, stalled_c) = if let Some((reason, message)) = &stalled {
+        (
+            c(READY, false, "Stalled", message.clone()),
+            c(
+                RECONCILING,
+                false,
+                "Stalled",
+                "waiting for a change to the spec, Azure or permissions",
+            ),
+            c(STALLED, true, reason, message.clone()),
+        )
+    } else if o.audit {
+        let ready = if compliant && o.plan.is_empty() {
+            c(
+                READY,
+                true,
+                "Secured",
+                "only the gateway reaches the FHIR API (Audit mode)",
+            )
+        } else {
+            c(
+                READY,
+                false,
+                "FindingsPresent",
+                format!(
+                    "Audit mode: {} finding(s), {} planned change(s) not applied",
+                    blocking.len(),
+                    o.plan.steps.len()
+                ),
+            )
+        };
+        (
+            ready,
+            c(
+                RECONCILING,
+                false,
+                "AuditOnly",
+                "Audit mode never writes to Azure",
+            ),
+            c(STALLED, false, "AuditOnly", "Audit mode"),
+        )
+    } else if o.plan.is_empty() && compliant {
+        (
+            c(
+                READY,
+                true,
+                "Secured",
+                "only the gateway reaches the FHIR API",
+            ),
+            c(RECONCILING, false, "Converged", "Azure matches the spec"),
+            c(STALLED, false, "Converged", "Azure matches the spec"),
+        )
+    } else {
+        let (reason, msg) = if o.throttled {
+            (
+                "Throttled",
+                "writes deferred to stay within the subscription's ARM budget".to_owned(),
+            )
+        } else if o.operation_pending {
+            (
+                "WaitingForOperation",
+                "waiting for an Azure long-running operation".to_owned(),
+            )
+        } else {
+            (
+                "Applying",
+                format!("{} change(s) to make", o.plan.steps.len()),
+            )
+        };
+        let first = o.plan.steps.first().map(|s| {
+            format!(
+                "{:?}: {}",
+                s.kind,
+                s.waiting_for.clone().unwrap_or_else(|| s.reason.clone())
+            )
+        });
+        (
+            c(
+                READY,
+                false,
+                "Reconciling",
+                first.unwrap_or_else(|| format!("{} finding(s) remain", blocking.len())),
+            ),
+            c(RECONCILING, true, reason, msg),
+            c(STALLED, false, reason, "progressing"),
+        )
+    };
+    let mut all = vec![ready, reconciling, stalled_c];
+    all.append(&mut conds);
+    all.into_iter()
+        .map(|x| {
+            let status = if x.ok { "True" } else { "False" };
+            let since = previous
+                .iter()
+                .find(|p| p.type_ == x.type_ && p.status == status)
+                .map(|p| p.last_transition_time.clone())
+                .unwrap_or_else(|| now.clone());
+            Condition {
+                type_: x.type_.to_owned(),
+                status: status.to_owned(),
+                reason: x.reason,
+                message: x.message,
+                observed_generation: generation,
+                last_transition_time: since,
+            }
+        })
+        .collect()
+}
+
+fn codes(f: &[&Finding]) -> String {
+    let mut v: Vec<_> = f.iter().map(|f| f.code).collect();
+    v.dedup();
+    v.join(", ")
+}
+
+/// What people outside Azure still need to do.
+pub fn next_steps(d: &Desired, gateway_ip: Option<&str>) -> Vec<String> {
+    let ip = gateway_ip.unwrap_or(&d.gateway.private_ip);
+    vec![
+        format!(
+            "Ask the HSCN network team to forward the HSCN address assigned to this service to the gateway's private IP {ip}"
+        ),
+        format!(
+            "Ask NHS Digital for a DNS record {} pointing at that HSCN address",
+            d.gateway.host_name
+        ),
+        format!(
+            "Keep the certificate for {} valid: fhirlock updates the gateway when the certificate changes",
+            d.gateway.host_name
+        ),
+    ]
+}

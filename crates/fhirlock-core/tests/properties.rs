@@ -1,0 +1,331 @@
+//! Properties over generated estates: whatever state Azure is in (within what pre-flight admits),
+//! running the plan converges, keeps every field fhirlock does not own, deletes nothing, and never
+//! passes through a state that opens a path the end state closes.
+
+mod common;
+
+use common::*;
+use fhirlock_core::{Observed, model, plan, posture, preflight, simulate};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone)]
+struct Estate {
+    site_default: Option<&'static str>,
+    extra_allow: Vec<u8>,
+    deny_rules: u8,
+    scm_use_main: bool,
+    scm_default: Option<&'static str>,
+    scm_allow: bool,
+    tls: &'static str,
+    ftps: &'static str,
+    https_only: bool,
+    cosmos_filter: bool,
+    cosmos_ips: u8,
+    cosmos_bypass: bool,
+    cosmos_foreign_rule: bool,
+    cosmos_public_disabled: bool,
+    int_subnet: u8,
+    gw_subnet: u8,
+    converged_first: bool,
+    unknown_seed: u8,
+}
+
+fn estate() -> impl Strategy<Value = Estate> {
+    let a = (
+        prop::option::of(prop::sample::select(vec!["Allow", "Deny"])),
+        prop::collection::vec(0u8..4, 0..3),
+        0u8..3,
+        any::<bool>(),
+        prop::option::of(prop::sample::select(vec!["Allow", "Deny"])),
+        any::<bool>(),
+        prop::sample::select(vec!["1.0", "1.1", "1.2", "1.3"]),
+        prop::sample::select(vec!["AllAllowed", "FtpsOnly", "Disabled"]),
+        any::<bool>(),
+    );
+    let b = (
+        any::<bool>(),
+        0u8..3,
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        0u8..4,
+        0u8..4,
+        any::<bool>(),
+        any::<u8>(),
+    );
+    (a, b).prop_map(
+        |(
+            (sd, ea, dr, sum, sdef, sa, tls, ftps, https),
+            (cf, ci, cb, cfr, cpd, int, gw, conv, seed),
+        )| Estate {
+            site_default: sd,
+            extra_allow: ea,
+            deny_rules: dr,
+            scm_use_main: sum,
+            scm_default: sdef,
+            scm_allow: sa,
+            tls,
+            ftps,
+            https_only: https,
+            cosmos_filter: cf,
+            cosmos_ips: ci,
+            cosmos_bypass: cb,
+            cosmos_foreign_rule: cfr,
+            cosmos_public_disabled: cpd,
+            int_subnet: int,
+            gw_subnet: gw,
+            converged_first: conv,
+            unknown_seed: seed,
+        },
+    )
+}
+
+fn subnet(
+    name: &str,
+    prefix: &str,
+    level: u8,
+    delegation: &str,
+    endpoint: &str,
+    seed: u8,
+) -> Option<Value> {
+    if level == 0 {
+        return None;
+    }
+    let mut s = json!({"name": name, "id": format!("{}/subnets/{name}", vnet_id()),
+        "properties": {"addressPrefix": prefix, "provisioningState": "Succeeded", "x-unknown-subnet": seed}});
+    if level >= 2 {
+        s["properties"]["delegations"] = json!([{"name": "d", "properties": {"serviceName": delegation, "x-unknown-delegation": seed}}]);
+    }
+    if level >= 3 {
+        s["properties"]["serviceEndpoints"] =
+            json!([{"service": endpoint, "locations": ["*"], "provisioningState": "Succeeded"}]);
+    }
+    Some(s)
+}
+
+fn build(e: &Estate) -> Observed {
+    let d = desired();
+    let mut o = if e.converged_first {
+        converge(&d, &wide_open()).0
+    } else {
+        wide_open()
+    };
+    let seed = e.unknown_seed;
+    // Fields fhirlock has no model for, everywhere.
+    o.vnet.as_mut().unwrap()["x-unknown-vnet"] = json!({"seed": seed});
+    o.vnet.as_mut().unwrap()["properties"]["x-unknown-vnet-props"] = json!([seed, "a"]);
+    o.site.as_mut().unwrap()["properties"]["x-unknown-site"] = json!(seed);
+    o.site_config.as_mut().unwrap()["properties"]["x-unknown-config"] = json!({"n": seed});
+    o.cosmos.as_mut().unwrap()["properties"]["x-unknown-cosmos"] = json!(seed);
+    if let Some(g) = o.gateway.as_mut() {
+        g["properties"]["x-unknown-gateway"] = json!(seed);
+    }
+    if !e.converged_first {
+        let subnets = o.vnet.as_mut().unwrap()["properties"]["subnets"]
+            .as_array_mut()
+            .unwrap();
+        subnets.extend(subnet(
+            "snet-fhir-int",
+            "10.20.2.0/27",
+            e.int_subnet,
+            "Microsoft.Web/serverFarms",
+            "Microsoft.AzureCosmosDB",
+            seed,
+        ));
+        subnets.extend(subnet(
+            "snet-fhir-agw",
+            "10.20.1.0/26",
+            e.gw_subnet,
+            "Microsoft.Network/applicationGateways",
+            "Microsoft.Web",
+            seed,
+        ));
+    }
+    let cfg = &mut o.site_config.as_mut().unwrap()["properties"];
+    let mut rules = vec![];
+    for k in &e.extra_allow {
+        rules.push(match k {
+            0 => json!({"ipAddress": "198.51.100.0/24", "action": "Allow", "priority": 300, "name": "office"}),
+            1 => json!({"ipAddress": "AzureCloud", "tag": "ServiceTag", "action": "Allow", "priority": 310, "name": "azure"}),
+            2 => json!({"vnetSubnetResourceId": format!("{}/subnets/snet-workloads", vnet_id()), "action": "Allow", "priority": 320, "name": "workloads"}),
+            _ => json!({"vnetSubnetResourceId": gw_subnet(), "action": "Allow", "priority": 90, "name": "someone-elses-gateway-rule"}),
+        });
+    }
+    for i in 0..e.deny_rules {
+        rules.push(json!({"ipAddress": format!("192.0.2.{i}/32"), "action": "Deny", "priority": 50 + i as i64, "name": format!("block-{i}"), "x-unknown-rule": seed}));
+    }
+    if !e.converged_first {
+        cfg["ipSecurityRestrictions"] = json!(rules);
+    } else {
+        cfg["ipSecurityRestrictions"]
+            .as_array_mut()
+            .unwrap()
+            .extend(rules);
+    }
+    match e.site_default {
+        Some(a) => cfg["ipSecurityRestrictionsDefaultAction"] = json!(a),
+        None => {
+            cfg.as_object_mut()
+                .unwrap()
+                .remove("ipSecurityRestrictionsDefaultAction");
+        }
+    }
+    cfg["scmIpSecurityRestrictionsUseMain"] = json!(e.scm_use_main);
+    match e.scm_default {
+        Some(a) => cfg["scmIpSecurityRestrictionsDefaultAction"] = json!(a),
+        None => {
+            cfg.as_object_mut()
+                .unwrap()
+                .remove("scmIpSecurityRestrictionsDefaultAction");
+        }
+    }
+    if e.scm_allow {
+        cfg["scmIpSecurityRestrictions"] = json!([{"ipAddress": "203.0.113.9/32", "action": "Allow", "priority": 100, "name": "deploy-agent"}]);
+    }
+    cfg["minTlsVersion"] = json!(e.tls);
+    cfg["ftpsState"] = json!(e.ftps);
+    o.site.as_mut().unwrap()["properties"]["httpsOnly"] = json!(e.https_only);
+    let c = &mut o.cosmos.as_mut().unwrap()["properties"];
+    c["isVirtualNetworkFilterEnabled"] = json!(e.cosmos_filter);
+    c["ipRules"] = json!(
+        (0..e.cosmos_ips)
+            .map(|i| json!({"ipAddressOrRange": format!("51.140.{i}.0/24")}))
+            .collect::<Vec<_>>()
+    );
+    c["networkAclBypass"] = json!(if e.cosmos_bypass {
+        "AzureServices"
+    } else {
+        "None"
+    });
+    if e.cosmos_foreign_rule {
+        c["virtualNetworkRules"]
+            .as_array_mut()
+            .get_or_insert(&mut vec![])
+            .push(json!({"id": format!("{}/subnets/snet-workloads", vnet_id())}));
+    }
+    if e.cosmos_public_disabled {
+        c["publicNetworkAccess"] = json!("Disabled");
+    }
+    o
+}
+
+fn unknowns(o: &Observed) -> Vec<(String, Value)> {
+    let mut all = Vec::new();
+    for v in [&o.vnet, &o.site, &o.site_config, &o.cosmos, &o.gateway]
+        .into_iter()
+        .flatten()
+    {
+        let mut found = Vec::new();
+        unknown_fields(v, "", &mut found);
+        // Positions in arrays may change (rules are kept sorted); the fields themselves may not.
+        all.extend(
+            found
+                .into_iter()
+                .map(|(p, v)| (p.rsplit('/').next().unwrap().to_owned(), v)),
+        );
+    }
+    all.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    all
+}
+
+fn deny_rules(o: &Observed) -> Vec<Value> {
+    let mut v: Vec<Value> = o.site_config.as_ref().unwrap()["properties"]["ipSecurityRestrictions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r["action"] == "Deny")
+        .collect();
+    v.sort_by_key(|r| r["name"].to_string());
+    v
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn plans_converge_keep_unowned_fields_and_never_widen(e in estate()) {
+        let d = desired();
+        let start = build(&e);
+        prop_assert_eq!(preflight::check(&d, &start), vec![]);
+
+        let (end, history, _) = converge(&d, &start);
+
+        // Re-planning after the plan ran gives nothing.
+        prop_assert!(plan::plan(&d, &end).is_empty());
+        let left: Vec<_> = posture::findings(&d, &end).into_iter().map(|f| f.code).collect();
+        prop_assert_eq!(left, vec!["CosmosKeyAuthEnabled"]);
+
+        // Every field fhirlock does not model survives every write.
+        prop_assert_eq!(unknowns(&start), unknowns(&end));
+
+        // Nothing fhirlock does not own is deleted or changed: the other subnet, the VNet itself,
+        // other people's Deny rules.
+        let other = |o: &Observed| o.subnet_json("snet-workloads");
+        prop_assert_eq!(other(&start), other(&end));
+        let vnet_sans_subnets = |o: &Observed| { let mut v = o.vnet.clone().unwrap(); v["properties"]["subnets"] = Value::Null; v };
+        prop_assert_eq!(vnet_sans_subnets(&start), vnet_sans_subnets(&end));
+        prop_assert_eq!(deny_rules(&start), deny_rules(&end));
+        prop_assert_eq!(start.site.as_ref().unwrap()["properties"]["serverFarmId"].clone(), end.site.as_ref().unwrap()["properties"]["serverFarmId"].clone());
+
+        // No intermediate state opens a path that the end state closes.
+        let final_exposure = posture::exposure(&end);
+        for (step, before, after) in &history {
+            let allowed: posture::Exposure = posture::exposure(before).union(&final_exposure).cloned().collect();
+            let opened: Vec<_> = posture::exposure(after).difference(&allowed).cloned().collect();
+            prop_assert!(opened.is_empty(), "{:?} opened {:?}", step.kind, opened);
+        }
+    }
+
+    #[test]
+    fn typed_models_round_trip_unknown_fields(seed in any::<u32>(), key in "[a-z]{1,12}") {
+        let k = format!("x-unknown-{key}");
+        let mut o = wide_open();
+        o.site_config.as_mut().unwrap()["properties"][&k] = json!(seed);
+        o.site_config.as_mut().unwrap()["properties"]["ipSecurityRestrictions"][0][&k] = json!({"n": seed});
+        o.cosmos.as_mut().unwrap()["properties"][&k] = json!([seed]);
+        let cfg: model::SiteConfig = model::parse(o.site_config.as_ref().unwrap()).unwrap();
+        let back = model::to_json(&cfg);
+        prop_assert_eq!(&back["properties"][&k], &json!(seed));
+        prop_assert_eq!(&back["properties"]["ipSecurityRestrictions"][0][&k], &json!({"n": seed}));
+        let c: model::CosmosAccount = model::parse(o.cosmos.as_ref().unwrap()).unwrap();
+        prop_assert_eq!(&model::to_json(&c)["properties"][&k], &json!([seed]));
+    }
+}
+
+#[test]
+fn typed_models_use_arm_wire_names() {
+    // Real-shaped bodies (ARM reference §1.3, §2, §3, §4): parsing then serializing gives back the
+    // same JSON, so no field is renamed on the way through.
+    let bodies = [
+        json!({"name": "s", "properties": {"addressPrefix": "10.0.0.0/24", "applicationGatewayIPConfigurations": [{"id": "x"}],
+            "ipConfigurations": [{"id": "y"}], "serviceAssociationLinks": [], "privateEndpoints": [],
+            "serviceEndpoints": [{"service": "Microsoft.Web", "locations": ["*"], "provisioningState": "Succeeded"}],
+            "delegations": [{"name": "d", "properties": {"serviceName": "Microsoft.Web/serverFarms", "actions": ["a"]}}]}}),
+        json!({"properties": {"frontendIPConfigurations": [{"name": "f", "properties": {"privateIPAddress": "10.0.0.4",
+            "privateIPAllocationMethod": "Static", "publicIPAddress": {"id": "p"}}}], "provisioningState": "Succeeded"}, "tags": {"a": "b"}}),
+        json!({"properties": {"ipSecurityRestrictions": [{"vnetSubnetResourceId": "s", "action": "Allow", "priority": 1, "name": "n", "tag": "Default"}],
+            "ipSecurityRestrictionsDefaultAction": "Deny", "scmIpSecurityRestrictionsUseMain": true, "scmIpSecurityRestrictions": [],
+            "scmIpSecurityRestrictionsDefaultAction": "Deny", "minTlsVersion": "1.2", "ftpsState": "Disabled"}}),
+        json!({"properties": {"isVirtualNetworkFilterEnabled": true, "virtualNetworkRules": [{"id": "s", "ignoreMissingVNetServiceEndpoint": false}],
+            "ipRules": [{"ipAddressOrRange": "1.2.3.4"}], "networkAclBypass": "None", "publicNetworkAccess": "Enabled", "disableLocalAuth": true}}),
+    ];
+    assert_eq!(
+        model::to_json(&model::parse::<model::Subnet>(&bodies[0]).unwrap()),
+        bodies[0]
+    );
+    assert_eq!(
+        model::to_json(&model::parse::<model::ApplicationGateway>(&bodies[1]).unwrap()),
+        bodies[1]
+    );
+    assert_eq!(
+        model::to_json(&model::parse::<model::SiteConfig>(&bodies[2]).unwrap()),
+        bodies[2]
+    );
+    assert_eq!(
+        model::to_json(&model::parse::<model::CosmosAccount>(&bodies[3]).unwrap()),
+        bodies[3]
+    );
+    let _ = simulate::apply; // the simulator is exercised by the property above
+}

@@ -1,0 +1,323 @@
+//! The core on a wide-open estate: what it finds, what it plans, in what order, and what is left
+//! after the plan ran.
+
+mod common;
+
+use common::*;
+use fhirlock_core::plan::{Method, StepKind};
+use fhirlock_core::posture::{self, Source, Target};
+use fhirlock_core::{preflight, status};
+use serde_json::json;
+
+fn codes(f: &[posture::Finding]) -> Vec<&'static str> {
+    let mut c: Vec<_> = f.iter().map(|f| f.code).collect();
+    c.sort();
+    c.dedup();
+    c
+}
+
+#[test]
+fn a_wide_open_estate_has_every_back_door_found() {
+    let d = desired();
+    let f = posture::findings(&d, &wide_open());
+    assert_eq!(
+        codes(&f),
+        vec![
+            "CosmosAzureServicesBypass",
+            "CosmosIpRule",
+            "CosmosKeyAuthEnabled",
+            "CosmosVnetFilterOff",
+            "FtpEnabled",
+            "GatewaySubnetMissingWebEndpoint",
+            "HttpsOnlyDisabled",
+            "IntegrationSubnetMissingCosmosEndpoint",
+            "MinTlsBelow12",
+            "ScmSitePublic",
+            "SiteAllowsOtherSources",
+            "SiteDefaultAllow",
+            "SiteNotVnetIntegrated",
+        ]
+    );
+    // One finding per IP rule, each naming its range.
+    assert_eq!(f.iter().filter(|f| f.code == "CosmosIpRule").count(), 2);
+    assert!(
+        f.iter()
+            .any(|f| f.message.contains("supplier-office") && f.message.contains("203.0.113.0/24"))
+    );
+}
+
+#[test]
+fn the_remaining_back_doors_are_found_too() {
+    let d = desired();
+    let mut o = wide_open();
+    o.gateway = Some(
+        json!({"id": d.gateway.id, "tags": {"fhirlock.io/owner": "default/patient-records"}, "properties": {
+        "frontendIPConfigurations": [
+            {"name": "private-frontend", "properties": {"privateIPAddress": "10.20.1.10"}},
+            {"name": "public", "properties": {"publicIPAddress": {"id": "/subscriptions/x/publicIPAddresses/pip"}}}]}}),
+    );
+    o.cosmos.as_mut().unwrap()["properties"]["virtualNetworkRules"] =
+        json!([{"id": format!("{}/subnets/snet-workloads", vnet_id())}]);
+    o.vnet.as_mut().unwrap()["properties"]["subnets"].as_array_mut().unwrap().push(json!({
+        "name": "snet-fhir-agw", "properties": {"addressPrefix": "10.20.1.0/26", "serviceEndpoints": [{"service": "Microsoft.Web"}]}}));
+    let f = codes(&posture::findings(&d, &o));
+    for code in [
+        "GatewayPublicFrontend",
+        "CosmosForeignVnetRule",
+        "GatewaySubnetMissingDelegation",
+    ] {
+        assert!(f.contains(&code), "{code} not found in {f:?}");
+    }
+    // Every catalogued code is produced by one of the two estates above.
+    let mut all = codes(&posture::findings(&d, &wide_open()));
+    all.extend(f);
+    for code in posture::CODES {
+        assert!(all.contains(code), "no test estate produces {code}");
+    }
+}
+
+#[test]
+fn the_plan_follows_the_safe_order_and_waits_where_it_must() {
+    let d = desired();
+    let p = fhirlock_core::plan::plan(&d, &wide_open());
+    let kinds: Vec<_> = p.steps.iter().map(|s| (s.kind, s.ready())).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (StepKind::SiteHttpsOnly, true),
+            (StepKind::SiteTlsAndFtp, true),
+            (StepKind::IntegrationSubnet, true),
+            (StepKind::GatewaySubnet, true),
+            (StepKind::CosmosVnetRule, false),
+            (StepKind::SiteVnetIntegration, false),
+            (StepKind::Gateway, false),
+            (StepKind::SiteAccessRestrictions, false),
+            (StepKind::CosmosLockdown, false),
+        ]
+    );
+    let restrict = p
+        .steps
+        .iter()
+        .find(|s| s.kind == StepKind::SiteAccessRestrictions)
+        .unwrap();
+    assert!(
+        restrict
+            .waiting_for
+            .as_deref()
+            .unwrap()
+            .contains("gateway agw-fhir to be Succeeded")
+    );
+    // Subnets are PUT whole (read-modify-write); the site and Cosmos are PATCHed.
+    assert!(
+        p.steps
+            .iter()
+            .filter(|s| matches!(
+                s.kind,
+                StepKind::IntegrationSubnet | StepKind::GatewaySubnet
+            ))
+            .all(|s| s.method == Method::Put)
+    );
+    assert!(
+        p.steps
+            .iter()
+            .filter(|s| s.kind == StepKind::CosmosLockdown)
+            .all(|s| s.method == Method::Patch)
+    );
+}
+
+#[test]
+fn the_plan_converges_to_only_the_gateway_and_the_integration_subnet() {
+    let d = desired();
+    let (end, history, rounds) = converge(&d, &wide_open());
+    assert!(rounds <= 6, "took {rounds} rounds");
+    assert!(fhirlock_core::plan::plan(&d, &end).is_empty());
+    let left = codes(&posture::findings(&d, &end));
+    assert_eq!(
+        left,
+        vec!["CosmosKeyAuthEnabled"],
+        "only the advisory finding remains"
+    );
+    let exposure = posture::exposure(&end);
+    let expected: posture::Exposure = [
+        (
+            Target::Site,
+            Source::Subnet(gw_subnet().to_ascii_lowercase()),
+        ),
+        (
+            Target::Scm,
+            Source::Subnet(gw_subnet().to_ascii_lowercase()),
+        ),
+        (
+            Target::Cosmos,
+            Source::Subnet(int_subnet().to_ascii_lowercase()),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(exposure, expected);
+    // The app was never unreachable through the gateway: restrictions came after the gateway.
+    let order: Vec<_> = history.iter().map(|(s, _, _)| s.kind).collect();
+    let pos = |k| order.iter().position(|x| *x == k).unwrap();
+    assert!(pos(StepKind::Gateway) < pos(StepKind::SiteAccessRestrictions));
+    assert!(pos(StepKind::CosmosVnetRule) < pos(StepKind::SiteVnetIntegration));
+    assert!(pos(StepKind::SiteVnetIntegration) < pos(StepKind::CosmosLockdown));
+}
+
+#[test]
+fn a_converged_estate_plans_nothing_and_reports_ready() {
+    let d = desired();
+    let (end, _, _) = converge(&d, &wide_open());
+    let outcome = status::Outcome {
+        findings: posture::findings(&d, &end),
+        ..Default::default()
+    };
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap(),
+    );
+    let conds = status::conditions(&outcome, Some(3), &now, &[]);
+    let get = |t: &str| conds.iter().find(|c| c.type_ == t).unwrap();
+    assert_eq!(get("Ready").status, "True");
+    assert_eq!(get("Ready").reason, "Secured");
+    assert_eq!(get("Reconciling").status, "False");
+    assert_eq!(get("Stalled").status, "False");
+    for c in [
+        "SubnetsReady",
+        "GatewayReady",
+        "AppServiceLocked",
+        "CosmosLocked",
+        "PostureCompliant",
+    ] {
+        assert_eq!(get(c).status, "True", "{c}: {}", get(c).message);
+    }
+    // A later resync with the same outcome keeps every lastTransitionTime: no flapping.
+    let later = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::from_second(1_800_000_600).unwrap(),
+    );
+    let again = status::conditions(&outcome, Some(3), &later, &conds);
+    assert_eq!(again, conds);
+}
+
+#[test]
+fn drift_out_of_band_is_planned_back_with_field_paths() {
+    let d = desired();
+    let (mut end, _, _) = converge(&d, &wide_open());
+    // Someone in the portal opens the SCM site and adds a Cosmos IP rule.
+    end.site_config.as_mut().unwrap()["properties"]["scmIpSecurityRestrictionsDefaultAction"] =
+        json!("Allow");
+    end.cosmos.as_mut().unwrap()["properties"]["ipRules"] =
+        json!([{"ipAddressOrRange": "198.51.100.7"}]);
+    let p = fhirlock_core::plan::plan(&d, &end);
+    let drift: Vec<String> = p.drift().iter().map(|(_, c)| c.path.clone()).collect();
+    assert_eq!(
+        drift,
+        vec![
+            "properties.scmIpSecurityRestrictionsDefaultAction",
+            "properties.ipRules"
+        ]
+    );
+    assert!(
+        p.steps.iter().all(|s| s.ready()),
+        "drift on a converged estate is corrected at once"
+    );
+}
+
+#[test]
+fn a_new_certificate_updates_the_gateway_and_nothing_else() {
+    let mut d = desired();
+    let (end, _, _) = converge(&d, &wide_open());
+    d.gateway.certificate = fhirlock_core::Certificate::Pfx {
+        data_base64: "TkVX".into(),
+        password: "pw2".into(),
+        fingerprint: "def456".into(),
+    };
+    let p = fhirlock_core::plan::plan(&d, &end);
+    assert_eq!(p.steps.len(), 1);
+    assert_eq!(p.steps[0].kind, StepKind::Gateway);
+    assert_eq!(
+        p.steps[0].body["properties"]["sslCertificates"][0]["properties"]["data"],
+        "TkVX"
+    );
+    assert_eq!(p.steps[0].body["tags"]["fhirlock.io/tls"], "sha256:def456");
+}
+
+#[test]
+fn debug_output_never_shows_the_certificate() {
+    let d = desired();
+    let s = format!("{d:?}");
+    assert!(!s.contains("UEZY") && !s.contains("\"pw\""), "{s}");
+}
+
+fn preflight_codes(o: &fhirlock_core::Observed) -> Vec<&'static str> {
+    preflight::check(&desired(), o)
+        .into_iter()
+        .map(|f| f.code)
+        .collect()
+}
+
+#[test]
+fn preflight_passes_on_the_wide_open_estate() {
+    assert_eq!(preflight_codes(&wide_open()), Vec::<&str>::new());
+}
+
+#[test]
+fn each_preflight_failure_has_its_reason() {
+    type Mutate = fn(&mut fhirlock_core::Observed);
+    let cases: Vec<(&str, Mutate)> = vec![
+        ("VirtualNetworkNotFound", |o| o.vnet = None),
+        ("AppServiceNotFound", |o| o.site = None),
+        ("CosmosAccountNotFound", |o| o.cosmos = None),
+        ("PlanTierUnsupported", |o| {
+            o.server_farm.as_mut().unwrap()["sku"]["tier"] = json!("Free")
+        }),
+        ("RegionMismatch", |o| {
+            o.site.as_mut().unwrap()["location"] = json!("UK West")
+        }),
+        ("PrefixOutsideVirtualNetwork", |o| {
+            o.vnet.as_mut().unwrap()["properties"]["addressSpace"]["addressPrefixes"] =
+                json!(["10.30.0.0/16"])
+        }),
+        ("PrefixOverlapsSubnet", |o| {
+            o.vnet.as_mut().unwrap()["properties"]["subnets"][0]["properties"]["addressPrefix"] =
+                json!("10.20.0.0/22")
+        }),
+        ("SubnetPrefixDiffers", |o| {
+            o.vnet.as_mut().unwrap()["properties"]["subnets"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"name": "snet-fhir-int", "properties": {"addressPrefix": "10.20.2.0/28"}}))
+        }),
+        ("GatewaySubnetInUse", |o| {
+            o.vnet.as_mut().unwrap()["properties"]["subnets"].as_array_mut().unwrap().push(json!({
+                "name": "snet-fhir-agw", "properties": {"addressPrefix": "10.20.1.0/26",
+                "ipConfigurations": [{"id": "/subscriptions/x/networkInterfaces/vm1-nic/ipConfigurations/ipconfig1"}]}}))
+        }),
+        ("IntegrationSubnetDelegatedElsewhere", |o| {
+            o.vnet.as_mut().unwrap()["properties"]["subnets"].as_array_mut().unwrap().push(json!({
+                "name": "snet-fhir-int", "properties": {"addressPrefix": "10.20.2.0/27",
+                "delegations": [{"name": "aci", "properties": {"serviceName": "Microsoft.ContainerInstance/containerGroups"}}]}}))
+        }),
+        ("IntegrationSubnetUsedByAnotherPlan", |o| {
+            o.vnet.as_mut().unwrap()["properties"]["subnets"].as_array_mut().unwrap().push(json!({
+                "name": "snet-fhir-int", "properties": {"addressPrefix": "10.20.2.0/27",
+                "delegations": [{"name": "web", "properties": {"serviceName": "Microsoft.Web/serverFarms"}}],
+                "serviceAssociationLinks": [{"name": "AppServiceLink", "properties": {"link": "/subscriptions/x/resourceGroups/y/providers/Microsoft.Web/serverfarms/other-plan"}}]}}))
+        }),
+        ("AppServiceIntegratedElsewhere", |o| {
+            o.site.as_mut().unwrap()["properties"]["virtualNetworkSubnetId"] =
+                json!(format!("{}/subnets/snet-workloads", vnet_id()))
+        }),
+        ("NetworkIsolationNotRegistered", |o| {
+            o.isolation_feature = Some("NotRegistered".into())
+        }),
+        ("GatewayNotOwned", |o| {
+            o.gateway =
+                Some(json!({"tags": {"fhirlock.io/owner": "other/endpoint"}, "properties": {}}))
+        }),
+    ];
+    for (code, mutate) in cases {
+        let mut o = wide_open();
+        mutate(&mut o);
+        let got = preflight_codes(&o);
+        assert!(got.contains(&code), "{code}: got {got:?}");
+    }
+}
