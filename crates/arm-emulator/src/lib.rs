@@ -3,14 +3,16 @@
 //! written from `shared/reference/azure-arm.md`, so a misunderstanding in one is caught by the other.
 //!
 //! Layout: pure decision logic (`validate`, `enrich`, `exposure`, `throttle`, `state` LRO machine,
-//! `faults`) is plain functions tested by tables; `engine` applies them to a request; `server` is
-//! the HTTPS edge.
+//! `faults`) is plain functions tested by tables; `engine` applies them to an ARM request, `entra`
+//! answers the token endpoint, `control` the `/_emulator/` API; `server` is the HTTPS edge.
 
 pub mod cidr;
 pub mod client;
 pub mod config;
+mod control;
 pub mod engine;
 pub mod enrich;
+mod entra;
 pub mod error;
 pub mod exposure;
 pub mod faults;
