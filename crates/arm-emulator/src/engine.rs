@@ -1205,23 +1205,7 @@ impl Engine {
                 }
                 let created = self.upsert(&id, NET_VNET, body.clone());
                 let loc = loc_slug(&body);
-                let op = self.start_op(
-                    if created {
-                        OpKind::Create
-                    } else {
-                        OpKind::Update
-                    },
-                    &id,
-                    NET_VNET,
-                    &sub,
-                    &loc,
-                    api,
-                    now,
-                    fail,
-                );
-                let r = self.state.get(&id).expect("stored");
-                let resp = Response::json(if created { 201 } else { 200 }, &render(&self.state, r));
-                Ok(self.lro_headers(&op, resp, false))
+                Ok(self.put_accepted(created, 201, &id, NET_VNET, &sub, &loc, api, now, fail))
             }
             NET_SUBNET => {
                 let vnet_id = ids::parent(&id);
@@ -1240,12 +1224,9 @@ impl Engine {
                 if let Some(v) = self.state.get_mut(&vnet_id) {
                     v.etag = vetag;
                 }
-                let op = self.start_op(
-                    if created {
-                        OpKind::Create
-                    } else {
-                        OpKind::Update
-                    },
+                Ok(self.put_accepted(
+                    created,
+                    201,
                     &id,
                     NET_SUBNET,
                     &sub,
@@ -1253,10 +1234,7 @@ impl Engine {
                     api,
                     now,
                     fail,
-                );
-                let r = self.state.get(&id).expect("stored");
-                let resp = Response::json(if created { 201 } else { 200 }, &render(&self.state, r));
-                Ok(self.lro_headers(&op, resp, false))
+                ))
             }
             NET_AGW | NET_PIP => {
                 let existing = self.state.get(&id).cloned();
@@ -1290,23 +1268,7 @@ impl Engine {
                 }
                 let loc = loc_slug(&body);
                 let created = self.upsert(&id, &rtype, body);
-                let op = self.start_op(
-                    if created {
-                        OpKind::Create
-                    } else {
-                        OpKind::Update
-                    },
-                    &id,
-                    &rtype,
-                    &sub,
-                    &loc,
-                    api,
-                    now,
-                    fail,
-                );
-                let r = self.state.get(&id).expect("stored");
-                let resp = Response::json(if created { 201 } else { 200 }, &render(&self.state, r));
-                Ok(self.lro_headers(&op, resp, false))
+                Ok(self.put_accepted(created, 201, &id, &rtype, &sub, &loc, api, now, fail))
             }
             WEB_PLAN => {
                 Self::require_location(&body)?;
@@ -1392,29 +1354,40 @@ impl Engine {
                 let loc = loc_slug(&body);
                 let created = self.upsert(&id, COSMOS, body);
                 self.record_firewall(&id, created, now);
-                let op = self.start_op(
-                    if created {
-                        OpKind::Create
-                    } else {
-                        OpKind::Update
-                    },
-                    &id,
-                    COSMOS,
-                    &sub,
-                    &loc,
-                    api,
-                    now,
-                    fail,
-                );
-                let r = self.state.get(&id).expect("stored");
-                let resp = Response::json(200, &render(&self.state, r));
-                Ok(self.lro_headers(&op, resp, false))
+                Ok(self.put_accepted(created, 200, &id, COSMOS, &sub, &loc, api, now, fail))
             }
             other => Err(ArmError::bad_request(
                 "InvalidResourceType",
                 format!("PUT is not supported for '{other}'."),
             )),
         }
+    }
+
+    /// Starts the PUT's operation and answers with the resource (`Updating`) and LRO headers;
+    /// `created_status` is what a create answers (201 on Network, 200 on Cosmos).
+    #[allow(clippy::too_many_arguments)]
+    fn put_accepted(
+        &mut self,
+        created: bool,
+        created_status: u16,
+        id: &str,
+        rtype: &str,
+        sub: &str,
+        loc: &str,
+        api: &str,
+        now: u64,
+        fail: Option<Value>,
+    ) -> Response {
+        let kind = if created {
+            OpKind::Create
+        } else {
+            OpKind::Update
+        };
+        let op = self.start_op(kind, id, rtype, sub, loc, api, now, fail);
+        let r = self.state.get(id).expect("stored");
+        let status = if created { created_status } else { 200 };
+        let resp = Response::json(status, &render(&self.state, r));
+        self.lro_headers(&op, resp, false)
     }
 
     /// Cosmos: remember when the data plane will see the new firewall.
