@@ -135,6 +135,11 @@ fn transport_error(err: &azure_core::Error) -> ArmError {
         }
         src = s.source();
     }
+    // rustls' text for a server certificate that does not chain to a trusted root: a
+    // configuration problem (missing CA bundle), not something a retry fixes.
+    if message.contains("invalid peer certificate") {
+        return ArmError::new(ErrorClass::Terminal, "TlsCertificateNotTrusted", message);
+    }
     match err.kind() {
         ErrorKind::Credential if connection || upstream_unavailable => {
             ArmError::new(ErrorClass::Transient, "TokenEndpointUnavailable", message)
@@ -151,6 +156,18 @@ fn transport_error(err: &azure_core::Error) -> ArmError {
         _ if connection => ArmError::new(ErrorClass::Transient, "ConnectionError", message),
         _ => ArmError::new(ErrorClass::Terminal, "ClientError", message),
     }
+}
+
+/// Whether a 404 with `code` on a GET of `id` means "`id` does not exist" (rather than "a parent
+/// of `id` does not exist").
+pub fn absent_on_404(id: &str, code: &str) -> bool {
+    let is = |c: &str| code.eq_ignore_ascii_case(c);
+    code.is_empty()
+        || is("ResourceNotFound")
+        || is("NotFound")
+        || (is("ResourceGroupNotFound")
+            && resource_type(id) == "Microsoft.Resources/resourceGroups")
+        || (is("SubscriptionNotFound") && resource_type(id) == "Microsoft.Resources/subscriptions")
 }
 
 fn invalid_request(message: String) -> ArmError {
@@ -190,8 +207,9 @@ impl ArmClient {
             credential.clone(),
             [scope],
         ));
-        let mut ua = UserAgentOptions::default();
-        ua.application_id = user_agent;
+        let ua = UserAgentOptions {
+            application_id: user_agent,
+        };
         let options = ClientOptions {
             transport: Some(transport),
             // Never sleep through a Retry-After inside a worker: 429/5xx come back as errors.
@@ -259,9 +277,10 @@ impl ArmClient {
             .copied()
     }
 
-    /// GET a resource. `Ok(None)` when it does not exist (404 `ResourceNotFound` / `NotFound`);
-    /// other 404s (`ResourceGroupNotFound`, `ParentResourceNotFound`, `SubscriptionNotFound`)
-    /// are `Terminal` errors, since they mean the path itself is wrong. A dropped connection is
+    /// GET a resource. `Ok(None)` when it does not exist (404 `ResourceNotFound` / `NotFound`, or
+    /// `ResourceGroupNotFound` for a resource group itself); other 404s (`ResourceGroupNotFound`
+    /// under a group, `ParentResourceNotFound`, `SubscriptionNotFound`) are `Terminal` errors,
+    /// since they mean the path itself is wrong. A dropped connection is
     /// re-sent once at once (GET is idempotent).
     pub async fn get(&self, id: &str, api_version: &str) -> Result<Option<Value>, ArmError> {
         let url = self.url_for(id, api_version)?;
@@ -270,10 +289,7 @@ impl ArmClient {
             200..=299 => Ok(Some(serde_json::from_slice(&r.body).unwrap_or(Value::Null))),
             404 => {
                 let (code, _) = error_envelope(&r.body);
-                if code.is_empty()
-                    || code.eq_ignore_ascii_case("ResourceNotFound")
-                    || code.eq_ignore_ascii_case("NotFound")
-                {
+                if absent_on_404(id, &code) {
                     Ok(None)
                 } else {
                     Err(classify(r.status, &r.headers, &r.body))
@@ -489,6 +505,31 @@ impl ArmClient {
     fn observe(&self, event: RequestEvent<'_>) {
         if let Some(o) = &self.observer {
             o.on_request(&event);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absent_on_404_table() {
+        let rg = "/subscriptions/s/resourceGroups/rg";
+        let vnet =
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v";
+        let cases = [
+            (vnet, "ResourceNotFound", true),
+            (&format!("{vnet}/subnets/a") as &str, "NotFound", true),
+            (vnet, "", true),
+            (rg, "ResourceGroupNotFound", true),
+            (vnet, "ResourceGroupNotFound", false),
+            (vnet, "ParentResourceNotFound", false),
+            (vnet, "SubscriptionNotFound", false),
+            ("/subscriptions/s", "SubscriptionNotFound", true),
+        ];
+        for (id, code, want) in cases {
+            assert_eq!(absent_on_404(id, code), want, "{id} {code}");
         }
     }
 }

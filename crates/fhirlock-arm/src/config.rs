@@ -304,6 +304,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn credential_selection_table() {
         let cases: &[(&[(&str, &str)], Result<&str, &str>)] = &[
             (&[T, C, ("AZURE_CLIENT_SECRET", "s")], Ok("client-secret")),

@@ -118,7 +118,6 @@ pub(crate) fn build(
             ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
                 user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),
                 client_options,
-                ..Default::default()
             }))?
         }
     })

@@ -260,6 +260,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn classification_table() {
         use ErrorClass::*;
         let cases: &[(u16, &[(&str, &str)], Vec<u8>, ErrorClass, &str, Option<u64>)] = &[

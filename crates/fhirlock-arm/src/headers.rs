@@ -39,6 +39,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn retry_after_table() {
         let cases: &[(&[(&str, &str)], Option<Duration>)] = &[
             (&[], None),

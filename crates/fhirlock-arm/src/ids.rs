@@ -53,7 +53,7 @@ mod tests {
     #[test]
     fn resource_type_table() {
         let cases = [
-            (format!("{SUB}"), "Microsoft.Resources/subscriptions"),
+            (SUB.to_string(), "Microsoft.Resources/subscriptions"),
             (
                 format!("{SUB}/resourceGroups/rg"),
                 "Microsoft.Resources/resourceGroups",

@@ -86,8 +86,9 @@ fn parse_json(body: &[u8]) -> Option<Value> {
 /// Same URL ignoring the query string and the case of the path (ARM ids are case-insensitive).
 fn same_resource(a: &Url, b: &Url) -> bool {
     a.origin() == b.origin()
-        && a.path().trim_end_matches('/').to_ascii_lowercase()
-            == b.path().trim_end_matches('/').to_ascii_lowercase()
+        && a.path()
+            .trim_end_matches('/')
+            .eq_ignore_ascii_case(b.path().trim_end_matches('/'))
 }
 
 /// Interprets a successful (2xx) answer to a write. `request_url` is the URL the write was sent
@@ -274,6 +275,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn write_outcome_table() {
         let async_url = "https://arm.example/subscriptions/s/providers/Microsoft.Network/locations/westeurope/operations/1?api-version=2024-05-01";
         let loc_url = "https://arm.example/subscriptions/s/providers/Microsoft.Network/locations/westeurope/operationResults/1?api-version=2024-05-01";
@@ -323,7 +325,7 @@ mod tests {
             (
                 "PUT",
                 200,
-                h(&[("Location", &req_url().to_string())]),
+                h(&[("Location", req_url().as_str())]),
                 done.clone(),
                 None,
             ),
@@ -371,6 +373,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn async_operation_poll_table() {
         use OperationStatus::*;
         let o = op(OperationKind::AsyncOperation, "PUT");
@@ -467,6 +470,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn location_poll_table() {
         use OperationStatus::*;
         let o = op(OperationKind::Location, "DELETE");

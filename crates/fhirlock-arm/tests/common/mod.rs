@@ -1,0 +1,297 @@
+//! Test harness: the arm-emulator (in-process, HTTPS on 127.0.0.1:0, temp data dir), its control
+//! API, a federated-token issuer, and client constructors.
+#![allow(dead_code)]
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
+use aws_lc_rs::signature::{self, KeyPair as _};
+use base64::Engine as _;
+use fhirlock_arm::{
+    ArmClient, ArmConfig, Cloud, CredentialConfig, RequestEvent, RequestObserver, Url,
+};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+pub use arm_emulator::config::{
+    DEV_CLIENT_ID, DEV_CLIENT_SECRET, OUTSIDER_CLIENT_ID, OUTSIDER_CLIENT_SECRET,
+};
+
+pub const RG_API: &str = "2021-04-01";
+pub const NET_API: &str = "2024-05-01";
+pub const ISSUER: &str = "https://issuer.fhirlock.test";
+pub const WI_SUBJECT: &str = "system:serviceaccount:fhirlock-system:fhirlock";
+
+/// The emulator's ready line.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    pub arm_endpoint: Url,
+    pub authority_host: Url,
+    pub ca_path: PathBuf,
+    pub tenant_id: String,
+    pub subscription_id: String,
+}
+
+pub struct Emulator {
+    pub ready: Ready,
+    running: arm_emulator::server::Running,
+    ctl: reqwest::Client,
+    _dir: tempfile::TempDir,
+    pub dir: PathBuf,
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.running.stop();
+    }
+}
+
+/// A federated-token issuer standing in for the Kubernetes service-account issuer: an RSA key,
+/// its JWKS file, and RS256-signed tokens. Written here, independently of the emulator's verifier.
+pub struct Issuer {
+    key: KeyPair,
+    kid: String,
+    pub jwks_path: PathBuf,
+}
+
+fn b64(data: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+impl Issuer {
+    pub fn new(dir: &Path) -> Issuer {
+        let key = KeyPair::generate(KeySize::Rsa2048).expect("rsa keygen");
+        let kid = "test-key-1".to_string();
+        let pk: PublicKeyComponents<Vec<u8>> = key.public_key().into();
+        let strip = |b: &[u8]| {
+            let i = b.iter().position(|x| *x != 0).unwrap_or(b.len());
+            b[i..].to_vec()
+        };
+        let jwks = json!({"keys":[{"kty":"RSA","use":"sig","alg":"RS256","kid":kid,
+            "n": b64(&strip(&pk.n)), "e": b64(&strip(&pk.e))}]});
+        let jwks_path = dir.join("jwks.json");
+        std::fs::write(&jwks_path, jwks.to_string()).unwrap();
+        Issuer {
+            key,
+            kid,
+            jwks_path,
+        }
+    }
+
+    /// A service-account-style token for `sub`, valid for an hour.
+    pub fn token(&self, sub: &str) -> String {
+        let header = json!({"alg":"RS256","typ":"JWT","kid":self.kid});
+        let t = now();
+        let claims = json!({"iss":ISSUER,"sub":sub,"aud":["api://AzureADTokenExchange"],
+            "iat":t,"nbf":t,"exp":t+3600});
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let mut sig = vec![0u8; self.key.public_modulus_len()];
+        self.key
+            .sign(
+                &signature::RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                input.as_bytes(),
+                &mut sig,
+            )
+            .unwrap();
+        format!("{input}.{}", b64(&sig))
+    }
+}
+
+impl Emulator {
+    /// The development tenant, at time scale 0.01 (a 10 s subnet operation takes 0.1 s).
+    pub async fn start() -> Emulator {
+        Self::start_with(None).await
+    }
+
+    /// With the dev tenant plus a federated credential on the operator client trusting `issuer`.
+    pub async fn start_with_issuer(issuer_jwks: &Path) -> Emulator {
+        let mut cfg = serde_json::to_value(arm_emulator::config::Config::dev()).unwrap();
+        let fed = json!([{"issuer": ISSUER, "subject": WI_SUBJECT,
+            "audiences": ["api://AzureADTokenExchange"], "jwksFile": issuer_jwks}]);
+        let clients = cfg["tenants"][0]["clients"].as_array_mut().unwrap();
+        let dev = clients
+            .iter_mut()
+            .find(|c| c["clientId"] == DEV_CLIENT_ID)
+            .unwrap();
+        dev["federatedCredentials"] = fed;
+        Self::start_with(Some(cfg)).await
+    }
+
+    async fn start_with(config: Option<Value>) -> Emulator {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let config = config.map(|c| {
+            let p = path.join("emulator.json");
+            std::fs::write(&p, c.to_string()).unwrap();
+            p
+        });
+        let running = arm_emulator::server::start(arm_emulator::server::Options {
+            addr: "127.0.0.1:0".into(),
+            data_dir: path.join("data"),
+            config,
+            time_scale: 0.01,
+            hostnames: vec![],
+        })
+        .await
+        .expect("emulator starts");
+        let line: Value = serde_json::from_str(&running.ready_line()).unwrap();
+        assert_eq!(line["ready"], true);
+        let ready = Ready {
+            arm_endpoint: Url::parse(line["arm_endpoint"].as_str().unwrap()).unwrap(),
+            authority_host: Url::parse(line["authority_host"].as_str().unwrap()).unwrap(),
+            ca_path: line["ca_path"].as_str().unwrap().into(),
+            tenant_id: line["tenant_id"].as_str().unwrap().into(),
+            subscription_id: line["subscription_id"].as_str().unwrap().into(),
+        };
+        let ca = std::fs::read(&ready.ca_path).unwrap();
+        let ctl = reqwest::Client::builder()
+            .tls_certs_only(reqwest::Certificate::from_pem_bundle(&ca).unwrap())
+            .build()
+            .unwrap();
+        Emulator {
+            ready,
+            running,
+            ctl,
+            _dir: dir,
+            dir: path,
+        }
+    }
+
+    pub fn cloud(&self) -> Cloud {
+        Cloud::custom(
+            self.ready.arm_endpoint.clone(),
+            self.ready.authority_host.clone(),
+            "https://management.azure.com",
+        )
+    }
+
+    pub fn config(&self, credential: CredentialConfig) -> ArmConfig {
+        ArmConfig {
+            cloud: self.cloud(),
+            credential,
+            extra_ca_pem: Some(self.ready.ca_path.clone()),
+            user_agent: Some("fhirlock-test".into()),
+        }
+    }
+
+    pub fn secret_credential(&self, client_id: &str, secret: &str) -> CredentialConfig {
+        CredentialConfig::ClientSecret {
+            tenant_id: self.ready.tenant_id.clone(),
+            client_id: client_id.into(),
+            secret: secret.into(),
+        }
+    }
+
+    /// The operator's client (client secret), with a recording observer.
+    pub fn operator(&self) -> (ArmClient, Arc<Recorder>) {
+        let rec = Arc::new(Recorder::default());
+        let client =
+            ArmClient::new(self.config(self.secret_credential(DEV_CLIENT_ID, DEV_CLIENT_SECRET)))
+                .unwrap()
+                .with_observer(rec.clone());
+        (client, rec)
+    }
+
+    async fn control(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = self.ready.arm_endpoint.join(path).unwrap();
+        let mut req = self.ctl.request(method, url);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.expect("control API");
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert!(status.is_success(), "control {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// Injects one fault rule (see docs/emulator.md).
+    pub async fn fault(&self, rule: Value) {
+        self.control(reqwest::Method::POST, "/_emulator/faults", Some(rule))
+            .await;
+    }
+
+    pub async fn stats(&self) -> Value {
+        self.control(reqwest::Method::GET, "/_emulator/stats", None)
+            .await
+    }
+
+    /// Total ARM requests the emulator counted.
+    pub async fn total(&self) -> u64 {
+        self.stats().await["total"].as_u64().unwrap()
+    }
+
+    pub async fn reset_stats(&self) {
+        self.control(reqwest::Method::DELETE, "/_emulator/stats", None)
+            .await;
+    }
+
+    pub fn rg(&self, name: &str) -> String {
+        format!(
+            "/subscriptions/{}/resourceGroups/{name}",
+            self.ready.subscription_id
+        )
+    }
+
+    pub fn vnet(&self, rg: &str, name: &str) -> String {
+        format!(
+            "{}/providers/Microsoft.Network/virtualNetworks/{name}",
+            self.rg(rg)
+        )
+    }
+}
+
+/// Records every request the client reports.
+#[derive(Default)]
+pub struct Recorder {
+    pub events: Mutex<Vec<Recorded>>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recorded {
+    pub method: String,
+    pub resource_type: String,
+    pub status: Option<u16>,
+    pub poll: bool,
+    pub attempt: u32,
+    pub reads_left: Option<u32>,
+    pub writes_left: Option<u32>,
+}
+
+impl RequestObserver for Recorder {
+    fn on_request(&self, e: &RequestEvent<'_>) {
+        self.events.lock().unwrap().push(Recorded {
+            method: e.method.to_string(),
+            resource_type: e.resource_type.to_string(),
+            status: e.status,
+            poll: e.poll,
+            attempt: e.attempt,
+            reads_left: e.rate_limit.reads,
+            writes_left: e.rate_limit.writes,
+        });
+    }
+}
+
+impl Recorder {
+    pub fn take(&self) -> Vec<Recorded> {
+        std::mem::take(&mut *self.events.lock().unwrap())
+    }
+}
+
+pub fn vnet_body(prefix: &str, subnets: Value) -> Value {
+    json!({"location":"uksouth","properties":{"addressSpace":{"addressPrefixes":[prefix]},"subnets":subnets}})
+}
