@@ -584,6 +584,27 @@ impl Engine {
         {
             return self.features(req, p, now);
         }
+        if rtype == "subscriptions" && req.method == "GET" {
+            // The subscription itself (clients check access with it).
+            let tenant = self
+                .cfg
+                .tenants
+                .first()
+                .map(|t| t.id.clone())
+                .unwrap_or_default();
+            return Ok(Response::json(
+                200,
+                &json!({
+                    "id": format!("/subscriptions/{}", p.subscription),
+                    "subscriptionId": p.subscription,
+                    "tenantId": tenant,
+                    "displayName": format!("arm-emulator {}", p.subscription),
+                    "state": "Enabled",
+                    "subscriptionPolicies": {"locationPlacementId": "Public_2014-09-01", "quotaId": "PayAsYouGo_2014-09-01", "spendingLimit": "Off"},
+                    "authorizationSource": "RoleBased"
+                }),
+            ));
+        }
         let body = if req.body.is_empty() {
             Value::Null
         } else {

@@ -389,3 +389,21 @@ fn a_doubled_leading_slash_is_tolerated() {
         .with_header("Authorization", &format!("Bearer {}", h.token));
     assert_eq!(h.raw(req).status, 200);
 }
+
+#[test]
+fn subscription_get_answers_for_known_subscriptions_only() {
+    let mut h = H::new();
+    let v = h.ok("GET", &format!("/subscriptions/{SUB}"), RG_API, None);
+    assert_eq!(
+        (v["subscriptionId"].as_str(), v["state"].as_str()),
+        (Some(SUB), Some("Enabled"))
+    );
+    h.fails(
+        "GET",
+        "/subscriptions/00000000-0000-0000-0000-000000000000",
+        RG_API,
+        None,
+        404,
+        "SubscriptionNotFound",
+    );
+}
