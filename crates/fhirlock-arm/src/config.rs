@@ -95,6 +95,10 @@ pub enum CredentialConfig {
     },
     /// The managed identity of the host (IMDS / App Service); `client_id` picks a user-assigned one.
     ManagedIdentity { client_id: Option<String> },
+    /// Any other `azure_core` credential (e.g. `DeveloperToolsCredential` for local work, or a
+    /// test double). Never chosen by [`ArmConfig::from_env`]. On an expired-token 401 it is asked
+    /// again (it owns its cache).
+    Custom(Arc<dyn azure_core::credentials::TokenCredential>),
 }
 
 impl CredentialConfig {
@@ -106,6 +110,7 @@ impl CredentialConfig {
             CredentialConfig::WorkloadIdentity { .. } => "workload-identity",
             CredentialConfig::ClientAssertion { .. } => "client-assertion",
             CredentialConfig::ManagedIdentity { .. } => "managed-identity",
+            CredentialConfig::Custom(_) => "custom",
         }
     }
 }
@@ -147,6 +152,7 @@ impl fmt::Debug for CredentialConfig {
                 .debug_struct("ManagedIdentity")
                 .field("client_id", client_id)
                 .finish(),
+            CredentialConfig::Custom(c) => f.debug_tuple("Custom").field(c).finish(),
         }
     }
 }

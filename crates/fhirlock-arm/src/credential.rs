@@ -114,6 +114,7 @@ pub(crate) fn build(
             SourceAssertion(source.clone()),
             Some(ClientAssertionCredentialOptions { client_options }),
         )?,
+        CredentialConfig::Custom(c) => c.clone(),
         CredentialConfig::ManagedIdentity { client_id } => {
             ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
                 user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),

@@ -568,3 +568,83 @@ async fn poll_sends_the_token_only_to_the_arm_endpoint() {
     assert_eq!(e.class, ErrorClass::Terminal);
     assert_eq!(emu.total().await, 0);
 }
+
+/// Hands out scripted tokens, each claiming to be valid for an hour (a skewed clock, a revoked
+/// token: the credential cannot know ARM will refuse it).
+#[derive(Debug)]
+struct Scripted {
+    tokens: std::sync::Mutex<Vec<String>>,
+    calls: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl azure_core::credentials::TokenCredential for Scripted {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        _: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+        assert_eq!(scopes, ["https://management.azure.com/.default"]);
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let mut t = self.tokens.lock().unwrap();
+        let token = if t.len() > 1 {
+            t.remove(0)
+        } else {
+            t[0].clone()
+        };
+        Ok(azure_core::credentials::AccessToken::new(
+            token,
+            azure_core::time::OffsetDateTime::now_utc() + azure_core::time::Duration::hours(1),
+        ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_arm_finds_expired_is_replaced_once() {
+    let emu = Emulator::start().await;
+    let expired = emu.mint_token(-120).await;
+    let fresh = emu.mint_token(3600).await;
+    let rg = emu.rg("rg-expired");
+
+    // ARM itself (not an injected fault) rejects the expired JWT; one new token, one retry.
+    let cred = Arc::new(Scripted {
+        tokens: std::sync::Mutex::new(vec![expired.clone(), fresh]),
+        calls: AtomicUsize::new(0),
+    });
+    let client = ArmClient::new(emu.config(CredentialConfig::Custom(cred.clone()))).unwrap();
+    assert_eq!(client.get(&rg, RG_API).await.unwrap(), None);
+    assert_eq!(cred.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(emu.total().await, 2);
+    let by_status = &emu.stats().await["byStatus"];
+    assert_eq!(
+        (by_status["401"].as_u64(), by_status["404"].as_u64()),
+        (Some(1), Some(1)),
+        "{by_status}"
+    );
+
+    // A credential that keeps handing out the expired token: Auth after exactly two requests.
+    let stuck = Arc::new(Scripted {
+        tokens: std::sync::Mutex::new(vec![expired.clone()]),
+        calls: AtomicUsize::new(0),
+    });
+    let client = ArmClient::new(emu.config(CredentialConfig::Custom(stuck.clone()))).unwrap();
+    emu.reset_stats().await;
+    let e = err_of(
+        client
+            .put(&rg, RG_API, &json!({"location":"uksouth"}))
+            .await,
+    );
+    assert_eq!(
+        (e.class, e.status, e.code.as_str()),
+        (ErrorClass::Auth, Some(401), "ExpiredAuthenticationToken")
+    );
+    assert_eq!(emu.total().await, 2);
+    assert_eq!(stuck.calls.load(Ordering::SeqCst), 2);
+    assert!(
+        !format!("{e} {e:?}").contains(&expired),
+        "the token is not in the error"
+    );
+    // Nothing was created.
+    let (op, _) = emu.operator();
+    assert_eq!(op.get(&rg, RG_API).await.unwrap(), None);
+}

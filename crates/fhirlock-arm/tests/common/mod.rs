@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+#[allow(unused_imports)]
 pub use arm_emulator::config::{
     DEV_CLIENT_ID, DEV_CLIENT_SECRET, OUTSIDER_CLIENT_ID, OUTSIDER_CLIENT_SECRET,
 };
@@ -223,6 +224,19 @@ impl Emulator {
     pub async fn fault(&self, rule: Value) {
         self.control(reqwest::Method::POST, "/_emulator/faults", Some(rule))
             .await;
+    }
+
+    /// An ARM access token for the operator client, expiring `expires_in` seconds from now
+    /// (negative: already expired), minted by the emulator's control API.
+    pub async fn mint_token(&self, expires_in: i64) -> String {
+        let v = self
+            .control(
+                reqwest::Method::POST,
+                "/_emulator/tokens",
+                Some(json!({"clientId": DEV_CLIENT_ID, "audience": "https://management.azure.com", "expiresInSeconds": expires_in})),
+            )
+            .await;
+        v["access_token"].as_str().unwrap().to_string()
     }
 
     pub async fn stats(&self) -> Value {
