@@ -513,6 +513,70 @@ impl ArmClient {
 mod tests {
     use super::*;
 
+    fn config(endpoint: &str, user_agent: Option<&str>) -> ArmConfig {
+        ArmConfig {
+            cloud: crate::Cloud::custom(
+                Url::parse(endpoint).unwrap(),
+                Url::parse("https://login.example/").unwrap(),
+                "https://management.azure.com",
+            ),
+            credential: crate::CredentialConfig::ClientSecret {
+                tenant_id: "6f1c2a52-0000-4000-8000-00000000a001".into(),
+                client_id: "c".into(),
+                secret: "s".into(),
+            },
+            extra_ca_pem: None,
+            user_agent: user_agent.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn construction_checks() {
+        assert!(ArmClient::new(config("https://arm.example/", Some("fhirlock"))).is_ok());
+        let e = ArmClient::new(config("http://arm.example/", None)).unwrap_err();
+        assert!(e.to_string().contains("not https"), "{e}");
+        assert!(
+            ArmClient::new(config(
+                "https://arm.example/",
+                Some("a-user-agent-longer-than-24")
+            ))
+            .is_err()
+        );
+        let mut c = config("https://arm.example/", None);
+        c.extra_ca_pem = Some("/nonexistent/ca.pem".into());
+        assert!(
+            ArmClient::new(c)
+                .unwrap_err()
+                .to_string()
+                .contains("CA bundle")
+        );
+    }
+
+    #[test]
+    fn urls_keep_the_base_path_and_add_the_api_version() {
+        let c = ArmClient::new(config("https://arm.example/base/", None)).unwrap();
+        let u = c
+            .url_for("/subscriptions/s/resourceGroups/my rg", "2021-04-01")
+            .unwrap();
+        assert_eq!(
+            u.as_str(),
+            "https://arm.example/base/subscriptions/s/resourceGroups/my%20rg?api-version=2021-04-01"
+        );
+        for bad in [
+            "",
+            "subscriptions/s",
+            "/s?x=1",
+            "/s#f",
+            "/subscriptions/../x",
+        ] {
+            assert_eq!(
+                c.url_for(bad, "v").unwrap_err().class,
+                ErrorClass::Terminal,
+                "{bad}"
+            );
+        }
+    }
+
     #[test]
     fn absent_on_404_table() {
         let rg = "/subscriptions/s/resourceGroups/rg";

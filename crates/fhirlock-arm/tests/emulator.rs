@@ -648,3 +648,45 @@ async fn a_token_arm_finds_expired_is_replaced_once() {
     let (op, _) = emu.operator();
     assert_eq!(op.get(&rg, RG_API).await.unwrap(), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_registers_a_feature() {
+    let emu = Emulator::start().await;
+    let (client, _) = emu.operator();
+    let feature = format!(
+        "/subscriptions/{}/providers/Microsoft.Features/providers/Microsoft.Network/features/EnableApplicationGatewayNetworkIsolation",
+        emu.ready.subscription_id
+    );
+    let before = client.get(&feature, "2021-07-01").await.unwrap().unwrap();
+    assert_ne!(before["properties"]["state"], "Registered");
+    let out = client
+        .post(&format!("{feature}/register"), "2021-07-01", None)
+        .await
+        .unwrap();
+    match out {
+        WriteOutcome::Done {
+            status: 200,
+            body: Some(b),
+        } => {
+            assert_eq!(b["properties"]["state"], "Registering", "{b}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The caller watches the feature with GETs (one per reconcile); here, until it is done.
+    for _ in 0..300 {
+        let f = client.get(&feature, "2021-07-01").await.unwrap().unwrap();
+        if f["properties"]["state"] == "Registered" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("feature never registered");
+}
+
+#[test]
+fn the_client_is_cheap_to_share() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<ArmClient>();
+    shareable::<Operation>();
+    shareable::<ArmError>();
+}
