@@ -690,3 +690,86 @@ fn the_client_is_cheap_to_share() {
     shareable::<Operation>();
     shareable::<ArmError>();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn genuine_conflicts_from_running_operations() {
+    let emu = Emulator::start_with_slow_operations().await;
+    let (client, _) = emu.operator();
+    make_rg(&client, &emu, "rg-busy").await;
+    let vnet = emu.vnet("rg-busy", "vnet-busy");
+    if let WriteOutcome::Accepted(op) = client
+        .put(&vnet, NET_API, &vnet_body("10.40.0.0/16", json!([])))
+        .await
+        .unwrap()
+    {
+        assert_eq!(
+            poll_to_end(&emu, &client, &op).await.0,
+            OperationStatus::Succeeded
+        );
+    }
+
+    // A subnet operation runs for ten minutes; another write to the VNet meanwhile is a 409.
+    let a = accepted(
+        client
+            .put(
+                &format!("{vnet}/subnets/a"),
+                NET_API,
+                &json!({"properties":{"addressPrefix":"10.40.1.0/24"}}),
+            )
+            .await
+            .unwrap(),
+    );
+    assert!(a.retry_after_secs.is_some_and(|s| s > 0), "{a:?}");
+    assert!(matches!(
+        client.poll(&a).await.unwrap(),
+        OperationStatus::InProgress {
+            retry_after: Some(_)
+        }
+    ));
+    let e = err_of(
+        client
+            .put(
+                &format!("{vnet}/subnets/b"),
+                NET_API,
+                &json!({"properties":{"addressPrefix":"10.40.2.0/24"}}),
+            )
+            .await,
+    );
+    assert_eq!(
+        (e.class, e.status, e.code.as_str()),
+        (
+            ErrorClass::Conflict,
+            Some(409),
+            "AnotherOperationInProgress"
+        ),
+        "{e}"
+    );
+    assert_eq!(
+        client
+            .get(&format!("{vnet}/subnets/b"), NET_API)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Cosmos: 200 + Azure-AsyncOperation on PUT; an overlapping PATCH is 412 PreconditionFailed.
+    let cosmos = format!(
+        "{}/providers/Microsoft.DocumentDB/databaseAccounts/fhir-cosmos",
+        emu.rg("rg-busy")
+    );
+    let body = json!({"location":"uksouth","kind":"GlobalDocumentDB","properties":{
+        "databaseAccountOfferType":"Standard",
+        "locations":[{"locationName":"uksouth","failoverPriority":0}]}});
+    let op = accepted(client.put(&cosmos, "2024-11-15", &body).await.unwrap());
+    assert_eq!(op.kind, OperationKind::AsyncOperation);
+    let e = err_of(
+        client
+            .patch(&cosmos, "2024-11-15", &json!({"properties":{"ipRules":[]}}))
+            .await,
+    );
+    assert_eq!(
+        (e.class, e.status, e.code.as_str()),
+        (ErrorClass::Conflict, Some(412), "PreconditionFailed"),
+        "{e}"
+    );
+}

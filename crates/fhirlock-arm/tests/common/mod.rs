@@ -130,7 +130,22 @@ impl Emulator {
         Self::start_with(Some(cfg)).await
     }
 
+    /// Real-time operations (time scale 1) where VNets finish at once but subnets and Cosmos
+    /// accounts take ten minutes: a second write during one is a genuine conflict.
+    pub async fn start_with_slow_operations() -> Emulator {
+        let mut cfg = serde_json::to_value(arm_emulator::config::Config::dev()).unwrap();
+        cfg["lro"]["durations"]["Microsoft.Network/virtualNetworks"] = json!(0.0);
+        cfg["lro"]["durations"]["Microsoft.Network/virtualNetworks/subnets"] = json!(600.0);
+        cfg["lro"]["durations"]["Microsoft.DocumentDB/databaseAccounts"] = json!(600.0);
+        cfg["lro"]["durations"]["resourceGroups"] = json!(0.0);
+        Self::start_scaled(Some(cfg), 1.0).await
+    }
+
     async fn start_with(config: Option<Value>) -> Emulator {
+        Self::start_scaled(config, 0.01).await
+    }
+
+    async fn start_scaled(config: Option<Value>, time_scale: f64) -> Emulator {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_path_buf();
         let config = config.map(|c| {
@@ -142,7 +157,7 @@ impl Emulator {
             addr: "127.0.0.1:0".into(),
             data_dir: path.join("data"),
             config,
-            time_scale: 0.01,
+            time_scale,
             hostnames: vec![],
         })
         .await
