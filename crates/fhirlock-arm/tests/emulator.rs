@@ -169,6 +169,19 @@ async fn crud_and_long_running_operations_with_a_client_secret() {
         && e.resource_type == "Microsoft.Network/virtualNetworks/subnets"
         && e.writes_left.is_some()));
     assert!(events.iter().all(|e| e.status.is_some() && e.attempt == 0));
+
+    // Deleting the group is a Location-only operation (202 while running, then 200/204).
+    let op = accepted(client.delete(&rg, RG_API).await.unwrap());
+    assert_eq!(op.kind, OperationKind::Location, "{op:?}");
+    assert_eq!(
+        poll_to_end(&emu, &client, &op).await.0,
+        OperationStatus::Succeeded
+    );
+    assert_eq!(client.get(&rg, RG_API).await.unwrap(), None);
+    assert_eq!(
+        client.get(&vnet, NET_API).await.map_err(|e| e.code),
+        Err("ResourceGroupNotFound".to_string())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
