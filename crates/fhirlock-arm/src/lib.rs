@@ -31,5 +31,6 @@ pub use error::{
 pub use headers::{Headers, header, retry_after};
 pub use ids::{resource_type, subscription_of};
 pub use lro::{
-    Operation, OperationKind, OperationStatus, WriteOutcome, poll_outcome, write_outcome,
+    DEFAULT_POLL_INTERVAL, Operation, OperationKind, OperationStatus, WriteOutcome, poll_outcome,
+    write_outcome,
 };

@@ -40,6 +40,20 @@ pub struct Operation {
     pub retry_after_secs: Option<u64>,
 }
 
+/// The wait before polling when the server names none (the RPC's and go-azure-sdk's default).
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
+
+impl Operation {
+    /// When to poll next: the last poll's `Retry-After`, else the one that came with the write,
+    /// else [`DEFAULT_POLL_INTERVAL`]; never less than a second nor more than ten minutes.
+    pub fn next_poll_in(&self, last_retry_after: Option<Duration>) -> Duration {
+        last_retry_after
+            .or(self.retry_after_secs.map(Duration::from_secs))
+            .unwrap_or(DEFAULT_POLL_INTERVAL)
+            .clamp(Duration::from_secs(1), Duration::from_secs(600))
+    }
+}
+
 /// The result of a write.
 #[derive(Clone, Debug, PartialEq)]
 pub enum WriteOutcome {
@@ -532,6 +546,20 @@ mod tests {
             Ok(InProgress { retry_after: None })
         );
         assert_eq!(poll_outcome(&del, 404, &Vec::new(), b""), Ok(Succeeded));
+    }
+
+    #[test]
+    fn next_poll_in_table() {
+        let s = Duration::from_secs;
+        let with = |ra| Operation {
+            retry_after_secs: ra,
+            ..op(OperationKind::AsyncOperation, "PUT")
+        };
+        assert_eq!(with(None).next_poll_in(None), s(10));
+        assert_eq!(with(Some(3)).next_poll_in(None), s(3));
+        assert_eq!(with(Some(3)).next_poll_in(Some(s(20))), s(20));
+        assert_eq!(with(Some(0)).next_poll_in(None), s(1));
+        assert_eq!(with(None).next_poll_in(Some(s(3600))), s(600));
     }
 
     #[test]
