@@ -25,6 +25,7 @@ test: lint k8s-bins ## every test: lint, unit, property, apiserver and emulator 
 lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	hack/check-deps.sh
 
 .PHONY: k8s-bins
 k8s-bins: ## build the pinned kube-apiserver, kubectl and etcd (skips when cached)

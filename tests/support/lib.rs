@@ -1,4 +1,6 @@
-//! Helpers shared by the tests against the real control plane.
+//! Helpers shared by the tests against the real control plane and the emulator.
+
+pub mod emulator;
 
 use std::path::Path;
 use std::process::Output;

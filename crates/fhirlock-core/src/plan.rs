@@ -254,6 +254,7 @@ fn subnet_step(d: &Desired, o: &Observed, kind: StepKind) -> Option<Step> {
             to: Some(json!(want.prefix)),
         });
     }
+    changes.extend(failed_state(observed.as_ref()));
     for field in ["delegations", "serviceEndpoints"] {
         let before = observed
             .as_ref()
@@ -516,7 +517,8 @@ fn normalize_ids(v: &mut Value) {
 fn gateway(d: &Desired, o: &Observed) -> Option<Step> {
     let body = gateway_body(d, o)?;
     let (want, got) = gateway_managed_view(&body, o.gateway.as_ref());
-    let changes = json::diff("", got.as_ref(), &want);
+    let mut changes = json::diff("", got.as_ref(), &want);
+    changes.extend(failed_state(o.gateway.as_ref()));
     if got.is_some() && changes.is_empty() {
         return None;
     }
@@ -687,11 +689,31 @@ fn cosmos_lockdown(d: &Desired, o: &Observed) -> Option<Step> {
     Some(waiting(s, why))
 }
 
+/// A resource whose last operation failed is put again: that is how ARM recovers it.
+fn failed_state(observed: Option<&Value>) -> Option<FieldChange> {
+    let state = observed?.pointer("/properties/provisioningState")?;
+    state
+        .as_str()
+        .is_some_and(|s| s.eq_ignore_ascii_case("Failed"))
+        .then(|| FieldChange {
+            path: "properties.provisioningState".into(),
+            from: Some(state.clone()),
+            to: Some(json!("Succeeded")),
+        })
+}
+
 /// The changes from `observed` to `want`, comparing only what `want` names, IDs without case.
 fn managed_diff(observed: &Value, want: &Value) -> Vec<FieldChange> {
     let mut want = want.clone();
     normalize_ids(&mut want);
     let mut got = project(observed, &want);
     normalize_ids(&mut got);
+    // Compare the projection, but show what is really there.
     json::diff("", Some(&got), &want)
+        .into_iter()
+        .map(|c| FieldChange {
+            from: json::at(observed, &c.path).cloned(),
+            ..c
+        })
+        .collect()
 }

@@ -321,3 +321,18 @@ fn each_preflight_failure_has_its_reason() {
         assert!(got.contains(&code), "{code}: got {got:?}");
     }
 }
+
+#[test]
+fn a_gateway_left_failed_by_its_last_operation_is_put_again() {
+    let d = desired();
+    let (mut end, _, _) = converge(&d, &wide_open());
+    end.gateway.as_mut().unwrap()["properties"]["provisioningState"] = json!("Failed");
+    let p = fhirlock_core::plan::plan(&d, &end);
+    assert_eq!(
+        p.steps.iter().map(|s| s.kind).collect::<Vec<_>>(),
+        vec![StepKind::Gateway]
+    );
+    assert_eq!(p.steps[0].changes[0].path, "properties.provisioningState");
+    let (end, _, _) = converge(&d, &end);
+    assert!(fhirlock_core::plan::plan(&d, &end).is_empty());
+}

@@ -1,4 +1,10 @@
-//! `fhirlock`: the operator (`run`, coming with the controller) and its one-shot commands.
+//! `fhirlock`: the operator (`run`, with the controller) and its one-shot commands.
+
+mod azure;
+mod oneshot;
+mod tls;
+
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -17,11 +23,61 @@ struct Cli {
 enum Command {
     /// Print the CustomResourceDefinition YAML (what crds/ holds).
     Crd,
+    /// Report every way in other than the gateway. Exit 0 compliant, 1 findings, 2 error.
+    Audit {
+        #[command(flatten)]
+        target: oneshot::Target,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: oneshot::Output,
+    },
+    /// Show the changes apply would make: resource, field, from -> to, why.
+    Plan {
+        #[command(flatten)]
+        target: oneshot::Target,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: oneshot::Output,
+    },
+    /// Make the changes, one long-running operation at a time, until Azure matches the spec.
+    Apply {
+        #[command(flatten)]
+        target: oneshot::Target,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        timeout_seconds: u64,
+    },
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Crd => print!("{}", fhirlock_api::crds_yaml()),
+fn main() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let code = match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    let rt = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
+    match cli.command {
+        Command::Crd => {
+            print!("{}", fhirlock_api::crds_yaml());
+            Ok(0)
+        }
+        Command::Audit { target, output } => rt()?.block_on(oneshot::audit(&target, output)),
+        Command::Plan { target, output } => rt()?.block_on(oneshot::plan(&target, output)),
+        Command::Apply {
+            target,
+            timeout_seconds,
+        } => rt()?.block_on(oneshot::apply(
+            &target,
+            Duration::from_secs(timeout_seconds),
+        )),
     }
-    Ok(())
 }

@@ -1,0 +1,356 @@
+//! `fhirlock audit | plan | apply -f endpoint.yaml`: the controller's engine, run once from a
+//! shell or a CI job, without a cluster.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, ValueEnum};
+use fhirlock_api::SecuredFhirEndpoint;
+use fhirlock_arm::{ArmClient, ArmConfig, ErrorClass, OperationStatus};
+use fhirlock_core::posture::{Finding, Severity};
+use fhirlock_core::{Certificate, Desired, plan, posture, preflight};
+use serde_json::{Value, json};
+
+use crate::azure::{self, Applied};
+
+#[derive(Args, Debug, Clone)]
+pub struct Target {
+    /// The SecuredFhirEndpoint manifest.
+    #[arg(short = 'f', long = "filename")]
+    pub file: PathBuf,
+    /// PEM certificate chain for spec.gateway.tls.secretRef (offline stand-in for the Secret's tls.crt).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for spec.gateway.tls.secretRef (the Secret's tls.key).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub azure: AzureArgs,
+}
+
+/// Where Azure is and who fhirlock is there. Each flag falls back to the standard variable.
+#[derive(Args, Debug, Clone)]
+pub struct AzureArgs {
+    /// ARM endpoint (sovereign clouds, or an emulator).
+    #[arg(long, env = "FHIRLOCK_ARM_ENDPOINT")]
+    pub arm_endpoint: Option<String>,
+    /// Microsoft Entra authority host.
+    #[arg(long, env = "AZURE_AUTHORITY_HOST")]
+    pub authority_host: Option<String>,
+    /// Extra PEM CA bundle to trust (TLS inspection proxies, the emulator).
+    #[arg(long, env = "FHIRLOCK_CA_BUNDLE")]
+    pub ca_bundle: Option<PathBuf>,
+}
+
+impl AzureArgs {
+    pub fn client(&self) -> anyhow::Result<ArmClient> {
+        let lookup = |k: &str| -> Option<String> {
+            match k {
+                "FHIRLOCK_ARM_ENDPOINT" => self.arm_endpoint.clone(),
+                "AZURE_AUTHORITY_HOST" => self.authority_host.clone(),
+                "FHIRLOCK_CA_BUNDLE" => self.ca_bundle.as_ref().map(|p| p.display().to_string()),
+                _ => None,
+            }
+            .or_else(|| std::env::var(k).ok())
+            .filter(|v| !v.is_empty())
+        };
+        ArmClient::new(ArmConfig::from_lookup(lookup)?)
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+    Sarif,
+}
+
+/// A manifest read and admitted exactly as the apiserver would admit it.
+pub fn load(file: &Path) -> anyhow::Result<SecuredFhirEndpoint> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let value: Value =
+        serde_yaml::from_str(&text).with_context(|| format!("{} is not YAML", file.display()))?;
+    let errors = fhirlock_api::admission::validate(&value, None);
+    if !errors.is_empty() {
+        bail!(
+            "{} would be rejected by the apiserver:\n  {}",
+            file.display(),
+            errors.join("\n  ")
+        );
+    }
+    serde_json::from_value(value)
+        .with_context(|| format!("{} is not a SecuredFhirEndpoint", file.display()))
+}
+
+pub fn desired(t: &Target, sfe: &SecuredFhirEndpoint) -> anyhow::Result<Desired> {
+    let tls = &sfe.spec.gateway.tls;
+    let cert = match (&tls.key_vault_secret_id, &t.tls_cert, &t.tls_key) {
+        (Some(id), _, _) => Certificate::KeyVault {
+            secret_id: id.clone(),
+        },
+        (None, Some(c), Some(k)) => {
+            crate::tls::pfx_from_pem(&std::fs::read(c)?, &std::fs::read(k)?)?
+        }
+        _ => Certificate::Unresolved {
+            reason: format!(
+                "spec.gateway.tls.secretRef {} is a Kubernetes Secret: pass --tls-cert and --tls-key, or run the operator",
+                tls.secret_ref
+                    .as_ref()
+                    .map(|s| s.name.as_str())
+                    .unwrap_or("?")
+            ),
+        },
+    };
+    let ns = sfe
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let name = sfe
+        .metadata
+        .name
+        .clone()
+        .context("metadata.name is required")?;
+    Ok(Desired::from_spec(&ns, &name, &sfe.spec, cert))
+}
+
+fn severity(s: Severity) -> &'static str {
+    match s {
+        Severity::High => "High",
+        Severity::Medium => "Medium",
+        Severity::Low => "Low",
+        Severity::Advisory => "Advisory",
+    }
+}
+
+fn blocking(f: &[Finding]) -> usize {
+    f.iter()
+        .filter(|f| f.severity != Severity::Advisory)
+        .count()
+}
+
+/// `fhirlock audit`: exit 0 compliant, 1 findings, 2 error.
+pub async fn audit(t: &Target, output: Output) -> anyhow::Result<i32> {
+    let sfe = load(&t.file)?;
+    let d = desired(t, &sfe)?;
+    let arm = t.azure.client()?;
+    let o = azure::observe(&arm, &d)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading Azure: {e}"))?;
+    let findings = posture::findings(&d, &o);
+    let pre = preflight::check(&d, &o);
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"findings": findings, "preflight": pre, "compliant": blocking(&findings) == 0})
+            )?
+        ),
+        Output::Sarif => println!(
+            "{}",
+            serde_json::to_string_pretty(&sarif(&findings, &t.file))?
+        ),
+        Output::Table => {
+            if findings.is_empty() {
+                println!("no findings: only the gateway reaches {}", d.site_id);
+            } else {
+                println!("{:<9} {:<40} MESSAGE", "SEVERITY", "CODE");
+                for f in &findings {
+                    println!("{:<9} {:<40} {}", severity(f.severity), f.code, f.message);
+                }
+            }
+            for p in &pre {
+                println!("pre-flight {}: {}", p.code, p.message);
+            }
+            println!(
+                "{} finding(s), {} blocking",
+                findings.len(),
+                blocking(&findings)
+            );
+        }
+    }
+    Ok(if blocking(&findings) == 0 { 0 } else { 1 })
+}
+
+/// Code scanning (GitHub, Azure DevOps) reads SARIF 2.1.0.
+fn sarif(findings: &[Finding], file: &Path) -> Value {
+    let mut codes: Vec<&str> = findings.iter().map(|f| f.code).collect();
+    codes.sort();
+    codes.dedup();
+    json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "fhirlock", "version": env!("CARGO_PKG_VERSION"),
+                "informationUri": "https://github.com/fhirlock/fhirlock/blob/main/docs/posture.md",
+                "rules": codes.iter().map(|c| json!({"id": c, "name": c, "shortDescription": {"text": c}})).collect::<Vec<_>>(),
+            }},
+            "results": findings.iter().map(|f| json!({
+                "ruleId": f.code,
+                "level": match f.severity { Severity::High => "error", Severity::Medium | Severity::Low => "warning", Severity::Advisory => "note" },
+                "message": {"text": f.message},
+                "locations": [{
+                    "physicalLocation": {"artifactLocation": {"uri": file.display().to_string()}},
+                    "logicalLocations": [{"fullyQualifiedName": f.resource_id, "kind": "resource"}],
+                }],
+            })).collect::<Vec<_>>(),
+        }],
+    })
+}
+
+/// `fhirlock plan`: the steps, resource, field, from → to, why.
+pub async fn plan(t: &Target, output: Output) -> anyhow::Result<i32> {
+    let sfe = load(&t.file)?;
+    let d = desired(t, &sfe)?;
+    let arm = t.azure.client()?;
+    let o = azure::observe(&arm, &d)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading Azure: {e}"))?;
+    let pre = preflight::check(&d, &o);
+    let p = plan::plan(&d, &o);
+    if output == Output::Json {
+        let steps: Vec<Value> = p
+            .steps
+            .iter()
+            .map(|s| {
+                json!({"kind": s.kind, "resourceId": s.resource_id, "method": s.method, "changes": s.changes,
+                       "reason": s.reason, "waitingFor": s.waiting_for, "creates": s.creates})
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"preflight": pre, "steps": steps}))?
+        );
+    } else {
+        for f in &pre {
+            println!("STOP {}: {}", f.code, f.message);
+        }
+        if p.is_empty() {
+            println!("no changes: Azure matches the spec");
+        }
+        for (i, s) in p.steps.iter().enumerate() {
+            let when = s
+                .waiting_for
+                .as_ref()
+                .map(|w| format!(" (after {w})"))
+                .unwrap_or_default();
+            println!(
+                "{}. {:?} {:?} {}{when}",
+                i + 1,
+                s.kind,
+                s.method,
+                s.resource_id
+            );
+            println!("   why: {}", s.reason);
+            for c in &s.changes {
+                println!("   {c}");
+            }
+        }
+    }
+    Ok(if pre.is_empty() { 0 } else { 2 })
+}
+
+/// `fhirlock apply`: run the plan until converged, one long-running operation at a time.
+pub async fn apply(t: &Target, timeout: Duration) -> anyhow::Result<i32> {
+    let sfe = load(&t.file)?;
+    let d = desired(t, &sfe)?;
+    let arm = t.azure.client()?;
+    let deadline = Instant::now() + timeout;
+    let mut writes = 0usize;
+    let mut failed_operations = 0;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        if Instant::now() > deadline {
+            bail!("not converged after {timeout:?}");
+        }
+        let o = match azure::observe(&arm, &d).await {
+            Ok(o) => o,
+            Err(e) if e.class.is_retryable() => {
+                eprintln!("  reading Azure: {e}; retrying");
+                tokio::time::sleep(e.retry_after.unwrap_or(backoff)).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+            Err(e) => bail!("reading Azure: {e}"),
+        };
+        let pre = preflight::check(&d, &o);
+        if !pre.is_empty() {
+            for f in &pre {
+                eprintln!("STOP {}: {}", f.code, f.message);
+            }
+            return Ok(2);
+        }
+        let p = plan::plan(&d, &o);
+        if p.is_empty() {
+            println!("converged: {writes} write(s); {}", posture_line(&d, &o));
+            return Ok(0);
+        }
+        match azure::apply(&arm, &p.steps, |s| {
+            println!("→ {:?} {:?} {}", s.kind, s.method, s.resource_id)
+        })
+        .await
+        {
+            Ok(Applied::Done { writes: n }) => {
+                writes += n;
+                if n == 0 {
+                    // Only waiting steps: Azure is still settling (an endpoint provisioning).
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            Ok(Applied::Pending {
+                writes: n,
+                operation,
+                step,
+            }) => {
+                writes += n;
+                loop {
+                    match arm.poll(&operation).await {
+                        Ok(OperationStatus::InProgress { retry_after }) => {
+                            println!("  … {:?} in progress", step.kind);
+                            tokio::time::sleep(retry_after.unwrap_or(Duration::from_secs(2))).await;
+                        }
+                        Ok(OperationStatus::Succeeded) => {
+                            println!("  ✓ {:?}", step.kind);
+                            break;
+                        }
+                        Ok(OperationStatus::Failed(e)) => {
+                            failed_operations += 1;
+                            eprintln!("  ✗ {:?} failed: {e}", step.kind);
+                            if failed_operations > 3 {
+                                bail!("{:?} failed {failed_operations} times: {e}", step.kind);
+                            }
+                            break;
+                        }
+                        Err(e) if e.class.is_retryable() => {
+                            tokio::time::sleep(e.retry_after.unwrap_or(backoff)).await
+                        }
+                        Err(e) => bail!("polling {:?}: {e}", step.kind),
+                    }
+                }
+            }
+            Err((n, e)) => {
+                writes += n;
+                match e.class {
+                    ErrorClass::Throttled | ErrorClass::Transient | ErrorClass::Conflict => {
+                        eprintln!("  {}: {e}; retrying", e.class.as_str());
+                        tokio::time::sleep(e.retry_after.unwrap_or(backoff)).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                    }
+                    ErrorClass::Terminal | ErrorClass::Auth => bail!("{e}"),
+                }
+            }
+        }
+    }
+}
+
+fn posture_line(d: &Desired, o: &fhirlock_core::Observed) -> String {
+    let f = posture::findings(d, o);
+    format!(
+        "{} blocking finding(s), {} advisory",
+        blocking(&f),
+        f.len() - blocking(&f)
+    )
+}

@@ -1,0 +1,493 @@
+//! `fhirlock audit | plan | apply` against the emulator seeded with a wide-open FHIR estate
+//! (`examples/arm-emulator-estate.yaml`), each binary a separate process, as a user runs them.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use fhirlock_arm::{ArmClient, WriteOutcome};
+use fhirlock_tests::emulator::{Emulator, SUBSCRIPTION, fhirlock};
+use serde_json::{Value, json};
+
+const NET: &str = "2025-01-01";
+const WEB: &str = "2024-11-01";
+const COSMOS: &str = "2025-04-15";
+
+fn rg(name: &str) -> String {
+    format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/{name}")
+}
+fn vnet() -> String {
+    format!(
+        "{}/providers/Microsoft.Network/virtualNetworks/hscn-vnet",
+        rg("hscn-net")
+    )
+}
+fn site() -> String {
+    format!("{}/providers/Microsoft.Web/sites/fhir-server", rg("fhir"))
+}
+fn cosmos() -> String {
+    format!(
+        "{}/providers/Microsoft.DocumentDB/databaseAccounts/fhir-cosmos",
+        rg("fhir")
+    )
+}
+fn gateway() -> String {
+    format!(
+        "{}/providers/Microsoft.Network/applicationGateways/agw-fhir",
+        rg("fhir")
+    )
+}
+
+/// A self-signed certificate for the listener, as PEM files.
+fn tls_files(emu: &Emulator) -> (PathBuf, PathBuf) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["fhir.trust.nhs.uk".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (c, k) = (emu.dir().join("tls.crt"), emu.dir().join("tls.key"));
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (c, k)
+}
+
+fn apply_args<'a>(file: &'a str, tls: &'a (PathBuf, PathBuf)) -> Vec<&'a str> {
+    vec![
+        "apply",
+        "-f",
+        file,
+        "--tls-cert",
+        tls.0.to_str().unwrap(),
+        "--tls-key",
+        tls.1.to_str().unwrap(),
+        "--timeout-seconds",
+        "300",
+    ]
+}
+
+/// Waits for a long-running write by someone else (the portal user) to finish.
+async fn settle(arm: &ArmClient, outcome: WriteOutcome) {
+    if let WriteOutcome::Accepted(op) = outcome {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            match arm.poll(&op).await.unwrap() {
+                fhirlock_arm::OperationStatus::InProgress { .. } => {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
+                fhirlock_arm::OperationStatus::Succeeded => return,
+                fhirlock_arm::OperationStatus::Failed(e) => panic!("{e}"),
+            }
+        }
+        panic!("operation did not finish");
+    }
+}
+
+/// The oracle's verdict once Cosmos firewall changes have reached the data plane.
+async fn settled_exposure(emu: &Emulator) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let e = emu.exposure().await;
+        let pending = e["cosmos"]
+            .as_object()
+            .unwrap()
+            .values()
+            .any(|c| c["dataPlane"]["pendingFirewallChange"] == true);
+        if !pending || Instant::now() > deadline {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn sources(v: &Value) -> Vec<String> {
+    let mut s: Vec<String> = v["reachableFrom"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["source"].as_str().unwrap().to_owned())
+        .collect();
+    s.sort();
+    s
+}
+
+#[tokio::test]
+async fn audit_lists_the_back_doors_apply_closes_them_and_the_oracle_agrees() {
+    let emu = Emulator::start("arm-emulator-estate.yaml", 0.01);
+    let portal = emu.portal();
+    // Someone also lowered the TLS floor in the portal.
+    settle(
+        &portal,
+        portal
+            .patch(
+                &format!("{}/config/web", site()),
+                WEB,
+                &json!({"properties": {"minTlsVersion": "1.0"}}),
+            )
+            .await
+            .unwrap(),
+    )
+    .await;
+
+    let (code, out, err) = fhirlock(
+        &emu,
+        &["audit", "-f", "examples/fhir-endpoint.yaml", "-o", "json"],
+    );
+    assert_eq!(code, 1, "audit of a wide-open estate exits 1: {err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let mut codes: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    codes.sort();
+    codes.dedup();
+    for expected in [
+        "SiteAllowsOtherSources",
+        "SiteDefaultAllow",
+        "ScmSitePublic",
+        "SiteNotVnetIntegrated",
+        "HttpsOnlyDisabled",
+        "MinTlsBelow12",
+        "FtpEnabled",
+        "GatewaySubnetMissingWebEndpoint",
+        "IntegrationSubnetMissingCosmosEndpoint",
+        "CosmosVnetFilterOff",
+        "CosmosIpRule",
+        "CosmosAzureServicesBypass",
+        "CosmosKeyAuthEnabled",
+    ] {
+        assert!(
+            codes.contains(&expected),
+            "{expected} missing from {codes:?}"
+        );
+    }
+    let (_, table, _) = fhirlock(&emu, &["audit", "-f", "examples/fhir-endpoint.yaml"]);
+    assert!(
+        table.contains("SiteDefaultAllow") && table.contains("blocking"),
+        "{table}"
+    );
+    let (_, sarif, _) = fhirlock(
+        &emu,
+        &["audit", "-f", "examples/fhir-endpoint.yaml", "-o", "sarif"],
+    );
+    let sarif: Value = serde_json::from_str(&sarif).unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+    assert!(
+        sarif["runs"][0]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["ruleId"] == "ScmSitePublic" && r["level"] == "error")
+    );
+
+    let (code, plan, _) = fhirlock(
+        &emu,
+        &["plan", "-f", "examples/fhir-endpoint.yaml", "-o", "json"],
+    );
+    let plan: Value = serde_json::from_str(&plan).unwrap();
+    assert_eq!(
+        code, 2,
+        "without a certificate the gateway cannot be created, and plan says so"
+    );
+    assert_eq!(plan["preflight"][0]["code"], "CertificateUnavailable");
+
+    let tls = tls_files(&emu);
+    let (code, out, err) = fhirlock(&emu, &apply_args("examples/fhir-endpoint.yaml", &tls));
+    assert_eq!(code, 0, "apply failed:\n{out}\n{err}");
+    assert!(out.contains("converged"), "{out}");
+
+    let (code, out, _) = fhirlock(&emu, &["audit", "-f", "examples/fhir-endpoint.yaml"]);
+    assert_eq!(code, 0, "after apply only advisory findings remain:\n{out}");
+
+    let e = settled_exposure(&emu).await;
+    let gw_subnet = format!("subnet:{}/subnets/snet-fhir-agw", vnet());
+    let int_subnet = format!("subnet:{}/subnets/snet-fhir-int", vnet());
+    let frontend = format!(
+        "frontend:{}/frontendIPConfigurations/private-frontend",
+        gateway()
+    );
+    let site_e = &e["sites"][site()];
+    assert_eq!(
+        sources(&site_e["main"]),
+        vec![frontend.clone(), gw_subnet.clone()]
+    );
+    assert_eq!(sources(&site_e["scm"]), vec![gw_subnet.clone()]);
+    assert_eq!(site_e["main"]["internetDirect"], false);
+    assert_eq!(site_e["main"]["internetViaGateway"], false);
+    assert_eq!(
+        sources(&e["cosmos"][cosmos()]["dataPlane"]),
+        vec![int_subnet]
+    );
+}
+
+#[tokio::test]
+async fn a_second_apply_on_a_converged_estate_only_reads() {
+    let emu = Emulator::start("arm-emulator-estate.yaml", 0.01);
+    let tls = tls_files(&emu);
+    let (code, out, err) = fhirlock(&emu, &apply_args("examples/fhir-endpoint.yaml", &tls));
+    assert_eq!(code, 0, "{out}\n{err}");
+    emu.reset_stats().await;
+    let (code, out, _) = fhirlock(&emu, &apply_args("examples/fhir-endpoint.yaml", &tls));
+    assert_eq!(code, 0);
+    assert!(out.contains("converged: 0 write(s)"), "{out}");
+    // VNet, gateway, site, config/web, Cosmos, the feature registration, the plan: 7 reads.
+    assert_eq!(emu.operator_requests().await, (7, 0, 0));
+}
+
+#[tokio::test]
+async fn fields_set_out_of_band_survive_a_full_convergence() {
+    let emu = Emulator::start("arm-emulator-estate.yaml", 0.01);
+    let portal = emu.portal();
+    let int = format!("{}/subnets/snet-fhir-int", vnet());
+    // The integration subnet already exists (made in the portal), with settings fhirlock has no
+    // model for; every other resource gets an unknown field too.
+    settle(
+        &portal,
+        portal
+            .put(
+                &int,
+                NET,
+                &json!({"properties": {"addressPrefix": "10.20.2.0/27",
+        "privateEndpointNetworkPolicies": "Disabled", "xPortalNote": {"owner": "network-team"}}}),
+            )
+            .await
+            .unwrap(),
+    )
+    .await;
+    settle(
+        &portal,
+        portal
+            .patch(
+                &site(),
+                WEB,
+                &json!({"properties": {"clientCertEnabled": true, "xPortalSite": "kept"}}),
+            )
+            .await
+            .unwrap(),
+    )
+    .await;
+    settle(
+        &portal,
+        portal
+            .patch(
+                &format!("{}/config/web", site()),
+                WEB,
+                &json!({"properties": {"xPortalConfig": [1, 2]}}),
+            )
+            .await
+            .unwrap(),
+    )
+    .await;
+    settle(
+        &portal,
+        portal
+            .patch(
+                &cosmos(),
+                COSMOS,
+                &json!({"properties": {"xPortalCosmos": true}}),
+            )
+            .await
+            .unwrap(),
+    )
+    .await;
+
+    let tls = tls_files(&emu);
+    let (code, out, err) = fhirlock(&emu, &apply_args("examples/fhir-endpoint.yaml", &tls));
+    assert_eq!(code, 0, "{out}\n{err}");
+
+    let subnet = portal.get(&int, NET).await.unwrap().unwrap();
+    assert_eq!(
+        subnet["properties"]["xPortalNote"],
+        json!({"owner": "network-team"})
+    );
+    assert_eq!(
+        subnet["properties"]["privateEndpointNetworkPolicies"],
+        "Disabled"
+    );
+    assert_eq!(
+        subnet["properties"]["delegations"][0]["properties"]["serviceName"],
+        "Microsoft.Web/serverFarms"
+    );
+    let s = portal.get(&site(), WEB).await.unwrap().unwrap();
+    assert_eq!(s["properties"]["xPortalSite"], "kept");
+    assert_eq!(s["properties"]["clientCertEnabled"], true);
+    let cfg = portal
+        .get(&format!("{}/config/web", site()), WEB)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cfg["properties"]["xPortalConfig"], json!([1, 2]));
+    let c = portal.get(&cosmos(), COSMOS).await.unwrap().unwrap();
+    assert_eq!(c["properties"]["xPortalCosmos"], true);
+
+    // Someone changes the gateway's capacity and adds a field; fhirlock puts capacity back with
+    // a read-modify-write PUT that keeps the field.
+    let mut gw = portal.get(&gateway(), NET).await.unwrap().unwrap();
+    gw["properties"]["autoscaleConfiguration"]["maxCapacity"] = json!(9);
+    gw["properties"]["xPortalGateway"] = json!("kept");
+    settle(&portal, portal.put(&gateway(), NET, &gw).await.unwrap()).await;
+    emu.reset_stats().await;
+    let (code, out, err) = fhirlock(&emu, &apply_args("examples/fhir-endpoint.yaml", &tls));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("converged: 1 write(s)"), "{out}");
+    let gw = portal.get(&gateway(), NET).await.unwrap().unwrap();
+    assert_eq!(gw["properties"]["autoscaleConfiguration"]["maxCapacity"], 3);
+    assert_eq!(gw["properties"]["xPortalGateway"], "kept");
+}
+
+#[tokio::test]
+async fn injected_faults_do_not_stop_convergence_or_duplicate_anything() {
+    let emu = Emulator::start("arm-emulator-estate.yaml", 0.01);
+    emu.faults(json!([
+        {"method": "GET", "path": "*/virtualNetworks/hscn-vnet", "count": 1, "dropConnection": true},
+        {"method": "PATCH", "path": "*/sites/fhir-server", "count": 1, "status": 500},
+        {"method": "PUT", "path": "*/subnets/snet-fhir-int", "count": 1, "status": 429, "retryAfter": 1},
+        {"method": "PUT", "path": "*/subnets/snet-fhir-agw", "count": 1, "status": 409},
+        {"method": "PATCH", "path": "*/databaseAccounts/fhir-cosmos", "count": 1, "status": 412},
+        {"method": "GET", "path": "*/config/web", "count": 1, "status": 401},
+        {"method": "PUT", "path": "*/applicationGateways/agw-fhir", "count": 1, "failLro": "InternalServerError"},
+        {"method": "PUT", "path": "*/applicationGateways/agw-fhir", "count": 1, "status": 503},
+    ]))
+    .await;
+    let tls = tls_files(&emu);
+    let (code, out, err) = fhirlock(&emu, &apply_args("examples/fhir-endpoint.yaml", &tls));
+    assert_eq!(
+        code, 0,
+        "apply did not converge through the faults:\n{out}\n{err}"
+    );
+    let stats = emu.stats().await;
+    for status in ["0", "401", "409", "412", "429", "500", "503"] {
+        assert!(
+            stats["byStatus"][status].as_u64().unwrap_or(0) >= 1,
+            "fault {status} was never hit: {}",
+            stats["byStatus"]
+        );
+    }
+    assert!(
+        err.contains("failed"),
+        "the failed operation was reported: {err}"
+    );
+    // Exactly one gateway and one of each subnet.
+    let portal = emu.portal();
+    let gws = portal
+        .get(
+            &format!(
+                "{}/providers/Microsoft.Network/applicationGateways",
+                rg("fhir")
+            ),
+            NET,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(gws["value"].as_array().unwrap().len(), 1, "{gws}");
+    let v = portal.get(&vnet(), NET).await.unwrap().unwrap();
+    let mut names: Vec<&str> = v["properties"]["subnets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["snet-fhir-agw", "snet-fhir-int"]);
+    let (code, _, _) = fhirlock(&emu, &["audit", "-f", "examples/fhir-endpoint.yaml"]);
+    assert_eq!(code, 0);
+}
+
+#[tokio::test]
+async fn each_preflight_failure_stops_with_its_reason_and_writes_nothing() {
+    let emu = Emulator::start("arm-emulator-estate.yaml", 0.01);
+    let portal = emu.portal();
+    let tls = tls_files(&emu);
+    let base: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(testenv::workspace_root().join("examples/fhir-endpoint.yaml"))
+            .unwrap(),
+    )
+    .unwrap();
+    // The integration subnet of one case is taken by container instances (made in the portal).
+    let taken = format!("{}/subnets/snet-taken", vnet());
+    settle(&portal, portal.put(&taken, NET, &json!({"properties": {"addressPrefix": "10.20.7.0/27",
+        "delegations": [{"name": "aci", "properties": {"serviceName": "Microsoft.ContainerInstance/containerGroups"}}]}})).await.unwrap()).await;
+    let cases: Vec<(&str, Vec<(&str, Value)>)> = vec![
+        (
+            "RegionMismatch",
+            vec![("/spec/gateway/location", json!("ukwest"))],
+        ),
+        (
+            "PrefixOutsideVirtualNetwork",
+            vec![
+                (
+                    "/spec/network/gatewaySubnet/addressPrefix",
+                    json!("10.99.1.0/26"),
+                ),
+                ("/spec/gateway/privateIPAddress", json!("10.99.1.10")),
+            ],
+        ),
+        (
+            "IntegrationSubnetDelegatedElsewhere",
+            vec![
+                ("/spec/network/integrationSubnet/name", json!("snet-taken")),
+                (
+                    "/spec/network/integrationSubnet/addressPrefix",
+                    json!("10.20.7.0/27"),
+                ),
+            ],
+        ),
+        (
+            "VirtualNetworkNotFound",
+            vec![(
+                "/spec/network/virtualNetworkId",
+                json!(format!(
+                    "{}/providers/Microsoft.Network/virtualNetworks/no-such-vnet",
+                    rg("hscn-net")
+                )),
+            )],
+        ),
+        (
+            "CosmosAccountNotFound",
+            vec![(
+                "/spec/cosmosDb/id",
+                json!(format!(
+                    "{}/providers/Microsoft.DocumentDB/databaseAccounts/no-such-account",
+                    rg("fhir")
+                )),
+            )],
+        ),
+    ];
+    emu.reset_stats().await;
+    for (code_expected, edits) in cases {
+        let mut obj = base.clone();
+        for (ptr, v) in edits {
+            *obj.pointer_mut(ptr).unwrap() = v;
+        }
+        let file = emu.dir().join(format!("{code_expected}.yaml"));
+        std::fs::write(&file, serde_yaml::to_string(&obj).unwrap()).unwrap();
+        let (code, out, err) = fhirlock(&emu, &apply_args(file.to_str().unwrap(), &tls));
+        assert_eq!(code, 2, "{code_expected}: {out}\n{err}");
+        assert!(
+            err.contains(code_expected),
+            "{code_expected} not named: {err}"
+        );
+    }
+    let (_, writes, deletes) = emu.operator_requests().await;
+    assert_eq!(
+        (writes, deletes),
+        (0, 0),
+        "a pre-flight failure must not write"
+    );
+}
+
+#[test]
+fn a_manifest_the_apiserver_would_reject_is_refused_before_any_azure_call() {
+    let emu = Emulator::start("arm-emulator-estate.yaml", 0.01);
+    let bad =
+        testenv::workspace_root().join("tests/fixtures/invalid/19-private-ip-outside-subnet.yaml");
+    let (code, _, err) = fhirlock(&emu, &["plan", "-f", bad.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("must lie inside spec.network.gatewaySubnet.addressPrefix"),
+        "{err}"
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(rt.block_on(emu.operator_requests()), (0, 0, 0));
+}
