@@ -1,12 +1,9 @@
 //! `fhirlock`: the operator (`run`, with the controller) and its one-shot commands.
 
-mod azure;
-mod oneshot;
-mod tls;
-
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use fhirlock::oneshot;
 
 #[derive(Parser)]
 #[command(

@@ -1,0 +1,154 @@
+//! The operator's configuration file (`fhirlock run --config`): which Azure scopes each namespace
+//! may touch, and with which identity; and where Azure is. Documented in docs/operations.md.
+//!
+//! ```yaml
+//! cloud:                                  # optional; default Azure public cloud
+//!   armEndpoint: https://management.azure.com
+//!   audience: https://management.azure.com
+//!   authorityHost: https://login.microsoftonline.com/
+//!   caBundle: /etc/fhirlock/ca.pem        # extra CA (TLS inspection proxies, the emulator)
+//! tenants:
+//!   - namespace: fhir
+//!     scopes:                             # ARM scopes endpoints in this namespace may touch
+//!       - /subscriptions/6f1c2a52-0000-4000-8000-000000000001/resourceGroups/fhir
+//!       - /subscriptions/6f1c2a52-0000-4000-8000-000000000001/resourceGroups/hscn-net
+//!     identity:                           # exactly one of:
+//!       workloadIdentity: { tenantId: …, clientId: …, serviceAccount: fhir-azure }
+//!       # clientSecret: { tenantId: …, clientId: …, secretName: fhir-azure }   # key clientSecret
+//!       # operator: {}                    # the operator's own identity (AZURE_* environment)
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OperatorConfig {
+    #[serde(default)]
+    pub cloud: Option<CloudConfig>,
+    #[serde(default)]
+    pub tenants: Vec<Tenant>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CloudConfig {
+    pub arm_endpoint: Option<String>,
+    pub audience: Option<String>,
+    pub authority_host: Option<String>,
+    pub ca_bundle: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Tenant {
+    pub namespace: String,
+    pub scopes: Vec<String>,
+    pub identity: Identity,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum Identity {
+    /// Federated: fhirlock mints a token for this namespace's ServiceAccount through the
+    /// TokenRequest API (audience api://AzureADTokenExchange) and exchanges it with Entra.
+    WorkloadIdentity {
+        tenant_id: String,
+        client_id: String,
+        service_account: String,
+    },
+    /// A client secret kept in a Secret of this namespace (key `clientSecret`).
+    ClientSecret {
+        tenant_id: String,
+        client_id: String,
+        secret_name: String,
+    },
+    /// The operator's own identity, from its AZURE_* environment.
+    Operator {},
+}
+
+impl OperatorConfig {
+    pub fn load(path: &std::path::Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        let cfg: OperatorConfig =
+            serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        for t in &cfg.tenants {
+            for s in &t.scopes {
+                if !s.to_ascii_lowercase().starts_with("/subscriptions/") {
+                    anyhow::bail!(
+                        "{}: tenant {}: scope {s:?} is not an ARM scope",
+                        path.display(),
+                        t.namespace
+                    );
+                }
+            }
+        }
+        Ok(cfg)
+    }
+
+    pub fn tenant(&self, namespace: &str) -> Option<&Tenant> {
+        self.tenants.iter().find(|t| t.namespace == namespace)
+    }
+}
+
+/// Every ARM resource an endpoint names, for the scope check.
+pub fn resources_of(d: &fhirlock_core::Desired) -> Vec<String> {
+    vec![
+        d.vnet_id.clone(),
+        d.site_id.clone(),
+        d.cosmos_id.clone(),
+        d.gateway.id.clone(),
+    ]
+}
+
+/// The first resource outside every scope, if any. Scopes match on whole path segments, without case.
+pub fn outside_scopes(resources: &[String], scopes: &[String]) -> Option<String> {
+    let within = |r: &str, s: &str| {
+        let (r, s) = (
+            r.to_ascii_lowercase(),
+            s.trim_end_matches('/').to_ascii_lowercase(),
+        );
+        r == s || r.starts_with(&format!("{s}/"))
+    };
+    resources
+        .iter()
+        .find(|r| !scopes.iter().any(|s| within(r, s)))
+        .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_match_whole_segments_without_case() {
+        let scopes = vec!["/subscriptions/S/resourceGroups/fhir".to_owned()];
+        let ok = |r: &str| outside_scopes(&[r.to_owned()], &scopes).is_none();
+        assert!(ok(
+            "/subscriptions/s/resourcegroups/FHIR/providers/Microsoft.Web/sites/a"
+        ));
+        assert!(!ok(
+            "/subscriptions/S/resourceGroups/fhir-prod/providers/Microsoft.Web/sites/a"
+        ));
+        assert!(!ok(
+            "/subscriptions/S/resourceGroups/other/providers/Microsoft.Web/sites/a"
+        ));
+    }
+
+    #[test]
+    fn the_config_format_parses_and_rejects_unknown_fields() {
+        let cfg: OperatorConfig = serde_yaml::from_str(
+            "tenants:\n- namespace: fhir\n  scopes: [/subscriptions/S/resourceGroups/fhir]\n  identity:\n    workloadIdentity: {tenantId: t, clientId: c, serviceAccount: fhir-azure}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.tenant("fhir").unwrap().identity,
+            Identity::WorkloadIdentity {
+                tenant_id: "t".into(),
+                client_id: "c".into(),
+                service_account: "fhir-azure".into()
+            }
+        );
+        assert!(serde_yaml::from_str::<OperatorConfig>("tenants: []\nextra: 1\n").is_err());
+    }
+}
