@@ -46,24 +46,36 @@ pub struct Tenant {
     pub identity: Identity,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+/// Exactly one of the three ways to act in Azure.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub enum Identity {
+pub struct Identity {
     /// Federated: fhirlock mints a token for this namespace's ServiceAccount through the
     /// TokenRequest API (audience api://AzureADTokenExchange) and exchanges it with Entra.
-    WorkloadIdentity {
-        tenant_id: String,
-        client_id: String,
-        service_account: String,
-    },
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_identity: Option<WorkloadIdentity>,
     /// A client secret kept in a Secret of this namespace (key `clientSecret`).
-    ClientSecret {
-        tenant_id: String,
-        client_id: String,
-        secret_name: String,
-    },
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<ClientSecret>,
     /// The operator's own identity, from its AZURE_* environment.
-    Operator {},
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkloadIdentity {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub service_account: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientSecret {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub secret_name: String,
 }
 
 impl OperatorConfig {
@@ -73,6 +85,18 @@ impl OperatorConfig {
         let cfg: OperatorConfig =
             serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         for t in &cfg.tenants {
+            let set = [
+                t.identity.workload_identity.is_some(),
+                t.identity.client_secret.is_some(),
+                t.identity.operator.is_some(),
+            ];
+            if set.iter().filter(|b| **b).count() != 1 {
+                anyhow::bail!(
+                    "{}: tenant {}: identity must set exactly one of workloadIdentity, clientSecret, operator",
+                    path.display(),
+                    t.namespace
+                );
+            }
             for s in &t.scopes {
                 if !s.to_ascii_lowercase().starts_with("/subscriptions/") {
                     anyhow::bail!(
