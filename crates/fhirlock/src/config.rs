@@ -166,12 +166,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            cfg.tenant("fhir").unwrap().identity,
-            Identity::WorkloadIdentity {
+            cfg.tenant("fhir").unwrap().identity.workload_identity,
+            Some(WorkloadIdentity {
                 tenant_id: "t".into(),
                 client_id: "c".into(),
                 service_account: "fhir-azure".into()
-            }
+            })
         );
         assert!(serde_yaml::from_str::<OperatorConfig>("tenants: []\nextra: 1\n").is_err());
     }
