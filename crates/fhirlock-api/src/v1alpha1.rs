@@ -439,6 +439,12 @@ pub struct SecuredFhirEndpointStatus {
     /// The last drift fhirlock found and corrected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_drift: Option<Drift>,
+
+    /// ARM IDs of the resources fhirlock created (not adopted) for this endpoint: with
+    /// deletionPolicy Delete, these are removed on deletion; adopted ones never are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub created_resources: Vec<String>,
 }
 
 /// The gateway as last observed.
@@ -483,10 +489,16 @@ pub struct Finding {
 pub struct PendingOperation {
     /// ARM ID of the resource being changed.
     pub resource_id: String,
-    /// The step that started it, for example CreateGateway.
+    /// The step that started it, for example Gateway.
     pub step: String,
+    /// The HTTP method of the write (PUT, PATCH or DELETE).
+    pub method: String,
+    /// The api-version of the write.
+    pub api_version: String,
     /// The operation status URL ARM returned (Azure-AsyncOperation or Location).
     pub status_url: String,
+    /// How to read the status URL: AsyncOperation, Location or ProvisioningState.
+    pub kind: String,
     /// When it was submitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started: Option<Time>,

@@ -40,12 +40,19 @@ pub enum StepKind {
     Gateway,
     SiteAccessRestrictions,
     CosmosLockdown,
+    // Teardown (deletionPolicy Delete), in reverse safe order.
+    RemoveGatewayRule,
+    RemoveCosmosVnetRule,
+    RemoveSiteVnetIntegration,
+    DeleteGateway,
+    DeleteSubnet,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Method {
     Put,
     Patch,
+    Delete,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -716,4 +723,129 @@ fn managed_diff(observed: &Value, want: &Value) -> Vec<FieldChange> {
             ..c
         })
         .collect()
+}
+
+/// The teardown for deletionPolicy Delete: remove, in reverse safe order, only what fhirlock
+/// created or added. The VNet, the site and the Cosmos account are never deleted, adopted subnets
+/// are left, and nothing is re-opened: the site keeps its default Deny, Cosmos its filter.
+pub fn teardown(d: &Desired, o: &Observed, created: &[String]) -> Plan {
+    let mut steps = Vec::new();
+    let gw_subnet = d.gateway_subnet.id.as_str();
+    if let Some(cfg) = o.site_config() {
+        let rules = posture::real_rules(cfg.properties.ip_security_restrictions.as_deref());
+        let ours = |r: &IpRestriction| {
+            r.name.as_deref() == Some(GATEWAY_RULE_NAME)
+                || (r.allows()
+                    && r.vnet_subnet_resource_id
+                        .as_deref()
+                        .is_some_and(|s| id::same(s, gw_subnet)))
+        };
+        if rules.iter().any(ours) {
+            let keep: Vec<Value> = rules
+                .iter()
+                .filter(|r| !ours(r))
+                .map(model::to_json)
+                .collect();
+            let want = json!({"properties": {"ipSecurityRestrictions": keep}});
+            let changes = json::diff("", o.site_config.as_ref(), &want);
+            steps.push(step(StepKind::RemoveGatewayRule, &d.site_config_id(), Method::Patch, api_version::WEB, want, changes,
+                "remove fhirlock's access rule for the gateway subnet (the site stays default Deny)"));
+        }
+    }
+    if let Some(c) = o.cosmos() {
+        let rules = c
+            .properties
+            .virtual_network_rules
+            .clone()
+            .unwrap_or_default();
+        if rules
+            .iter()
+            .any(|r| id::same(&r.id, &d.integration_subnet.id))
+        {
+            let keep: Vec<Value> = rules
+                .iter()
+                .filter(|r| !id::same(&r.id, &d.integration_subnet.id))
+                .map(model::to_json)
+                .collect();
+            let want = json!({"properties": {"virtualNetworkRules": keep}});
+            let changes = json::diff("", o.cosmos.as_ref(), &want);
+            steps.push(step(
+                StepKind::RemoveCosmosVnetRule,
+                &d.cosmos_id,
+                Method::Patch,
+                api_version::COSMOS,
+                want,
+                changes,
+                "remove fhirlock's Cosmos DB rule for the integration subnet (the filter stays on)",
+            ));
+        }
+    }
+    let integrated = o
+        .site()
+        .and_then(|s| s.properties.virtual_network_subnet_id)
+        .is_some_and(|s| id::same(&s, &d.integration_subnet.id));
+    if integrated {
+        let change = FieldChange {
+            path: "properties.virtualNetworkSubnetId".into(),
+            from: Some(json!(d.integration_subnet.id)),
+            to: None,
+        };
+        steps.push(step(
+            StepKind::RemoveSiteVnetIntegration,
+            &format!("{}/networkConfig/virtualNetwork", d.site_id),
+            Method::Delete,
+            api_version::WEB,
+            Value::Null,
+            vec![change],
+            "end the site's VNet integration so the integration subnet can be removed",
+        ));
+    }
+    let owned_gateway = o
+        .gateway()
+        .filter(|g| g.tag(crate::OWNER_TAG) == Some(d.owner.as_str()));
+    if owned_gateway.is_some() {
+        let change = FieldChange {
+            path: "(resource)".into(),
+            from: Some(json!(d.gateway.name)),
+            to: None,
+        };
+        steps.push(step(
+            StepKind::DeleteGateway,
+            &d.gateway.id,
+            Method::Delete,
+            api_version::NETWORK,
+            Value::Null,
+            vec![change],
+            "delete the gateway fhirlock created",
+        ));
+    }
+    for subnet in [&d.gateway_subnet, &d.integration_subnet] {
+        if !created.iter().any(|c| id::same(c, &subnet.id)) || o.subnet(&subnet.name).is_none() {
+            continue;
+        }
+        let change = FieldChange {
+            path: "(resource)".into(),
+            from: Some(json!(subnet.name)),
+            to: None,
+        };
+        let mut s = step(
+            StepKind::DeleteSubnet,
+            &subnet.id,
+            Method::Delete,
+            api_version::NETWORK,
+            Value::Null,
+            vec![change],
+            "delete the subnet fhirlock created",
+        );
+        let blocked = if std::ptr::eq(subnet, &d.gateway_subnet) {
+            owned_gateway.is_some()
+        } else {
+            integrated
+        };
+        if blocked {
+            s.waiting_for = Some(format!("what uses {} to be removed first", subnet.name));
+        }
+        steps.push(s);
+    }
+    Plan { steps }
 }

@@ -67,6 +67,35 @@ pub fn apply(o: &Observed, step: &Step) -> Observed {
                 merge(c, &step.body);
             }
         }
+        (StepKind::RemoveGatewayRule, _) => {
+            if let Some(cfg) = next.site_config.as_mut() {
+                merge(cfg, &step.body);
+            }
+        }
+        (StepKind::RemoveCosmosVnetRule, _) => {
+            if let Some(c) = next.cosmos.as_mut() {
+                merge(c, &step.body);
+            }
+        }
+        (StepKind::RemoveSiteVnetIntegration, _) => {
+            if let Some(site) = next.site.as_mut() {
+                site["properties"]["virtualNetworkSubnetId"] = Value::Null;
+            }
+        }
+        (StepKind::DeleteGateway, _) => next.gateway = None,
+        (StepKind::DeleteSubnet, _) => {
+            if let Some(list) = next
+                .vnet
+                .as_mut()
+                .and_then(|v| v["properties"]["subnets"].as_array_mut())
+            {
+                list.retain(|s| {
+                    !s["id"]
+                        .as_str()
+                        .is_some_and(|i| crate::id::same(i, &step.resource_id))
+                });
+            }
+        }
         _ => {}
     }
     next

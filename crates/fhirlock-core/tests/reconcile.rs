@@ -336,3 +336,57 @@ fn a_gateway_left_failed_by_its_last_operation_is_put_again() {
     let (end, _, _) = converge(&d, &end);
     assert!(fhirlock_core::plan::plan(&d, &end).is_empty());
 }
+
+fn run_teardown(d: &fhirlock_core::Desired, start: &fhirlock_core::Observed, created: &[String]) -> fhirlock_core::Observed {
+    let mut o = start.clone();
+    for _ in 0..10 {
+        let p = fhirlock_core::plan::teardown(d, &o, created);
+        let ready: Vec<_> = p.steps.into_iter().filter(|s| s.ready()).collect();
+        if ready.is_empty() {
+            break;
+        }
+        for s in ready {
+            o = fhirlock_core::simulate::apply(&o, &s);
+        }
+    }
+    assert!(fhirlock_core::plan::teardown(d, &o, created).is_empty(), "teardown did not finish");
+    o
+}
+
+#[test]
+fn teardown_removes_only_what_fhirlock_created_or_added_and_reopens_nothing() {
+    let d = desired();
+    let (end, _, _) = converge(&d, &wide_open());
+    let before = posture::exposure(&end);
+    let gone = run_teardown(&d, &end, &[gw_subnet(), int_subnet()]);
+    assert!(gone.gateway.is_none());
+    assert!(gone.subnet("snet-fhir-agw").is_none() && gone.subnet("snet-fhir-int").is_none());
+    assert!(gone.subnet("snet-workloads").is_some(), "a subnet fhirlock did not create stays");
+    assert!(gone.vnet.is_some() && gone.site.is_some() && gone.cosmos.is_some());
+    let cfg = gone.site_config().unwrap().properties;
+    assert_eq!(cfg.ip_security_restrictions_default_action.as_deref(), Some("Deny"));
+    assert_eq!(gone.cosmos().unwrap().properties.is_virtual_network_filter_enabled, Some(true));
+    assert!(posture::exposure(&gone).is_subset(&before), "teardown opened a path");
+    // Adopted subnets (not in the created list) are left in place.
+    let kept = run_teardown(&d, &end, &[]);
+    assert!(kept.subnet("snet-fhir-agw").is_some() && kept.subnet("snet-fhir-int").is_some());
+}
+
+#[test]
+fn teardown_waits_for_what_uses_a_subnet() {
+    let d = desired();
+    let (end, _, _) = converge(&d, &wide_open());
+    let p = fhirlock_core::plan::teardown(&d, &end, &[gw_subnet(), int_subnet()]);
+    let kinds: Vec<_> = p.steps.iter().map(|s| (s.kind, s.ready())).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (StepKind::RemoveGatewayRule, true),
+            (StepKind::RemoveCosmosVnetRule, true),
+            (StepKind::RemoveSiteVnetIntegration, true),
+            (StepKind::DeleteGateway, true),
+            (StepKind::DeleteSubnet, false),
+            (StepKind::DeleteSubnet, false),
+        ]
+    );
+}

@@ -75,6 +75,7 @@ pub async fn apply(
                 arm.patch(&step.resource_id, &step.api_version, &step.body)
                     .await
             }
+            Method::Delete => arm.delete(&step.resource_id, &step.api_version).await,
         }
         .map_err(|e| (writes, e))?;
         writes += 1;
