@@ -7,5 +7,7 @@
 
 pub mod azure;
 pub mod config;
+pub mod leader;
 pub mod oneshot;
+pub mod telemetry;
 pub mod tls;
