@@ -1,6 +1,7 @@
 //! Helpers shared by the tests against the real control plane and the emulator.
 
 pub mod emulator;
+pub mod operator;
 
 use std::path::Path;
 use std::process::Output;

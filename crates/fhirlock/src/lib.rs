@@ -1,5 +1,7 @@
 //! The fhirlock operator: the I/O edges around the pure core (`fhirlock-core`).
 //!
+//! - [`controller`]: `fhirlock run`, the operator's wiring; [`reconcile`]: one reconcile as
+//!   resolve → observe → plan → apply → report; [`identity`]: tenancy and Azure identities.
 //! - [`azure`]: observe (ARM reads) and apply (ARM writes) for one endpoint.
 //! - [`oneshot`]: `fhirlock audit | plan | apply` without a cluster.
 //! - [`config`]: the operator configuration (tenancy, cloud).
@@ -7,7 +9,10 @@
 
 pub mod azure;
 pub mod config;
+pub mod controller;
+pub mod identity;
 pub mod leader;
 pub mod oneshot;
+pub mod reconcile;
 pub mod telemetry;
 pub mod tls;

@@ -18,6 +18,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the operator: reconcile SecuredFhirEndpoints continuously.
+    Run(fhirlock::controller::RunArgs),
     /// Print the CustomResourceDefinition YAML (what crds/ holds).
     Crd,
     /// Report every way in other than the gateway. Exit 0 compliant, 1 findings, 2 error.
@@ -63,6 +65,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             .build()
     };
     match cli.command {
+        Command::Run(args) => {
+            rt()?.block_on(fhirlock::controller::run(args))?;
+            Ok(0)
+        }
         Command::Crd => {
             print!("{}", fhirlock_api::crds_yaml());
             Ok(0)

@@ -1,0 +1,247 @@
+//! `fhirlock run`: the controller's wiring. The reconcile itself is in [`crate::reconcile`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fhirlock_api::{FINALIZER, SecuredFhirEndpoint};
+use futures::{FutureExt as _, StreamExt as _};
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::core::error_boundary::DeserializeGuard;
+use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::finalizer::{self, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+
+use crate::config::OperatorConfig;
+use crate::identity::Identities;
+use crate::reconcile::{self, Context, Error, Settings};
+use crate::telemetry::{self, Metrics};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Tenancy and cloud configuration (docs/operations.md). Without it no namespace may touch Azure.
+    #[arg(long, env = "FHIRLOCK_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Run with a Lease so that, of several replicas, only the leader acts.
+    #[arg(long)]
+    pub leader_election: bool,
+    /// Namespace of the Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "fhirlock-system")]
+    pub lease_namespace: String,
+    /// Name of the Lease.
+    #[arg(long, default_value = "fhirlock")]
+    pub lease_name: String,
+    /// This replica's identity in the Lease and in Events.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Seconds between comparisons of a converged endpoint with Azure (jittered ±10%).
+    #[arg(long, default_value_t = 300)]
+    pub resync_seconds: u64,
+    /// Endpoints reconciled at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: u16,
+    /// Share (0–1) of a subscription's ARM write bucket fhirlock may use before deferring writes.
+    #[arg(long, default_value_t = 0.5)]
+    pub arm_budget_share: f64,
+    /// Log format.
+    #[arg(long, value_parser = ["json", "text"], default_value = "json")]
+    pub log_format: String,
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    telemetry::init_logging(args.log_format == "json");
+    let client = kube::Client::try_default().await?;
+    let config = match &args.config {
+        Some(p) => OperatorConfig::load(p)?,
+        None => OperatorConfig::default(),
+    };
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("fhirlock-{}", std::process::id()));
+    let metrics = Metrics::new();
+
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+    }
+    .shared();
+
+    let leadership = if args.leader_election {
+        Some(
+            crate::leader::elect(
+                client.clone(),
+                &args.lease_namespace,
+                &args.lease_name,
+                &identity,
+                Duration::from_secs(15),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let (_always, always_leader) = tokio::sync::watch::channel(true);
+    let is_leader = leadership
+        .as_ref()
+        .map(|l| l.is_leader.clone())
+        .unwrap_or(always_leader);
+
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        identities: Identities::new(client.clone(), config, metrics.clone())?,
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "fhirlock".into(),
+                instance: Some(identity.clone()),
+            },
+        ),
+        metrics: metrics.clone(),
+        settings: Settings {
+            resync: Duration::from_secs(args.resync_seconds),
+            budget_share: args.arm_budget_share.clamp(0.0, 1.0),
+        },
+        is_leader,
+        failures: Mutex::new(HashMap::new()),
+        write_capacity: Mutex::new(HashMap::new()),
+    });
+
+    // One malformed object must not stop the watch: DeserializeGuard keeps it out of the cache.
+    let endpoints: Api<DeserializeGuard<SecuredFhirEndpoint>> = Api::all(client.clone());
+    let controller = Controller::new(endpoints, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    let secrets_store = store.clone();
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(telemetry::serve(
+        args.metrics_addr,
+        metrics,
+        ready_rx,
+        shutdown.clone(),
+    ));
+    tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            let _ = ready_tx.send(true);
+        }
+    });
+
+    tracing::info!(
+        identity,
+        leader_election = args.leader_election,
+        "fhirlock controller starting"
+    );
+    controller
+        .with_config(Config::default().concurrency(args.concurrency))
+        // A changed TLS or identity Secret reconciles the endpoints that name it.
+        .watches(
+            Api::<Secret>::all(client.clone()),
+            watcher::Config::default(),
+            move |secret| {
+                let (ns, name) = (secret.namespace(), secret.name_any());
+                secrets_store
+                    .state()
+                    .into_iter()
+                    .filter_map(|g| g.0.as_ref().ok().cloned())
+                    .filter(|sfe| sfe.namespace() == ns && references(sfe, &name))
+                    .map(|sfe| {
+                        ObjectRef::new(&sfe.name_any()).within(&sfe.namespace().unwrap_or_default())
+                    })
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(shutdown.clone())
+        .run(reconcile_guarded, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "reconcile");
+            }
+        })
+        .await;
+    if let Some(l) = leadership {
+        l.step_down().await;
+    }
+    Ok(())
+}
+
+fn references(sfe: &SecuredFhirEndpoint, secret: &str) -> bool {
+    let tls = sfe
+        .spec
+        .gateway
+        .tls
+        .secret_ref
+        .as_ref()
+        .is_some_and(|r| r.name == secret);
+    let id = sfe
+        .spec
+        .identity_ref
+        .as_ref()
+        .is_some_and(|r| r.name == secret);
+    tls || id
+}
+
+async fn reconcile_guarded(
+    obj: Arc<DeserializeGuard<SecuredFhirEndpoint>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let sfe = match &obj.0 {
+        Ok(sfe) => sfe.clone(),
+        Err(e) => {
+            tracing::warn!(error = %e, "skipping an object that does not deserialize");
+            return Ok(Action::await_change());
+        }
+    };
+    if !*ctx.is_leader.borrow() {
+        return Ok(Action::requeue(Duration::from_secs(15)));
+    }
+    let span = tracing::info_span!("reconcile", endpoint = %format!("{}/{}", sfe.namespace().unwrap_or_default(), sfe.name_any()));
+    let _enter = span.enter();
+    let api: Api<SecuredFhirEndpoint> =
+        Api::namespaced(ctx.client.clone(), &sfe.namespace().unwrap_or_default());
+    let ctx2 = ctx.clone();
+    finalizer(&api, FINALIZER, Arc::new(sfe), |event| async move {
+        match event {
+            finalizer::Event::Apply(o) => reconcile::apply(o, ctx2).await,
+            finalizer::Event::Cleanup(o) => reconcile::cleanup(o, ctx2).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Other(other.to_string()),
+    })
+}
+
+fn error_policy(
+    _obj: Arc<DeserializeGuard<SecuredFhirEndpoint>>,
+    err: &Error,
+    _ctx: Arc<Context>,
+) -> Action {
+    match err {
+        Error::CleanupPending(why, after) => {
+            tracing::info!(%why, "cleanup in progress");
+            Action::requeue(*after)
+        }
+        Error::Kube(e) => {
+            tracing::warn!(error = %e, "Kubernetes API error");
+            Action::requeue(Duration::from_secs(5))
+        }
+        e => {
+            tracing::warn!(error = %e, "reconcile failed");
+            Action::requeue(Duration::from_secs(30))
+        }
+    }
+}

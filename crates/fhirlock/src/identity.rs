@@ -1,0 +1,343 @@
+//! The *resolve* stage's tenancy and identity: may this namespace touch these Azure scopes, and
+//! as whom. A namespace never acts with another's identity: for workload identity fhirlock mints
+//! the federated token for the namespace's *own* ServiceAccount through the TokenRequest API.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use fhirlock_api::SecuredFhirEndpoint;
+use fhirlock_arm::{ArmClient, ArmConfig, AssertionSource, Cloud, CredentialConfig, Url};
+use fhirlock_core::{Certificate, Desired};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use kube::ResourceExt;
+use kube::api::{Api, PostParams};
+
+use crate::config::{self, OperatorConfig};
+use crate::telemetry::Metrics;
+
+/// Why an endpoint cannot proceed, before any Azure call.
+#[derive(Debug)]
+pub struct Stall {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+fn stall(reason: &'static str, message: impl Into<String>) -> Stall {
+    Stall {
+        reason,
+        message: message.into(),
+    }
+}
+
+pub struct Resolved {
+    pub desired: Desired,
+    pub arm: ArmClient,
+}
+
+pub struct Identities {
+    client: kube::Client,
+    config: OperatorConfig,
+    cloud: Cloud,
+    ca_bundle: Option<PathBuf>,
+    metrics: Arc<Metrics>,
+    /// ARM clients by identity (and the Secret version they were built from).
+    cache: Mutex<HashMap<String, ArmClient>>,
+}
+
+impl Identities {
+    pub fn new(
+        client: kube::Client,
+        config: OperatorConfig,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let c = config.cloud.clone().unwrap_or_default();
+        let arm = c.arm_endpoint.or_else(|| env("FHIRLOCK_ARM_ENDPOINT"));
+        let audience = c.audience.or_else(|| env("FHIRLOCK_ARM_AUDIENCE"));
+        let authority = c.authority_host.or_else(|| env("AZURE_AUTHORITY_HOST"));
+        let mut cloud = Cloud::azure_public();
+        if let Some(a) = arm {
+            cloud.arm_endpoint = Url::parse(&a)?;
+            cloud.audience = cloud.arm_endpoint.origin().ascii_serialization();
+        }
+        if let Some(a) = audience {
+            cloud.audience = a;
+        }
+        if let Some(a) = authority {
+            cloud.authority_host = Url::parse(&a)?;
+        }
+        let ca_bundle = c
+            .ca_bundle
+            .or_else(|| env("FHIRLOCK_CA_BUNDLE"))
+            .map(PathBuf::from);
+        Ok(Identities {
+            client,
+            config,
+            cloud,
+            ca_bundle,
+            metrics,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub async fn resolve(&self, sfe: &SecuredFhirEndpoint) -> Result<Resolved, Stall> {
+        let ns = sfe.namespace().unwrap_or_default();
+        let tenant = self.config.tenant(&ns).ok_or_else(|| {
+            stall("OutOfScope", format!("namespace {ns} has no entry in the operator's tenancy configuration: ask the platform team to add its Azure scopes and identity"))
+        })?;
+        let certificate = self.certificate(sfe, &ns).await?;
+        let desired = Desired::from_spec(&ns, &sfe.name_any(), &sfe.spec, certificate);
+        if let Some(outside) =
+            config::outside_scopes(&config::resources_of(&desired), &tenant.scopes)
+        {
+            return Err(stall(
+                "OutOfScope",
+                format!(
+                    "{outside} is outside the Azure scopes namespace {ns} may touch ({})",
+                    tenant.scopes.join(", ")
+                ),
+            ));
+        }
+        let (cache_key, credential) = self.credential(sfe, &ns, &tenant.identity).await?;
+        let arm = {
+            let mut cache = self.cache.lock().unwrap();
+            if let Some(c) = cache.get(&cache_key) {
+                c.clone()
+            } else {
+                let cfg = ArmConfig {
+                    cloud: self.cloud.clone(),
+                    credential,
+                    extra_ca_pem: self.ca_bundle.clone(),
+                    user_agent: Some("fhirlock".into()),
+                };
+                let c = ArmClient::new(cfg)
+                    .map_err(|e| {
+                        stall(
+                            "InvalidIdentity",
+                            format!("cannot build the Azure client: {e}"),
+                        )
+                    })?
+                    .with_observer(self.metrics.clone());
+                cache.insert(cache_key, c.clone());
+                c
+            }
+        };
+        Ok(Resolved { desired, arm })
+    }
+
+    async fn certificate(&self, sfe: &SecuredFhirEndpoint, ns: &str) -> Result<Certificate, Stall> {
+        let tls = &sfe.spec.gateway.tls;
+        if let Some(id) = &tls.key_vault_secret_id {
+            return Ok(Certificate::KeyVault {
+                secret_id: id.clone(),
+            });
+        }
+        let Some(r) = &tls.secret_ref else {
+            return Ok(Certificate::Unresolved {
+                reason: "no certificate source".into(),
+            });
+        };
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        let secret = match secrets.get_opt(&r.name).await {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                return Ok(Certificate::Unresolved {
+                    reason: format!("Secret {ns}/{} does not exist yet", r.name),
+                });
+            }
+            Err(e) => {
+                return Err(stall(
+                    "SecretUnreadable",
+                    format!("reading Secret {ns}/{}: {e}", r.name),
+                ));
+            }
+        };
+        let data = secret.data.unwrap_or_default();
+        let (Some(crt), Some(key)) = (data.get("tls.crt"), data.get("tls.key")) else {
+            return Err(stall(
+                "InvalidCertificate",
+                format!(
+                    "Secret {ns}/{} must be a kubernetes.io/tls Secret with tls.crt and tls.key",
+                    r.name
+                ),
+            ));
+        };
+        crate::tls::pfx_from_pem(&crt.0, &key.0)
+            .map_err(|e| stall("InvalidCertificate", format!("Secret {ns}/{}: {e}", r.name)))
+    }
+
+    async fn credential(
+        &self,
+        sfe: &SecuredFhirEndpoint,
+        ns: &str,
+        identity: &config::Identity,
+    ) -> Result<(String, CredentialConfig), Stall> {
+        // identityRef in the spec names a Secret of this namespace; otherwise the tenant's identity.
+        if let Some(r) = &sfe.spec.identity_ref {
+            let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+            let s = secrets
+                .get_opt(&r.name)
+                .await
+                .map_err(|e| {
+                    stall(
+                        "SecretUnreadable",
+                        format!("reading identity Secret {ns}/{}: {e}", r.name),
+                    )
+                })?
+                .ok_or_else(|| {
+                    stall(
+                        "IdentityNotFound",
+                        format!("identity Secret {ns}/{} does not exist", r.name),
+                    )
+                })?;
+            let version = s.resource_version().unwrap_or_default();
+            let data = s.data.unwrap_or_default();
+            let get = |k: &str| {
+                data.get(k)
+                    .map(|v| String::from_utf8_lossy(&v.0).trim().to_owned())
+            };
+            let (Some(tenant_id), Some(client_id)) = (get("tenantId"), get("clientId")) else {
+                return Err(stall(
+                    "InvalidIdentity",
+                    format!(
+                        "identity Secret {ns}/{} needs tenantId and clientId",
+                        r.name
+                    ),
+                ));
+            };
+            return Ok(match get("clientSecret") {
+                Some(secret) => (
+                    format!("secret:{ns}/{}@{version}", r.name),
+                    CredentialConfig::ClientSecret {
+                        tenant_id,
+                        client_id,
+                        secret,
+                    },
+                ),
+                None => {
+                    let sa = get("serviceAccount").unwrap_or_else(|| "default".into());
+                    (
+                        format!("wi:{ns}/{sa}/{client_id}"),
+                        self.federated(ns, &sa, tenant_id, client_id),
+                    )
+                }
+            });
+        }
+        if let Some(w) = &identity.workload_identity {
+            return Ok((
+                format!("wi:{ns}/{}/{}", w.service_account, w.client_id),
+                self.federated(
+                    ns,
+                    &w.service_account,
+                    w.tenant_id.clone(),
+                    w.client_id.clone(),
+                ),
+            ));
+        }
+        if let Some(c) = &identity.client_secret {
+            let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+            let s = secrets
+                .get_opt(&c.secret_name)
+                .await
+                .map_err(|e| {
+                    stall(
+                        "SecretUnreadable",
+                        format!("reading Secret {ns}/{}: {e}", c.secret_name),
+                    )
+                })?
+                .ok_or_else(|| {
+                    stall(
+                        "IdentityNotFound",
+                        format!("Secret {ns}/{} does not exist", c.secret_name),
+                    )
+                })?;
+            let version = s.resource_version().unwrap_or_default();
+            let secret = s
+                .data
+                .unwrap_or_default()
+                .get("clientSecret")
+                .map(|v| String::from_utf8_lossy(&v.0).trim().to_owned())
+                .ok_or_else(|| {
+                    stall(
+                        "InvalidIdentity",
+                        format!("Secret {ns}/{} has no clientSecret key", c.secret_name),
+                    )
+                })?;
+            return Ok((
+                format!("secret:{ns}/{}@{version}", c.secret_name),
+                CredentialConfig::ClientSecret {
+                    tenant_id: c.tenant_id.clone(),
+                    client_id: c.client_id.clone(),
+                    secret,
+                },
+            ));
+        }
+        let operator = ArmConfig::from_env().map_err(|e| {
+            stall(
+                "InvalidIdentity",
+                format!("the operator's own identity: {e}"),
+            )
+        })?;
+        Ok(("operator".into(), operator.credential))
+    }
+
+    fn federated(
+        &self,
+        ns: &str,
+        service_account: &str,
+        tenant_id: String,
+        client_id: String,
+    ) -> CredentialConfig {
+        CredentialConfig::ClientAssertion {
+            tenant_id,
+            client_id,
+            source: Arc::new(ServiceAccountToken {
+                client: self.client.clone(),
+                namespace: ns.to_owned(),
+                name: service_account.to_owned(),
+            }),
+        }
+    }
+}
+
+/// A federated credential: a token for this namespace's ServiceAccount, audience
+/// `api://AzureADTokenExchange`, minted by the apiserver on every exchange.
+pub struct ServiceAccountToken {
+    client: kube::Client,
+    namespace: String,
+    name: String,
+}
+
+impl std::fmt::Debug for ServiceAccountToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ServiceAccountToken({}/{})", self.namespace, self.name)
+    }
+}
+
+#[async_trait]
+impl AssertionSource for ServiceAccountToken {
+    async fn assertion(&self) -> anyhow::Result<String> {
+        let sas: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &self.namespace);
+        let req = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: vec!["api://AzureADTokenExchange".into()],
+                expiration_seconds: Some(3600),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let resp = sas
+            .create_token_request(&self.name, &PostParams::default(), &req)
+            .await?;
+        resp.status.map(|s| s.token).ok_or_else(|| {
+            anyhow::anyhow!(
+                "TokenRequest for {}/{} returned no token",
+                self.namespace,
+                self.name
+            )
+        })
+    }
+}

@@ -1,0 +1,678 @@
+//! One reconcile of a SecuredFhirEndpoint, as a pipeline:
+//!
+//! ```text
+//! resolve (kube I/O) → observe (ARM reads) → plan (pure) → apply (ARM writes) → report (kube I/O)
+//! ```
+//!
+//! - **resolve**: tenancy (which scopes and identity this namespace has), the TLS Secret, the
+//!   ARM client. Anything wrong here is `Stalled` with zero Azure calls.
+//! - **observe**: resume a pending long-running operation if status holds one, else 7 GETs.
+//! - **plan**: `fhirlock-core` decides: pre-flight, findings, the ordered steps.
+//! - **apply**: Enforce mode on the leader only, within the subscription's ARM budget: the ready
+//!   steps in order, stopping at the first long-running operation (its handle goes to status).
+//! - **report**: status by server-side apply, Events for writes, drift and stalls, metrics, and
+//!   when to look again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fhirlock_api::v1alpha1::{
+    Drift, Finding, GatewayStatus, Mode, PendingOperation, PlannedChange, SecuredFhirEndpointStatus,
+};
+use fhirlock_api::{FIELD_MANAGER, SecuredFhirEndpoint};
+use fhirlock_arm::{ArmClient, ArmError, ErrorClass, Operation, OperationKind, OperationStatus};
+use fhirlock_core::status::{self, Outcome};
+use fhirlock_core::{Desired, Plan, plan, posture, preflight};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use crate::azure::{self, Applied};
+use crate::identity::Identities;
+use crate::telemetry::Metrics;
+
+/// Shared by every reconcile.
+pub struct Context {
+    pub client: kube::Client,
+    pub identities: Identities,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub settings: Settings,
+    pub is_leader: tokio::sync::watch::Receiver<bool>,
+    /// Consecutive failures per endpoint, for exponential backoff.
+    pub failures: Mutex<HashMap<String, u32>>,
+    /// The largest remaining-writes figure seen per subscription: an estimate of the bucket size.
+    pub write_capacity: Mutex<HashMap<String, u32>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How often a converged endpoint is compared with Azure again (jittered ±10%).
+    pub resync: Duration,
+    /// The share of a subscription's ARM write bucket fhirlock may use (0–1).
+    pub budget_share: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("Azure: {0}")]
+    Arm(ArmError),
+    #[error("deleting: {0}")]
+    CleanupPending(String, Duration),
+    #[error("{0}")]
+    Other(String),
+}
+
+fn jitter(d: Duration) -> Duration {
+    let f: f64 = rand::random_range(0.9..1.1);
+    d.mul_f64(f)
+}
+
+fn now() -> Time {
+    Time(Timestamp::now())
+}
+
+fn key(sfe: &SecuredFhirEndpoint) -> String {
+    format!("{}/{}", sfe.namespace().unwrap_or_default(), sfe.name_any())
+}
+
+/// Apply: the endpoint exists and should be secured.
+pub async fn apply(sfe: Arc<SecuredFhirEndpoint>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    if !*ctx.is_leader.borrow() {
+        // Only the leader reads or writes Azure; standbys keep their caches warm.
+        return Ok(Action::requeue(Duration::from_secs(15)));
+    }
+    let ns = sfe.namespace().unwrap_or_default();
+    let name = sfe.name_any();
+    let previous = sfe.status.clone().unwrap_or_default();
+
+    // ---- resolve -------------------------------------------------------------------------------
+    let resolved = match ctx.identities.resolve(&sfe).await {
+        Ok(r) => r,
+        Err(stall) => {
+            let outcome = Outcome {
+                terminal_error: Some((stall.reason.to_owned(), stall.message.clone())),
+                ..Default::default()
+            };
+            report(&ctx, &sfe, None, &outcome, Report::default()).await?;
+            publish(&ctx, &sfe, EventType::Warning, stall.reason, &stall.message).await;
+            ctx.metrics.reconcile("stalled", started.elapsed());
+            return Ok(Action::await_change());
+        }
+    };
+    let (d, arm) = (resolved.desired, resolved.arm);
+
+    // ---- observe (resuming an operation in flight) -----------------------------------------------
+    if let Some(p) = previous.pending_operations.first() {
+        let op = operation_of(p);
+        match arm.poll(&op).await {
+            Ok(OperationStatus::InProgress { retry_after }) => {
+                let wait = retry_after.unwrap_or_else(|| op.next_poll_in(None));
+                ctx.metrics.reconcile("ok", started.elapsed());
+                return Ok(Action::requeue(wait));
+            }
+            Ok(OperationStatus::Succeeded) => {
+                publish(
+                    &ctx,
+                    &sfe,
+                    EventType::Normal,
+                    "OperationSucceeded",
+                    &format!("{} on {} finished", p.step, p.resource_id),
+                )
+                .await;
+            }
+            Ok(OperationStatus::Failed(e)) => {
+                publish(
+                    &ctx,
+                    &sfe,
+                    EventType::Warning,
+                    "OperationFailed",
+                    &format!("{} on {} failed: {}", p.step, p.resource_id, e),
+                )
+                .await;
+            }
+            Err(e) if e.class.is_retryable() => {
+                return Ok(Action::requeue(
+                    e.retry_after.unwrap_or(Duration::from_secs(10)),
+                ));
+            }
+            Err(e) => {
+                // The handle no longer resolves (for example the operation expired): observe afresh.
+                tracing::warn!(endpoint = %key(&sfe), error = %e, "dropping an operation handle that no longer polls");
+            }
+        }
+    }
+    let observed = match azure::observe(&arm, &d).await {
+        Ok(o) => o,
+        Err(e) => return arm_failure(&ctx, &sfe, &d, e, started).await,
+    };
+
+    // ---- plan (pure) ---------------------------------------------------------------------------------
+    let pre = preflight::check(&d, &observed);
+    let findings = posture::findings(&d, &observed);
+    let the_plan = if pre.is_empty() {
+        plan::plan(&d, &observed)
+    } else {
+        Plan::default()
+    };
+    let mut outcome = Outcome {
+        preflight: pre,
+        findings,
+        plan: the_plan,
+        audit: d.mode == Mode::Audit,
+        ..Default::default()
+    };
+    let mut rep = Report {
+        observed: Some(observed.clone()),
+        ..Default::default()
+    };
+
+    // ---- apply ---------------------------------------------------------------------------------------
+    let mut next = jitter(ctx.settings.resync);
+    if outcome.preflight.is_empty() && !outcome.audit && !outcome.plan.is_empty() {
+        if !within_budget(&ctx, &arm, &d.subscription) {
+            outcome.throttled = true;
+            ctx.metrics.deferred_writes(&d.subscription);
+            next = Duration::from_secs(30);
+        } else {
+            // Drift: a change to a component that was converged before (not the first convergence).
+            let converged_before = |kind: fhirlock_core::StepKind| {
+                let component = component_of(kind);
+                previous
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == component && c.status == "True")
+            };
+            let drift: Vec<_> = outcome
+                .plan
+                .steps
+                .iter()
+                .filter(|s| !s.creates && converged_before(s.kind))
+                .flat_map(|s| {
+                    s.changes
+                        .iter()
+                        .map(move |c| (s.resource_id.clone(), c.clone()))
+                })
+                .collect();
+            let result = azure::apply(&arm, &outcome.plan.steps, |_| {}).await;
+            let (written, result) = match result {
+                Ok(Applied::Done { writes }) => (writes, Ok(None)),
+                Ok(Applied::Pending {
+                    writes,
+                    operation,
+                    step,
+                }) => (writes, Ok(Some((operation, step)))),
+                Err((writes, e)) => (writes, Err(e)),
+            };
+            let ready: Vec<_> = outcome
+                .plan
+                .steps
+                .iter()
+                .filter(|s| s.ready())
+                .take(written)
+                .cloned()
+                .collect();
+            for s in &ready {
+                let note = format!("{:?} {:?} {}", s.kind, s.method, s.resource_id);
+                publish_action(
+                    &ctx,
+                    &sfe,
+                    EventType::Normal,
+                    "AzureWrite",
+                    &format!("{:?}", s.kind),
+                    &note,
+                )
+                .await;
+                if s.creates {
+                    rep.created.push(s.resource_id.clone());
+                }
+            }
+            let corrected: Vec<_> = drift
+                .iter()
+                .filter(|(id, _)| ready.iter().any(|s| &s.resource_id == id))
+                .collect();
+            if !corrected.is_empty() {
+                let fields: Vec<String> = corrected
+                    .iter()
+                    .map(|(id, c)| format!("{}: {c}", short(id)))
+                    .collect();
+                for ((_, c), f) in corrected.iter().zip(&fields) {
+                    publish_action(&ctx, &sfe, EventType::Normal, "DriftCorrected", &c.path, f)
+                        .await;
+                }
+                for (id, _) in &corrected {
+                    ctx.metrics
+                        .drift_corrected(&fhirlock_arm::resource_type(id));
+                }
+                rep.drift = Some(Drift {
+                    time: now(),
+                    fields: fields.into_iter().take(64).collect(),
+                });
+            }
+            match result {
+                Ok(None) => {
+                    next = if written > 0 {
+                        Duration::from_millis(500)
+                    } else {
+                        Duration::from_secs(5)
+                    }
+                }
+                Ok(Some((op, step))) => {
+                    next = op.next_poll_in(None);
+                    outcome.operation_pending = true;
+                    rep.pending = Some(PendingOperation {
+                        resource_id: op.resource_id.clone(),
+                        step: format!("{:?}", step.kind),
+                        method: op.method.clone(),
+                        api_version: op.api_version.clone(),
+                        status_url: op.status_url.clone(),
+                        kind: format!("{:?}", op.kind),
+                        started: Some(now()),
+                    });
+                }
+                Err(e) => {
+                    report(&ctx, &sfe, Some(&d), &outcome, rep).await?;
+                    return arm_failure(&ctx, &sfe, &d, e, started).await;
+                }
+            }
+        }
+    } else if !outcome.preflight.is_empty() {
+        let f = &outcome.preflight[0];
+        publish(
+            &ctx,
+            &sfe,
+            EventType::Warning,
+            "PreflightFailed",
+            &format!("{}: {}", f.code, f.message),
+        )
+        .await;
+    }
+
+    // ---- report ---------------------------------------------------------------------------------------
+    let ready_now = outcome.preflight.is_empty()
+        && outcome.plan.is_empty()
+        && !outcome.audit
+        && outcome
+            .findings
+            .iter()
+            .all(|f| f.severity == posture::Severity::Advisory);
+    let was_ready = previous
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    if ready_now && !was_ready {
+        let since = sfe
+            .meta()
+            .creation_timestamp
+            .as_ref()
+            .map(|t| Timestamp::now().duration_since(t.0).as_secs_f64());
+        if let Some(s) = since {
+            ctx.metrics.time_to_ready(s.max(0.0));
+        }
+        publish(
+            &ctx,
+            &sfe,
+            EventType::Normal,
+            "Secured",
+            "only the gateway reaches the FHIR API",
+        )
+        .await;
+    }
+    let codes = finding_counts(&outcome.findings);
+    ctx.metrics.set_endpoint(
+        &ns,
+        &name,
+        ready_now,
+        &codes.iter().map(|(c, n)| (*c, *n)).collect::<Vec<_>>(),
+    );
+    report(&ctx, &sfe, Some(&d), &outcome, rep).await?;
+    ctx.failures.lock().unwrap().remove(&key(&sfe));
+    ctx.metrics.reconcile(
+        if outcome.preflight.is_empty() {
+            "ok"
+        } else {
+            "stalled"
+        },
+        started.elapsed(),
+    );
+    Ok(Action::requeue(next))
+}
+
+/// Cleanup: the endpoint is being deleted.
+pub async fn cleanup(sfe: Arc<SecuredFhirEndpoint>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = sfe.namespace().unwrap_or_default();
+    if sfe.spec.deletion_policy == fhirlock_api::v1alpha1::DeletionPolicy::Retain
+        || sfe.spec.mode == Mode::Audit
+    {
+        publish(
+            &ctx,
+            &sfe,
+            EventType::Normal,
+            "Retained",
+            "deletionPolicy Retain: Azure is left as it is",
+        )
+        .await;
+        ctx.metrics.forget_endpoint(&ns, &sfe.name_any());
+        return Ok(Action::await_change());
+    }
+    if !*ctx.is_leader.borrow() {
+        return Err(Error::CleanupPending(
+            "waiting for leadership".into(),
+            Duration::from_secs(15),
+        ));
+    }
+    let resolved = ctx.identities.resolve(&sfe).await.map_err(|s| {
+        Error::CleanupPending(
+            format!("cannot delete: {}", s.message),
+            Duration::from_secs(60),
+        )
+    })?;
+    let (d, arm) = (resolved.desired, resolved.arm);
+    let observed = azure::observe(&arm, &d)
+        .await
+        .map_err(|e| Error::CleanupPending(format!("reading Azure: {e}"), backoff_for(&e)))?;
+    let created = sfe
+        .status
+        .as_ref()
+        .map(|s| s.created_resources.clone())
+        .unwrap_or_default();
+    let teardown = plan::teardown(&d, &observed, &created);
+    if teardown.is_empty() {
+        publish(
+            &ctx,
+            &sfe,
+            EventType::Normal,
+            "Deleted",
+            "removed what fhirlock created or added",
+        )
+        .await;
+        ctx.metrics.forget_endpoint(&ns, &sfe.name_any());
+        return Ok(Action::await_change());
+    }
+    match azure::apply(&arm, &teardown.steps, |_| {}).await {
+        Ok(Applied::Done { writes }) => Err(Error::CleanupPending(
+            format!("{writes} removal(s) done, more to do"),
+            Duration::from_millis(500),
+        )),
+        Ok(Applied::Pending {
+            operation, step, ..
+        }) => {
+            publish(
+                &ctx,
+                &sfe,
+                EventType::Normal,
+                "AzureDelete",
+                &format!("{:?} {}", step.kind, step.resource_id),
+            )
+            .await;
+            Err(Error::CleanupPending(
+                format!("waiting for {:?}", step.kind),
+                operation.next_poll_in(None),
+            ))
+        }
+        Err((_, e)) => {
+            publish(
+                &ctx,
+                &sfe,
+                EventType::Warning,
+                "CleanupFailed",
+                &e.to_string(),
+            )
+            .await;
+            Err(Error::CleanupPending(
+                format!("cleanup failed: {e}"),
+                backoff_for(&e),
+            ))
+        }
+    }
+}
+
+fn backoff_for(e: &ArmError) -> Duration {
+    e.retry_after.unwrap_or(match e.class {
+        ErrorClass::Throttled | ErrorClass::Transient | ErrorClass::Conflict => {
+            Duration::from_secs(10)
+        }
+        ErrorClass::Terminal | ErrorClass::Auth => Duration::from_secs(120),
+    })
+}
+
+/// A failed ARM call: transient classes back off per endpoint; terminal ones stall until the
+/// spec, Azure or permissions change (and a resync looks again).
+async fn arm_failure(
+    ctx: &Context,
+    sfe: &SecuredFhirEndpoint,
+    d: &Desired,
+    e: ArmError,
+    started: Instant,
+) -> Result<Action, Error> {
+    match e.class {
+        ErrorClass::Throttled | ErrorClass::Transient | ErrorClass::Conflict => {
+            let n = {
+                let mut f = ctx.failures.lock().unwrap();
+                let n = f.entry(key(sfe)).or_default();
+                *n += 1;
+                *n
+            };
+            let backoff =
+                Duration::from_secs(2u64.saturating_pow(n.min(8))).min(Duration::from_secs(300));
+            ctx.metrics.reconcile("error", started.elapsed());
+            Ok(Action::requeue(
+                e.retry_after.unwrap_or(backoff).max(Duration::from_secs(1)),
+            ))
+        }
+        ErrorClass::Terminal | ErrorClass::Auth => {
+            let reason = if e.class == ErrorClass::Auth {
+                "AuthorizationFailed"
+            } else {
+                "AzureRejected"
+            };
+            let outcome = Outcome {
+                terminal_error: Some((reason.into(), e.to_string())),
+                ..Default::default()
+            };
+            report(ctx, sfe, Some(d), &outcome, Report::default()).await?;
+            publish(ctx, sfe, EventType::Warning, reason, &e.to_string()).await;
+            ctx.metrics.reconcile("stalled", started.elapsed());
+            Ok(Action::requeue(jitter(ctx.settings.resync)))
+        }
+    }
+}
+
+/// Keeps fhirlock within its share of the subscription's write bucket, as ARM last reported it.
+fn within_budget(ctx: &Context, arm: &ArmClient, subscription: &str) -> bool {
+    let Some(remaining) = arm.budget(subscription).and_then(|b| b.writes) else {
+        return true;
+    };
+    let mut caps = ctx.write_capacity.lock().unwrap();
+    let cap = caps.entry(subscription.to_owned()).or_insert(remaining);
+    *cap = (*cap).max(remaining);
+    let floor = (*cap as f64 * (1.0 - ctx.settings.budget_share)).floor() as u32;
+    remaining > floor
+}
+
+fn operation_of(p: &PendingOperation) -> Operation {
+    Operation {
+        resource_id: p.resource_id.clone(),
+        method: p.method.clone(),
+        api_version: p.api_version.clone(),
+        status_url: p.status_url.clone(),
+        kind: match p.kind.as_str() {
+            "Location" => OperationKind::Location,
+            "ProvisioningState" => OperationKind::ProvisioningState,
+            _ => OperationKind::AsyncOperation,
+        },
+        retry_after_secs: None,
+    }
+}
+
+fn short(id: &str) -> String {
+    fhirlock_core::id::ResourceId::parse(id)
+        .map(|r| r.name().to_owned())
+        .unwrap_or_else(|| id.to_owned())
+}
+
+fn finding_counts(f: &[posture::Finding]) -> Vec<(&'static str, i64)> {
+    let mut out: Vec<(&'static str, i64)> = Vec::new();
+    for x in f {
+        match out.iter_mut().find(|(c, _)| *c == x.code) {
+            Some((_, n)) => *n += 1,
+            None => out.push((x.code, 1)),
+        }
+    }
+    out
+}
+
+/// What this reconcile adds to status beyond the outcome.
+#[derive(Default)]
+struct Report {
+    observed: Option<fhirlock_core::Observed>,
+    pending: Option<PendingOperation>,
+    drift: Option<Drift>,
+    created: Vec<String>,
+}
+
+/// Status by server-side apply (field manager `fhirlock`). Conditions keep their
+/// lastTransitionTime unless their status changes, so resyncs do not flap.
+async fn report(
+    ctx: &Context,
+    sfe: &SecuredFhirEndpoint,
+    d: Option<&Desired>,
+    o: &Outcome,
+    rep: Report,
+) -> Result<(), Error> {
+    let previous = sfe.status.clone().unwrap_or_default();
+    let t = now();
+    let conditions = status::conditions(o, sfe.meta().generation, &t, &previous.conditions);
+    let findings: Vec<Finding> = o
+        .findings
+        .iter()
+        .map(|f| Finding {
+            code: f.code.to_owned(),
+            severity: format!("{:?}", f.severity),
+            resource_id: f.resource_id.clone(),
+            message: f.message.clone(),
+            since: previous
+                .findings
+                .iter()
+                .find(|p| {
+                    p.code == f.code && p.resource_id == f.resource_id && p.message == f.message
+                })
+                .and_then(|p| p.since.clone())
+                .or_else(|| Some(t.clone())),
+        })
+        .collect();
+    let gateway = rep
+        .observed
+        .as_ref()
+        .and_then(|o| o.gateway())
+        .map(|g| GatewayStatus {
+            id: g.id.clone(),
+            private_ip_address: g.private_ip(),
+            provisioning_state: g.properties.provisioning_state.clone(),
+        });
+    let plan: Vec<PlannedChange> = if o.audit || !o.plan.is_empty() {
+        o.plan
+            .steps
+            .iter()
+            .flat_map(|s| {
+                s.changes.iter().map(move |c| PlannedChange {
+                    resource_id: s.resource_id.clone(),
+                    field: c.path.clone(),
+                    from: c
+                        .from
+                        .as_ref()
+                        .map(|v| fhirlock_core::json::compact(v, 200)),
+                    to: c.to.as_ref().map(|v| fhirlock_core::json::compact(v, 200)),
+                    reason: s
+                        .waiting_for
+                        .as_ref()
+                        .map(|w| format!("{} (after {w})", s.reason))
+                        .unwrap_or_else(|| s.reason.clone()),
+                })
+            })
+            .take(64)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut created = previous.created_resources.clone();
+    for c in rep.created {
+        if !created.iter().any(|x| fhirlock_core::id::same(x, &c)) {
+            created.push(c);
+        }
+    }
+    let status = SecuredFhirEndpointStatus {
+        observed_generation: sfe.meta().generation,
+        conditions,
+        gateway: gateway.or(previous.gateway.clone()),
+        finding_count: Some(findings.len() as i32),
+        findings: findings.into_iter().take(64).collect(),
+        pending_operations: rep.pending.into_iter().collect(),
+        plan,
+        next_steps: d.map(|d| status::next_steps(d, None)).unwrap_or_default(),
+        last_sync_time: Some(t),
+        last_drift: rep.drift.or(previous.last_drift.clone()),
+        created_resources: created,
+    };
+    let api: Api<SecuredFhirEndpoint> =
+        Api::namespaced(ctx.client.clone(), &sfe.namespace().unwrap_or_default());
+    let patch = json!({"apiVersion": "fhirlock.io/v1alpha1", "kind": "SecuredFhirEndpoint", "status": status});
+    api.patch_status(
+        &sfe.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The condition a step's component reports under.
+fn component_of(kind: fhirlock_core::StepKind) -> &'static str {
+    use fhirlock_core::StepKind::*;
+    match kind {
+        IntegrationSubnet | GatewaySubnet | DeleteSubnet => "SubnetsReady",
+        Gateway | DeleteGateway => "GatewayReady",
+        CosmosVnetRule | CosmosLockdown | RemoveCosmosVnetRule => "CosmosLocked",
+        _ => "AppServiceLocked",
+    }
+}
+
+async fn publish(
+    ctx: &Context,
+    sfe: &SecuredFhirEndpoint,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+) {
+    publish_action(ctx, sfe, type_, reason, reason, note).await
+}
+
+/// Events with the same reason and action are aggregated into one series (showing the first
+/// note), so the action names what was done, for example the step or the field.
+async fn publish_action(
+    ctx: &Context,
+    sfe: &SecuredFhirEndpoint,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: &str,
+) {
+    let ev = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note.chars().take(1000).collect()),
+        action: action.chars().take(120).collect(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &sfe.object_ref(&())).await {
+        tracing::warn!(error = %e, "publishing an event");
+    }
+}
