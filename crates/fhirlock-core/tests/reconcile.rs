@@ -337,7 +337,11 @@ fn a_gateway_left_failed_by_its_last_operation_is_put_again() {
     assert!(fhirlock_core::plan::plan(&d, &end).is_empty());
 }
 
-fn run_teardown(d: &fhirlock_core::Desired, start: &fhirlock_core::Observed, created: &[String]) -> fhirlock_core::Observed {
+fn run_teardown(
+    d: &fhirlock_core::Desired,
+    start: &fhirlock_core::Observed,
+    created: &[String],
+) -> fhirlock_core::Observed {
     let mut o = start.clone();
     for _ in 0..10 {
         let p = fhirlock_core::plan::teardown(d, &o, created);
@@ -349,7 +353,10 @@ fn run_teardown(d: &fhirlock_core::Desired, start: &fhirlock_core::Observed, cre
             o = fhirlock_core::simulate::apply(&o, &s);
         }
     }
-    assert!(fhirlock_core::plan::teardown(d, &o, created).is_empty(), "teardown did not finish");
+    assert!(
+        fhirlock_core::plan::teardown(d, &o, created).is_empty(),
+        "teardown did not finish"
+    );
     o
 }
 
@@ -361,12 +368,27 @@ fn teardown_removes_only_what_fhirlock_created_or_added_and_reopens_nothing() {
     let gone = run_teardown(&d, &end, &[gw_subnet(), int_subnet()]);
     assert!(gone.gateway.is_none());
     assert!(gone.subnet("snet-fhir-agw").is_none() && gone.subnet("snet-fhir-int").is_none());
-    assert!(gone.subnet("snet-workloads").is_some(), "a subnet fhirlock did not create stays");
+    assert!(
+        gone.subnet("snet-workloads").is_some(),
+        "a subnet fhirlock did not create stays"
+    );
     assert!(gone.vnet.is_some() && gone.site.is_some() && gone.cosmos.is_some());
     let cfg = gone.site_config().unwrap().properties;
-    assert_eq!(cfg.ip_security_restrictions_default_action.as_deref(), Some("Deny"));
-    assert_eq!(gone.cosmos().unwrap().properties.is_virtual_network_filter_enabled, Some(true));
-    assert!(posture::exposure(&gone).is_subset(&before), "teardown opened a path");
+    assert_eq!(
+        cfg.ip_security_restrictions_default_action.as_deref(),
+        Some("Deny")
+    );
+    assert_eq!(
+        gone.cosmos()
+            .unwrap()
+            .properties
+            .is_virtual_network_filter_enabled,
+        Some(true)
+    );
+    assert!(
+        posture::exposure(&gone).is_subset(&before),
+        "teardown opened a path"
+    );
     // Adopted subnets (not in the created list) are left in place.
     let kept = run_teardown(&d, &end, &[]);
     assert!(kept.subnet("snet-fhir-agw").is_some() && kept.subnet("snet-fhir-int").is_some());
