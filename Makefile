@@ -38,3 +38,16 @@ crds: ## regenerate crds/ from the Rust API types
 .PHONY: clean
 clean: ## remove build output (not the cached Kubernetes binaries)
 	$(CARGO) clean
+
+# --- Deployment and GitOps (issue 6): deploy/, hack/helm, hack/gitops-check, hack/image ---------
+
+.PHONY: gitops-tools
+gitops-tools: ## build the pinned helm, gitops-check (kstatus, gopher-lua) and Prometheus CRDs (skips when cached)
+	@echo "helm: $$(hack/helm/build.sh)"
+	@echo "gitops-check: $$(hack/gitops-check/build.sh)"
+	@echo "prometheus-crds: $$(hack/prometheus-crds/build.sh)"
+
+.PHONY: deploy-crds
+deploy-crds: ## copy crds/ into the Helm chart and the kustomize base (after `make crds`)
+	cp $(CRD_FILE) deploy/helm/fhirlock/crds/
+	cp $(CRD_FILE) deploy/kustomize/base/crds/
