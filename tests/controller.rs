@@ -9,7 +9,7 @@ use fhirlock_tests::emulator::{Emulator, SUBSCRIPTION};
 use fhirlock_tests::operator::{
     Operator, apply_endpoint, condition, is_ready, tenancy, tls_secret, wait_for,
 };
-use fhirlock_tests::{kubectl, kubectl_ok, namespace};
+use fhirlock_tests::{kubectl, kubectl_ok, namespace, text};
 use serde_json::{Value, json};
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -416,4 +416,332 @@ fn replacing_the_tls_secret_updates_the_gateway_certificate() {
     wait_for(&op, &ns, &name, READY, "Ready after the renewal", is_ready);
     let ev = events(&ns);
     assert!(ev.contains("Gateway Put"), "{ev}");
+}
+
+/// Requests by the gateway's PUTs, as the emulator counted them, by principal object id.
+fn gateway_puts(emu: &Emulator, principal: &str) -> u64 {
+    let stats = rt().block_on(emu.stats());
+    stats["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["method"] == "PUT"
+                && e["resourceType"] == "Microsoft.Network/applicationGateways"
+                && e["principal"] == principal
+        })
+        .map(|e| e["count"].as_u64().unwrap())
+        .sum()
+}
+
+fn writes_by(emu: &Emulator, principal: &str) -> u64 {
+    let stats = rt().block_on(emu.stats());
+    stats["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["principal"] == principal && e["method"] != "GET")
+        .map(|e| e["count"].as_u64().unwrap())
+        .sum()
+}
+
+#[test]
+fn an_operator_killed_during_the_gateway_operation_resumes_it_without_a_second_gateway() {
+    let _s = serial();
+    let ns = namespace("e2e-sigkill");
+    // A gateway takes 300 s of Azure time; at 0.03 that is 9 s, long enough to kill the operator in.
+    let emu = Emulator::start("arm-emulator-estate.yaml", 0.03);
+    let mut op = Operator::start(&emu, &tenancy(emu.dir(), &[&ns], None), None, &[]);
+    tls_secret(&ns, "fhir-tls", "fhir.trust.nhs.uk", emu.dir());
+    let name = apply_endpoint(&ns, emu.dir(), &[]);
+    let obj = wait_for(
+        &op,
+        &ns,
+        &name,
+        Duration::from_secs(90),
+        "the gateway operation in status",
+        |o| {
+            o["status"]["pendingOperations"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|x| x["step"] == "Gateway"))
+        },
+    );
+    let handle = obj["status"]["pendingOperations"][0].clone();
+    assert!(
+        handle["statusUrl"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://127.0.0.1:"),
+        "{handle}"
+    );
+    op.kill();
+    assert_eq!(
+        gateway_puts(&emu, fhirlock_tests::emulator::OPERATOR_OBJECT),
+        1
+    );
+    op.restart();
+    wait_for(&op, &ns, &name, READY, "Ready after the restart", is_ready);
+    assert_eq!(
+        gateway_puts(&emu, fhirlock_tests::emulator::OPERATOR_OBJECT),
+        1,
+        "the restarted operator put the gateway again instead of resuming"
+    );
+    let gws = rt().block_on(emu.portal().get(&format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/fhir/providers/Microsoft.Network/applicationGateways"), NET)).unwrap().unwrap();
+    assert_eq!(gws["value"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn with_two_replicas_only_the_leader_writes_and_the_other_takes_over() {
+    let _s = serial();
+    let ns = namespace("e2e-leader");
+    let lease_ns = namespace("e2e-leader-lease");
+    let emu = Emulator::start("arm-emulator-estate.yaml", 0.01);
+    // Replica b acts as another principal, so the emulator's stats tell the two apart.
+    let outsider = "6f1c2a52-0000-4000-8000-00000000b003";
+    rt().block_on(async {
+        let ca = std::fs::read(&emu.ca_path).unwrap();
+        let http = reqwest::Client::builder().tls_certs_only(reqwest::Certificate::from_pem_bundle(&ca).unwrap()).build().unwrap();
+        let body = json!({"principal": outsider, "scope": format!("/subscriptions/{SUBSCRIPTION}"), "actions": ["*"]});
+        let r = http.post(format!("{}/_emulator/role-assignments", emu.arm_endpoint)).header("content-type", "application/json").body(body.to_string()).send().await.unwrap();
+        assert!(r.status().is_success());
+    });
+    let cfg = tenancy(emu.dir(), &[&ns], None);
+    let le = ["--leader-election", "--lease-namespace", lease_ns.as_str()];
+    let mut a = Operator::start(
+        &emu,
+        &cfg,
+        None,
+        &[&le[..], &["--identity", "replica-a"]].concat(),
+    );
+    let b = Operator::start_with_env(
+        &emu,
+        &cfg,
+        &[&le[..], &["--identity", "replica-b"]].concat(),
+        &[
+            ("AZURE_CLIENT_ID", "6f1c2a52-0000-4000-8000-00000000c003"),
+            ("AZURE_CLIENT_SECRET", "outsider-dev-secret"),
+        ],
+    );
+    tls_secret(&ns, "fhir-tls", "fhir.trust.nhs.uk", emu.dir());
+    let name = apply_endpoint(&ns, emu.dir(), &[]);
+    wait_for(&a, &ns, &name, READY, "Ready", is_ready);
+    let lease: Value = serde_json::from_str(&kubectl_ok(&[
+        "get", "lease", "fhirlock", "-n", &lease_ns, "-o", "json",
+    ]))
+    .unwrap();
+    let holder = lease["spec"]["holderIdentity"].as_str().unwrap().to_owned();
+    let (leader_principal, standby_principal) = if holder == "replica-a" {
+        (fhirlock_tests::emulator::OPERATOR_OBJECT, outsider)
+    } else {
+        (outsider, fhirlock_tests::emulator::OPERATOR_OBJECT)
+    };
+    assert!(writes_by(&emu, leader_principal) > 0);
+    assert_eq!(
+        writes_by(&emu, standby_principal),
+        0,
+        "the standby wrote to Azure"
+    );
+
+    // The leader dies; the other takes the Lease and corrects the next drift.
+    let mut b = b;
+    if holder == "replica-a" {
+        a.kill()
+    } else {
+        b.kill()
+    }
+    let portal = emu.portal();
+    rt().block_on(portal.patch(
+        &format!("{}/config/web", site()),
+        WEB,
+        &json!({"properties": {"ipSecurityRestrictionsDefaultAction": "Allow"}}),
+    ))
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while writes_by(&emu, standby_principal) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the standby never took over\n{}",
+            if holder == "replica-a" {
+                b.logs()
+            } else {
+                a.logs()
+            }
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let lease: Value = serde_json::from_str(&kubectl_ok(&[
+        "get", "lease", "fhirlock", "-n", &lease_ns, "-o", "json",
+    ]))
+    .unwrap();
+    assert_ne!(lease["spec"]["holderIdentity"].as_str().unwrap(), holder);
+    let cfg = rt()
+        .block_on(portal.get(&format!("{}/config/web", site()), WEB))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        cfg["properties"]["ipSecurityRestrictionsDefaultAction"],
+        "Deny"
+    );
+}
+
+#[test]
+fn the_operator_works_with_only_the_rbac_in_deploy_and_can_do_nothing_more() {
+    let _s = serial();
+    let ns = namespace("e2e-rbac");
+    let sys = namespace("fhirlock-system");
+    let rbac = testenv::workspace_root().join("deploy/rbac");
+    kubectl_ok(&["apply", "-n", &sys, "-f", rbac.to_str().unwrap()]);
+    let emu = Emulator::start("arm-emulator-estate.yaml", 0.01);
+    // A kubeconfig holding only the fhirlock ServiceAccount's token.
+    let token = kubectl_ok(&["create", "token", "fhirlock", "-n", &sys, "--duration=1h"]);
+    let admin = std::fs::read_to_string(fhirlock_tests::plane().kubeconfig_path()).unwrap();
+    let mut kc: Value = serde_yaml::from_str(&admin).unwrap();
+    kc["users"] = json!([{"name": "fhirlock", "user": {"token": token.trim()}}]);
+    kc["contexts"][0]["context"]["user"] = json!("fhirlock");
+    let kc_path = emu.dir().join("fhirlock.kubeconfig");
+    std::fs::write(&kc_path, serde_yaml::to_string(&kc).unwrap()).unwrap();
+
+    let op = Operator::start(
+        &emu,
+        &tenancy(emu.dir(), &[&ns], None),
+        Some(&kc_path),
+        &["--leader-election", "--lease-namespace", &sys],
+    );
+    tls_secret(&ns, "fhir-tls", "fhir.trust.nhs.uk", emu.dir());
+    let name = apply_endpoint(&ns, emu.dir(), &[]);
+    wait_for(
+        &op,
+        &ns,
+        &name,
+        READY,
+        "Ready under least privilege",
+        is_ready,
+    );
+    assert!(
+        !op.logs().contains("forbidden"),
+        "the operator hit a forbidden call:\n{}",
+        op.logs()
+    );
+
+    let sa = "system:serviceaccount:fhirlock-system:fhirlock";
+    let can = |args: &[&str]| {
+        let mut a = vec!["auth", "can-i", "--as", sa];
+        a.extend_from_slice(args);
+        text(&kubectl(&a).stdout).trim() == "yes"
+    };
+    assert!(can(&[
+        "patch",
+        "securedfhirendpoints.fhirlock.io",
+        "--subresource=status",
+        "-n",
+        &ns
+    ]));
+    assert!(can(&[
+        "create",
+        "serviceaccounts",
+        "--subresource=token",
+        "-n",
+        &ns
+    ]));
+    assert!(can(&["list", "secrets", "-n", &ns]));
+    assert!(can(&[
+        "update",
+        "securedfhirendpoints.fhirlock.io",
+        "--subresource=finalizers",
+        "-n",
+        &ns
+    ]));
+    for denied in [
+        vec!["create", "pods", "-n", &ns],
+        vec!["delete", "secrets", "-n", &ns],
+        vec!["create", "secrets", "-n", &ns],
+        vec!["update", "secrets", "-n", &ns],
+        vec!["delete", "securedfhirendpoints.fhirlock.io", "-n", &ns],
+        vec!["create", "securedfhirendpoints.fhirlock.io", "-n", &ns],
+        vec!["create", "clusterrolebindings"],
+        vec!["update", "leases", "-n", &ns],
+        vec!["get", "configmaps", "-n", &ns],
+        vec!["impersonate", "serviceaccounts"],
+    ] {
+        assert!(!can(&denied), "the operator may {denied:?}");
+    }
+}
+
+#[test]
+fn workload_identity_uses_a_real_service_account_token_verified_against_the_apiserver_keys() {
+    let _s = serial();
+    let ns = namespace("e2e-wi");
+    let plane = fhirlock_tests::plane();
+    kubectl_ok(&["create", "serviceaccount", "fhir-azure", "-n", &ns]);
+    // The emulator trusts the apiserver as a federated issuer: its JWKS, read from the apiserver.
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, kubectl_ok(&["get", "--raw", "/openid/v1/jwks"])).unwrap();
+    let mut cfg: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(
+            testenv::workspace_root().join("examples/arm-emulator-estate.yaml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let outsider = "6f1c2a52-0000-4000-8000-00000000b003";
+    let clients = cfg["tenants"][0]["clients"].as_array_mut().unwrap();
+    let c = clients
+        .iter_mut()
+        .find(|c| c["objectId"] == outsider)
+        .unwrap();
+    c["federatedCredentials"] = json!([{
+        "issuer": plane.server, "subject": format!("system:serviceaccount:{ns}:fhir-azure"),
+        "audiences": ["api://AzureADTokenExchange"], "jwksFile": jwks.display().to_string(),
+    }]);
+    cfg["roleAssignments"].as_array_mut().unwrap().push(json!({"principal": outsider, "scope": format!("/subscriptions/{SUBSCRIPTION}"), "actions": ["*"]}));
+    let cfg_path = dir.path().join("emulator.yaml");
+    std::fs::write(&cfg_path, serde_yaml::to_string(&cfg).unwrap()).unwrap();
+    let emu = Emulator::start(cfg_path.to_str().unwrap(), 0.01);
+
+    let identity = json!({"workloadIdentity": {"tenantId": fhirlock_tests::emulator::TENANT, "clientId": "6f1c2a52-0000-4000-8000-00000000c003", "serviceAccount": "fhir-azure"}});
+    let op = Operator::start(&emu, &tenancy(emu.dir(), &[&ns], Some(identity)), None, &[]);
+    tls_secret(&ns, "fhir-tls", "fhir.trust.nhs.uk", emu.dir());
+    let name = apply_endpoint(&ns, emu.dir(), &[]);
+    wait_for(
+        &op,
+        &ns,
+        &name,
+        READY,
+        "Ready with workload identity",
+        is_ready,
+    );
+    assert!(
+        writes_by(&emu, outsider) > 0,
+        "the federated identity made the writes"
+    );
+    assert_eq!(
+        writes_by(&emu, fhirlock_tests::emulator::OPERATOR_OBJECT),
+        0,
+        "the operator's own identity was used"
+    );
+
+    // Another namespace cannot borrow it: its ServiceAccount's token has another subject.
+    let other = namespace("e2e-wi-other");
+    kubectl_ok(&["create", "serviceaccount", "fhir-azure", "-n", &other]);
+    drop(op);
+    let identity = json!({"workloadIdentity": {"tenantId": fhirlock_tests::emulator::TENANT, "clientId": "6f1c2a52-0000-4000-8000-00000000c003", "serviceAccount": "fhir-azure"}});
+    let op = Operator::start(
+        &emu,
+        &tenancy(emu.dir(), &[&other], Some(identity)),
+        None,
+        &[],
+    );
+    tls_secret(&other, "fhir-tls", "fhir.trust.nhs.uk", emu.dir());
+    let name = apply_endpoint(&other, emu.dir(), &[]);
+    let obj = wait_for(
+        &op,
+        &other,
+        &name,
+        Duration::from_secs(60),
+        "Stalled on authorization",
+        |o| condition(o, "Stalled").is_some_and(|c| c["status"] == "True"),
+    );
+    let stalled = condition(&obj, "Stalled").unwrap();
+    assert_eq!(stalled["reason"], "AuthorizationFailed", "{stalled}");
 }

@@ -53,6 +53,26 @@ impl Operator {
         kubeconfig: Option<&Path>,
         extra: &[&str],
     ) -> Operator {
+        Self::start_full(emu, config, kubeconfig, extra, &[])
+    }
+
+    /// As [`Operator::start`], with environment variables overridden (another Azure identity).
+    pub fn start_with_env(
+        emu: &Emulator,
+        config: &Path,
+        extra: &[&str],
+        overrides: &[(&str, &str)],
+    ) -> Operator {
+        Self::start_full(emu, config, None, extra, overrides)
+    }
+
+    fn start_full(
+        emu: &Emulator,
+        config: &Path,
+        kubeconfig: Option<&Path>,
+        extra: &[&str],
+        overrides: &[(&str, &str)],
+    ) -> Operator {
         let plane = plane();
         let port = testenv::free_port().unwrap();
         let mut args: Vec<String> = vec![
@@ -81,6 +101,10 @@ impl Operator {
                 .to_string(),
         ));
         env.push(("RUST_LOG".into(), "info,fhirlock=debug".into()));
+        for (k, v) in overrides {
+            env.retain(|(ek, _)| ek != k);
+            env.push((k.to_string(), v.to_string()));
+        }
         let mut op = Operator {
             child: None,
             log: emu.dir().join(format!("operator-{port}.log")),
