@@ -145,6 +145,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_tenancy_loads() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/tenancy.yaml");
+        let cfg = OperatorConfig::load(&path).unwrap();
+        assert!(cfg.tenant("default").unwrap().identity.operator.is_some());
+    }
+
+    #[test]
     fn scopes_match_whole_segments_without_case() {
         let scopes = vec!["/subscriptions/S/resourceGroups/fhir".to_owned()];
         let ok = |r: &str| outside_scopes(&[r.to_owned()], &scopes).is_none();

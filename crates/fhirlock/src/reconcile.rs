@@ -120,21 +120,23 @@ pub async fn apply(sfe: Arc<SecuredFhirEndpoint>, ctx: Arc<Context>) -> Result<A
                 return Ok(Action::requeue(wait));
             }
             Ok(OperationStatus::Succeeded) => {
-                publish(
+                publish_action(
                     &ctx,
                     &sfe,
                     EventType::Normal,
                     "OperationSucceeded",
+                    &p.step,
                     &format!("{} on {} finished", p.step, p.resource_id),
                 )
                 .await;
             }
             Ok(OperationStatus::Failed(e)) => {
-                publish(
+                publish_action(
                     &ctx,
                     &sfe,
                     EventType::Warning,
                     "OperationFailed",
+                    &p.step,
                     &format!("{} on {} failed: {}", p.step, p.resource_id, e),
                 )
                 .await;

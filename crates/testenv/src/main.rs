@@ -1,9 +1,22 @@
-//! `testenv up`: starts a control plane, prints one JSON line with its kubeconfig path and server
-//! URL, and keeps it running until SIGINT or SIGTERM, then stops it cleanly (used by `make demo`).
+//! `testenv`: the local control plane for the demo.
+//!
+//! - `testenv` (or `testenv up`): start etcd + kube-apiserver, print one JSON line with the
+//!   kubeconfig path and server URL, keep running until SIGINT or SIGTERM, then stop cleanly.
+//! - `testenv cert HOST DIR`: write a self-signed `tls.crt` and `tls.key` for HOST into DIR (the
+//!   demo's stand-in for what cert-manager would issue).
 
 use std::io::Write as _;
 
 fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        None | Some("up") => up(),
+        Some("cert") if args.len() == 3 => cert(&args[1], std::path::Path::new(&args[2])),
+        _ => anyhow::bail!("usage: testenv [up] | testenv cert HOST DIR"),
+    }
+}
+
+fn up() -> anyhow::Result<()> {
     let plane = testenv::ControlPlane::start()?;
     let ready = serde_json::json!({
         "kubeconfig": plane.kubeconfig_path(),
@@ -24,5 +37,14 @@ fn main() -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
     plane.stop();
+    Ok(())
+}
+
+fn cert(host: &str, dir: &std::path::Path) -> anyhow::Result<()> {
+    let key = rcgen::KeyPair::generate()?;
+    let cert = rcgen::CertificateParams::new(vec![host.to_owned()])?.self_signed(&key)?;
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("tls.crt"), cert.pem())?;
+    std::fs::write(dir.join("tls.key"), key.serialize_pem())?;
     Ok(())
 }
