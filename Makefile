@@ -51,3 +51,7 @@ gitops-tools: ## build the pinned helm, gitops-check (kstatus, gopher-lua) and P
 deploy-crds: ## copy crds/ into the Helm chart and the kustomize base (after `make crds`)
 	cp $(CRD_FILE) deploy/helm/fhirlock/crds/
 	cp $(CRD_FILE) deploy/kustomize/base/crds/
+
+.PHONY: image
+image: ## build the OCI image (static fhirlock, non-root, no shell) without Docker into target/image/
+	hack/image/build.sh
