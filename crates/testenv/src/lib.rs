@@ -69,6 +69,7 @@ pub struct ControlPlane {
     pub server: String,
     /// The certificates and keys this control plane trusts and signs with.
     pub pki: Pki,
+    etcd_url: String,
     guardian: Mutex<Option<Guardian>>,
 }
 
@@ -139,6 +140,7 @@ impl ControlPlane {
             dir,
             server,
             pki,
+            etcd_url: etcd_url.clone(),
             guardian: Mutex::new(Some(guardian)),
         };
         plane.write_kubeconfig()?;
@@ -184,6 +186,30 @@ impl ControlPlane {
             .as_ref()
             .map(|g| g.pids.clone())
             .unwrap_or_default()
+    }
+
+    /// Kills etcd (SIGKILL) and starts it again on the same ports with the same data directory,
+    /// then waits until the apiserver is ready again. Returns etcd's new pid.
+    pub fn restart_etcd(&self) -> anyhow::Result<u32> {
+        self.restart(0)
+    }
+
+    /// Kills kube-apiserver (SIGKILL) and starts it again on the same port with the same
+    /// certificates and keys, then waits until it is ready. Returns its new pid.
+    pub fn restart_apiserver(&self) -> anyhow::Result<u32> {
+        self.restart(1)
+    }
+
+    fn restart(&self, index: usize) -> anyhow::Result<u32> {
+        let pid = self
+            .guardian
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .context("the control plane is stopped")?
+            .restart(index)?;
+        self.wait_ready(&self.etcd_url)?;
+        Ok(pid)
     }
 
     /// Stops both processes and removes the directory. Idempotent.

@@ -10,9 +10,17 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
+/// What the guardian thread is asked to do.
+enum Request {
+    Stop,
+    /// SIGKILL child `index`, then spawn it again with the same arguments (its log is appended
+    /// to); answers with the new pid.
+    Restart(usize, mpsc::Sender<anyhow::Result<u32>>),
+}
+
 pub(crate) struct Guardian {
     pub(crate) pids: Vec<u32>,
-    stop: mpsc::Sender<()>,
+    stop: mpsc::Sender<Request>,
     status: mpsc::Receiver<String>,
     thread: Option<JoinHandle<()>>,
 }
@@ -23,7 +31,7 @@ impl Guardian {
         dir: &Path,
         procs: Vec<(PathBuf, Vec<String>, &'static str)>,
     ) -> anyhow::Result<Self> {
-        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let (stop_tx, stop_rx) = mpsc::channel::<Request>();
         let (ready_tx, ready_rx) = mpsc::channel::<anyhow::Result<Vec<u32>>>();
         let (status_tx, status_rx) = mpsc::channel::<String>();
         let dir = dir.to_owned();
@@ -31,8 +39,8 @@ impl Guardian {
             .name("testenv-guardian".into())
             .spawn(move || {
                 let mut children: Vec<(Child, &'static str)> = Vec::new();
-                for (program, args, name) in procs {
-                    match spawn_one(&dir, &program, &args, name) {
+                for (program, args, name) in &procs {
+                    match spawn_one(&dir, program, args, name, false) {
                         Ok(c) => children.push((c, name)),
                         Err(e) => {
                             kill_all(&mut children);
@@ -45,7 +53,19 @@ impl Guardian {
                 // Wait for stop, and report an early exit of any child so start-up fails fast.
                 loop {
                     match stop_rx.recv_timeout(std::time::Duration::from_millis(200)) {
-                        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                        Ok(Request::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                        Ok(Request::Restart(i, answer)) => {
+                            let (program, args, name) = &procs[i];
+                            let (old, _) = &mut children[i];
+                            let _ = old.kill();
+                            let _ = old.wait();
+                            let result = spawn_one(&dir, program, args, name, true).map(|c| {
+                                let pid = c.id();
+                                children[i].0 = c;
+                                pid
+                            });
+                            let _ = answer.send(result);
+                        }
                         Err(mpsc::RecvTimeoutError::Timeout) => {
                             for (c, name) in children.iter_mut() {
                                 if let Ok(Some(st)) = c.try_wait() {
@@ -72,17 +92,40 @@ impl Guardian {
         self.status.try_recv().ok()
     }
 
+    /// Kills child `index` (SIGKILL: a crash, no chance to clean up) and starts it again with the
+    /// same arguments, so the same ports, certificates and data directory.
+    pub(crate) fn restart(&mut self, index: usize) -> anyhow::Result<u32> {
+        let (tx, rx) = mpsc::channel();
+        self.stop
+            .send(Request::Restart(index, tx))
+            .map_err(|_| anyhow::anyhow!("the guardian thread is gone"))?;
+        let pid = rx.recv()??;
+        self.pids[index] = pid;
+        Ok(pid)
+    }
+
     /// Ends the children (SIGTERM, then SIGKILL) and waits for them.
     pub(crate) fn stop(mut self) {
-        let _ = self.stop.send(());
+        let _ = self.stop.send(Request::Stop);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-fn spawn_one(dir: &Path, program: &Path, args: &[String], name: &str) -> anyhow::Result<Child> {
-    let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
+fn spawn_one(
+    dir: &Path,
+    program: &Path,
+    args: &[String],
+    name: &str,
+    append: bool,
+) -> anyhow::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(dir.join(format!("{name}.log")))?;
     let mut cmd = Command::new(program);
     cmd.args(args)
         .stdin(Stdio::null())

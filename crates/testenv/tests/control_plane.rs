@@ -159,3 +159,40 @@ fn killing_the_owner_with_sigkill_takes_the_control_plane_down() {
     assert!(wait_gone(&kids), "children outlived a SIGKILLed owner");
     let _ = std::fs::remove_dir_all(ready["dir"].as_str().unwrap());
 }
+
+#[test]
+fn etcd_and_apiserver_restart_on_the_same_ports_and_keep_their_data() {
+    let plane = testenv::ControlPlane::start().unwrap();
+    let kubectl = |args: &[&str]| {
+        let out = plane.kubectl().unwrap().args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, out) = kubectl(&["create", "namespace", "survives-restarts"]);
+    assert!(ok, "{out}");
+    let before = plane.pids();
+
+    let etcd = plane.restart_etcd().unwrap();
+    assert_ne!(etcd, before[0], "etcd was not replaced");
+    assert!(wait_gone(&before[..1]), "the old etcd still runs");
+    let (ok, out) = kubectl(&["get", "namespace", "survives-restarts"]);
+    assert!(ok, "the namespace was lost with etcd's restart: {out}");
+
+    let api = plane.restart_apiserver().unwrap();
+    assert_ne!(api, before[1], "kube-apiserver was not replaced");
+    assert!(wait_gone(&before[1..]), "the old kube-apiserver still runs");
+    assert_eq!(plane.pids(), vec![etcd, api]);
+    // The same URL, certificates and kubeconfig still work.
+    let (ok, out) = kubectl(&["get", "namespace", "survives-restarts"]);
+    assert!(ok, "after the apiserver restart: {out}");
+    let (ok, out) = kubectl(&["create", "namespace", "after-restarts"]);
+    assert!(ok, "{out}");
+    plane.stop();
+    assert!(
+        wait_gone(&[etcd, api]),
+        "a restarted process outlived stop()"
+    );
+}
