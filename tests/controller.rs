@@ -418,31 +418,26 @@ fn replacing_the_tls_secret_updates_the_gateway_certificate() {
     assert!(ev.contains("Gateway Put"), "{ev}");
 }
 
-/// Requests by the gateway's PUTs, as the emulator counted them, by principal object id.
-fn gateway_puts(emu: &Emulator, principal: &str) -> u64 {
+/// Requests the emulator counted for `principal` that match `keep` (on the stats entry).
+fn requests_by(emu: &Emulator, principal: &str, keep: impl Fn(&Value) -> bool) -> u64 {
     let stats = rt().block_on(emu.stats());
     stats["entries"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| {
-            e["method"] == "PUT"
-                && e["resourceType"] == "Microsoft.Network/applicationGateways"
-                && e["principal"] == principal
-        })
+        .filter(|e| e["principal"] == principal && keep(e))
         .map(|e| e["count"].as_u64().unwrap())
         .sum()
 }
 
+fn gateway_puts(emu: &Emulator, principal: &str) -> u64 {
+    requests_by(emu, principal, |e| {
+        e["method"] == "PUT" && e["resourceType"] == "Microsoft.Network/applicationGateways"
+    })
+}
+
 fn writes_by(emu: &Emulator, principal: &str) -> u64 {
-    let stats = rt().block_on(emu.stats());
-    stats["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["principal"] == principal && e["method"] != "GET")
-        .map(|e| e["count"].as_u64().unwrap())
-        .sum()
+    requests_by(emu, principal, |e| e["method"] != "GET")
 }
 
 #[test]

@@ -131,14 +131,20 @@ fn blocking(f: &[Finding]) -> usize {
         .count()
 }
 
-/// `fhirlock audit`: exit 0 compliant, 1 findings, 2 error.
-pub async fn audit(t: &Target, output: Output) -> anyhow::Result<i32> {
+/// The manifest, admitted and resolved, and one observation of Azure.
+async fn read(t: &Target) -> anyhow::Result<(Desired, fhirlock_core::Observed)> {
     let sfe = load(&t.file)?;
     let d = desired(t, &sfe)?;
     let arm = t.azure.client()?;
     let o = azure::observe(&arm, &d)
         .await
         .map_err(|e| anyhow::anyhow!("reading Azure: {e}"))?;
+    Ok((d, o))
+}
+
+/// `fhirlock audit`: exit 0 compliant, 1 findings, 2 error.
+pub async fn audit(t: &Target, output: Output) -> anyhow::Result<i32> {
+    let (d, o) = read(t).await?;
     let findings = posture::findings(&d, &o);
     let pre = preflight::check(&d, &o);
     match output {
@@ -203,12 +209,7 @@ fn sarif(findings: &[Finding], file: &Path) -> Value {
 
 /// `fhirlock plan`: the steps, resource, field, from → to, why.
 pub async fn plan(t: &Target, output: Output) -> anyhow::Result<i32> {
-    let sfe = load(&t.file)?;
-    let d = desired(t, &sfe)?;
-    let arm = t.azure.client()?;
-    let o = azure::observe(&arm, &d)
-        .await
-        .map_err(|e| anyhow::anyhow!("reading Azure: {e}"))?;
+    let (d, o) = read(t).await?;
     let pre = preflight::check(&d, &o);
     let p = plan::plan(&d, &o);
     if output == Output::Json {
