@@ -35,6 +35,8 @@ pub fn bin(name: &str) -> PathBuf {
 pub struct Emulator {
     child: Child,
     dir: tempfile::TempDir,
+    config: PathBuf,
+    time_scale: f64,
     pub arm_endpoint: String,
     pub authority_host: String,
     pub ca_path: PathBuf,
@@ -53,19 +55,50 @@ impl Emulator {
     pub fn start(config: &str, time_scale: f64) -> Emulator {
         let dir = tempfile::tempdir().unwrap();
         let config = testenv::workspace_root().join("examples").join(config);
+        let (child, ready) = Self::spawn(dir.path(), &config, time_scale, "127.0.0.1:0");
+        let ca_path = PathBuf::from(ready["ca_path"].as_str().unwrap());
+        let ca = std::fs::read(&ca_path).unwrap();
+        let ctl = reqwest::Client::builder()
+            .tls_certs_only(reqwest::Certificate::from_pem_bundle(&ca).unwrap())
+            .build()
+            .unwrap();
+        Emulator {
+            child,
+            dir,
+            config,
+            time_scale,
+            arm_endpoint: ready["arm_endpoint"].as_str().unwrap().to_owned(),
+            authority_host: ready["authority_host"].as_str().unwrap().to_owned(),
+            ca_path,
+            ctl,
+        }
+    }
+
+    /// Kills the emulator (SIGKILL) and starts it again on the same address with the same data
+    /// directory: accepted writes and running operations survive; counters and faults do not.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let addr = self.arm_endpoint.trim_start_matches("https://").to_owned();
+        let (child, ready) = Self::spawn(self.dir.path(), &self.config, self.time_scale, &addr);
+        assert_eq!(ready["arm_endpoint"], self.arm_endpoint.as_str());
+        self.child = child;
+    }
+
+    fn spawn(dir: &Path, config: &Path, time_scale: f64, addr: &str) -> (Child, Value) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("emulator.log"))
+            .unwrap();
         let mut cmd = Command::new(bin("arm-emulator"));
-        cmd.args([
-            "--addr",
-            "127.0.0.1:0",
-            "--time-scale",
-            &time_scale.to_string(),
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.path().join("emulator.log")).unwrap());
+        cmd.args(["--addr", addr, "--time-scale", &time_scale.to_string()])
+            .arg("--data-dir")
+            .arg(dir)
+            .arg("--config")
+            .arg(config)
+            .stdout(Stdio::piped())
+            .stderr(log);
         // SAFETY: prctl only; the emulator dies with the test binary.
         unsafe {
             cmd.pre_exec(|| {
@@ -80,20 +113,7 @@ impl Emulator {
             .unwrap();
         let ready: Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("emulator ready line {line:?}: {e}"));
-        let ca_path = PathBuf::from(ready["ca_path"].as_str().unwrap());
-        let ca = std::fs::read(&ca_path).unwrap();
-        let ctl = reqwest::Client::builder()
-            .tls_certs_only(reqwest::Certificate::from_pem_bundle(&ca).unwrap())
-            .build()
-            .unwrap();
-        Emulator {
-            child,
-            dir,
-            arm_endpoint: ready["arm_endpoint"].as_str().unwrap().to_owned(),
-            authority_host: ready["authority_host"].as_str().unwrap().to_owned(),
-            ca_path,
-            ctl,
-        }
+        (child, ready)
     }
 
     pub fn dir(&self) -> &Path {
@@ -162,6 +182,17 @@ impl Emulator {
     }
     pub async fn faults(&self, rules: Value) {
         self.control(reqwest::Method::POST, "/_emulator/faults", Some(rules))
+            .await;
+    }
+    /// The fault rules not yet used up (`count` is what is left of each).
+    pub async fn pending_faults(&self) -> Value {
+        let mut v = self
+            .control(reqwest::Method::GET, "/_emulator/faults", None)
+            .await;
+        v["faults"].take()
+    }
+    pub async fn clear_faults(&self) {
+        self.control(reqwest::Method::DELETE, "/_emulator/faults", None)
             .await;
     }
     pub async fn exposure(&self) -> Value {
