@@ -1173,7 +1173,9 @@ fn apiserver_etcd_and_emulator_restarts_mid_operation_end_converged() {
     };
     let mut restarts: BTreeMap<&str, u64> = BTreeMap::new();
     for (t, order) in order.iter().enumerate() {
-        let mut s = Scenario::new(&plane, &format!("res-restart-{t}"), 2, 0.05);
+        let (n, scale) = if soak() { (2, 0.05) } else { (1, 0.03) };
+        let mut s = Scenario::new(&plane, &format!("res-restart-{t}"), n, scale);
+        let t0 = Instant::now();
         for ep in s.eps.clone() {
             s.plant_oob(ep);
         }
@@ -1196,7 +1198,15 @@ fn apiserver_etcd_and_emulator_restarts_mid_operation_end_converged() {
             *restarts.entry(what).or_default() += 1;
             std::thread::sleep(Duration::from_secs(2));
         }
+        eprintln!(
+            "resilience: restart trial {t}: {order:?} done {:.0} s after the apply",
+            t0.elapsed().as_secs_f64()
+        );
         s.wait_ready("Ready after the restarts", Duration::from_secs(240));
+        eprintln!(
+            "resilience: restart trial {t}: Ready {:.0} s after the apply",
+            t0.elapsed().as_secs_f64()
+        );
         s.check_converged(&format!("restart trial {t} create"));
         if soak() {
             // And while deleting: the same restarts during the gateways' deletion.
