@@ -55,3 +55,10 @@ deploy-crds: ## copy crds/ into the Helm chart and the kustomize base (after `ma
 .PHONY: image
 image: ## build the OCI image (static fhirlock, non-root, no shell) without Docker into target/image/
 	hack/image/build.sh
+
+# --- Benchmarks (issue 7): bench/ ---------------------------------------------------------------
+
+.PHONY: bench
+bench: k8s-bins ## benchmarks B1-B5 into docs/benchmarks.md (release builds; BENCH="b1 b4" runs some)
+	$(CARGO) build --release --locked -p fhirlock -p arm-emulator -p fhirlock-bench
+	FHIRLOCK_K8S_BINS="$(K8S_BINS)" target/release/fhirlock-bench $(BENCH)
