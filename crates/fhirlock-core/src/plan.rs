@@ -428,7 +428,13 @@ pub fn gateway_body(d: &Desired, o: &Observed) -> Option<Value> {
     if g.tier == "WAF_v2" {
         props["webApplicationFirewallConfiguration"] = json!({"enabled": true, "firewallMode": "Prevention", "ruleSetType": "OWASP", "ruleSetVersion": "3.2"});
     }
-    let mut body = o.gateway.clone().unwrap_or_else(|| json!({}));
+    // Anything but an object (a misbehaving proxy's answer) is no gateway to build on; indexing
+    // into it would panic.
+    let mut body = o
+        .gateway
+        .clone()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
     body["location"] = json!(g.location);
     let mut tags = body
         .get("tags")
