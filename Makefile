@@ -21,6 +21,13 @@ test: lint k8s-bins ## every test: lint, unit, property, apiserver and emulator 
 	FHIRLOCK_K8S_BINS="$(K8S_BINS)" $(CARGO) test --workspace --locked
 	tests/emulator-conformance/run.sh
 
+.PHONY: soak
+soak: k8s-bins ## the long resilience run (FHIRLOCK_SOAK=1): every fault kind in every phase, more SIGKILLs and restarts, 20x the fuzz cases
+	$(CARGO) build --workspace --bins --locked
+	FHIRLOCK_SOAK=1 $(CARGO) test --locked -p fhirlock-core --test fuzz
+	FHIRLOCK_SOAK=1 $(CARGO) test --locked -p fhirlock-arm --test parser_fuzz
+	FHIRLOCK_SOAK=1 FHIRLOCK_K8S_BINS="$(K8S_BINS)" $(CARGO) test --locked -p fhirlock-tests --test resilience -- --nocapture
+
 .PHONY: lint
 lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
