@@ -150,10 +150,11 @@ fn mutate(v: &mut Value, path: &[u64]) {
 /// bodies mutated.
 fn observed(d: &Desired, converged: bool, missing: u8, mutations: &[(u8, Vec<u64>)]) -> Observed {
     let mut o = wide_open();
-    if converged && preflight::check(d, &o).is_empty() {
-        if let Ok(end) = try_converge(d, &o) {
-            o = end;
-        }
+    if converged
+        && preflight::check(d, &o).is_empty()
+        && let Ok(end) = try_converge(d, &o)
+    {
+        o = end;
     }
     for i in 0..6 {
         if missing & (1 << i) != 0 {
