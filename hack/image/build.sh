@@ -39,7 +39,9 @@ ca=${FHIRLOCK_CA_CERTIFICATES:-/etc/ssl/certs/ca-certificates.crt}
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -1)
 out="$root/target/image"
 mkdir -p "$out"
-python3 "$here/oci.py" --binary "$bin" --ca "$ca" --version "$version" \
+# Symbols are for debugging the build, not for the image: ~30 MB before, about a third after.
+strip --strip-all -o "$out/fhirlock" "$bin"
+python3 "$here/oci.py" --binary "$out/fhirlock" --ca "$ca" --version "$version" \
   --revision "$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)" \
   --out "$out/fhirlock-oci" --tar "$out/fhirlock-oci.tar" >&2
 echo "$out/fhirlock-oci"
