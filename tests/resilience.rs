@@ -937,7 +937,9 @@ fn lifecycle<'a>(
         s.plant_oob(*ep);
     }
     s.start_operator();
-    let budget = Duration::from_secs(if soak() { 360 } else { 150 });
+    // Soak piles up to 16 faults per endpoint and phase; consecutive transient failures back an
+    // endpoint off exponentially (up to 300 s), so its waits allow for a full backoff.
+    let budget = Duration::from_secs(if soak() { 720 } else { 150 });
 
     // Create.
     for ep in &eps {
