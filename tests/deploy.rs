@@ -1270,7 +1270,13 @@ fn image_is_static_non_root_and_runs_without_a_shell() {
             .args(["c", "1", minor]));
     }
     let chrooted = |args: &[&str], env: &[(&str, String)]| {
-        let mut cmd = Command::new("chroot");
+        // Found on this PATH: the command runs with an empty environment.
+        let chroot = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+            .map(|d| d.join("chroot"))
+            .find(|p| p.is_file())
+            .expect("chroot (coreutils)");
+        let mut cmd = Command::new(chroot);
         cmd.arg("--userspec=65532:65532")
             .arg(rootfs.path())
             .arg("/fhirlock")
