@@ -740,3 +740,78 @@ fn workload_identity_uses_a_real_service_account_token_verified_against_the_apis
     let stalled = condition(&obj, "Stalled").unwrap();
     assert_eq!(stalled["reason"], "AuthorizationFailed", "{stalled}");
 }
+
+#[test]
+fn the_operator_stays_within_its_share_of_the_write_bucket_and_says_so() {
+    let _s = serial();
+    let ns = namespace("e2e-budget");
+    let emu = Emulator::start("arm-emulator-estate.yaml", 0.01);
+    // A small write bucket: 6 writes, refilled at one every 20 s; converging takes 9. With a 50%
+    // share fhirlock spends down to half of what it saw, then waits for the refill (told its rate,
+    // as it knows Azure's) instead of running into 429s.
+    rt().block_on(async {
+        let ca = std::fs::read(&emu.ca_path).unwrap();
+        let http = reqwest::Client::builder().tls_certs_only(reqwest::Certificate::from_pem_bundle(&ca).unwrap()).build().unwrap();
+        let sizes = json!({"reads": {"capacity": 250, "refillPerSecond": 25}, "writes": {"capacity": 6, "refillPerSecond": 0.05}, "deletes": {"capacity": 200, "refillPerSecond": 10}});
+        let r = http.put(format!("{}/_emulator/throttle", emu.arm_endpoint)).header("content-type", "application/json").body(sizes.to_string()).send().await.unwrap();
+        assert!(r.status().is_success());
+    });
+    let op = Operator::start(
+        &emu,
+        &tenancy(emu.dir(), &[&ns], None),
+        None,
+        &[
+            "--arm-budget-share",
+            "0.5",
+            "--arm-write-refill-per-second",
+            "0.05",
+        ],
+    );
+    tls_secret(&ns, "fhir-tls", "fhir.trust.nhs.uk", emu.dir());
+    let name = apply_endpoint(&ns, emu.dir(), &[]);
+    wait_for(
+        &op,
+        &ns,
+        &name,
+        Duration::from_secs(60),
+        "writes deferred for the budget",
+        |o| condition(o, "Reconciling").is_some_and(|c| c["reason"] == "Throttled"),
+    );
+    wait_for(
+        &op,
+        &ns,
+        &name,
+        Duration::from_secs(180),
+        "Ready as the bucket refills",
+        is_ready,
+    );
+    let stats = rt().block_on(emu.stats());
+    let throttled: u64 = stats["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["principal"] == fhirlock_tests::emulator::OPERATOR_OBJECT && e["status"] == 429
+        })
+        .map(|e| e["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        throttled, 0,
+        "fhirlock ran into ARM throttling instead of deferring"
+    );
+    let metrics = op.metrics();
+    let deferred = metrics
+        .lines()
+        .find(|l| l.starts_with("fhirlock_arm_deferred_writes_total{"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        deferred
+            .split_whitespace()
+            .last()
+            .and_then(|n| n.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            > 0.0,
+        "{deferred}"
+    );
+}

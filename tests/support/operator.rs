@@ -208,6 +208,9 @@ pub fn wait_for(
             }
             if Instant::now() > deadline {
                 let log = op.logs();
+                if let Ok(keep) = std::env::var("FHIRLOCK_TEST_KEEP_LOG") {
+                    let _ = std::fs::write(keep, &log);
+                }
                 let tail: Vec<_> = log
                     .lines()
                     .rev()

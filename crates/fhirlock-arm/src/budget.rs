@@ -14,6 +14,9 @@ pub struct Budget {
     pub deletes: Option<u32>,
     /// When the newest of these values was seen.
     pub observed_at: Instant,
+    /// When `writes` was last reported. Only write responses carry it, so a caller that stops
+    /// writing sees it age while reads keep `observed_at` fresh.
+    pub writes_observed_at: Option<Instant>,
 }
 
 /// The rate-limit headers of one response (pure).
@@ -48,12 +51,18 @@ impl Budget {
             writes: None,
             deletes: None,
             observed_at: at,
+            writes_observed_at: None,
         });
         Budget {
             reads: seen.reads.or(prev.reads),
             writes: seen.writes.or(prev.writes),
             deletes: seen.deletes.or(prev.deletes),
             observed_at: at,
+            writes_observed_at: if seen.writes.is_some() {
+                Some(at)
+            } else {
+                prev.writes_observed_at
+            },
         }
     }
 }
@@ -135,5 +144,23 @@ mod tests {
             t0,
         );
         assert_eq!((b.reads, b.writes), (Some(9), Some(5)));
+    }
+
+    #[test]
+    fn a_read_does_not_refresh_the_age_of_the_writes_figure() {
+        let t0 = Instant::now();
+        let t1 = t0 + std::time::Duration::from_secs(30);
+        let w = RateLimitHeaders {
+            writes: Some(3),
+            ..Default::default()
+        };
+        let r = RateLimitHeaders {
+            reads: Some(240),
+            ..Default::default()
+        };
+        let b = Budget::merge(Budget::merge(None, w, t0).into(), r, t1);
+        assert_eq!(b.writes, Some(3));
+        assert_eq!(b.writes_observed_at, Some(t0));
+        assert_eq!(b.observed_at, t1);
     }
 }

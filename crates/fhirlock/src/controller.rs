@@ -52,6 +52,9 @@ pub struct RunArgs {
     /// Share (0–1) of a subscription's ARM write bucket fhirlock may use before deferring writes.
     #[arg(long, default_value_t = 0.5)]
     pub arm_budget_share: f64,
+    /// How fast ARM refills a subscription's write bucket, per second (Azure documents 10).
+    #[arg(long, default_value_t = 10.0)]
+    pub arm_write_refill_per_second: f64,
     /// Log format.
     #[arg(long, value_parser = ["json", "text"], default_value = "json")]
     pub log_format: String,
@@ -115,10 +118,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         settings: Settings {
             resync: Duration::from_secs(args.resync_seconds),
             budget_share: args.arm_budget_share.clamp(0.0, 1.0),
+            write_refill_per_second: args.arm_write_refill_per_second.max(0.0),
         },
         is_leader,
         failures: Mutex::new(HashMap::new()),
         write_capacity: Mutex::new(HashMap::new()),
+        own_writes: Mutex::new(HashMap::new()),
     });
 
     // One malformed object must not stop the watch: DeserializeGuard keeps it out of the cache.

@@ -48,6 +48,9 @@ pub struct Context {
     pub failures: Mutex<HashMap<String, u32>>,
     /// The largest remaining-writes figure seen per subscription: an estimate of the bucket size.
     pub write_capacity: Mutex<HashMap<String, u32>>,
+    /// Per endpoint: the resourceVersion of fhirlock's own last status write and when it meant to
+    /// look again. The watch reports that write as a change; it is not one.
+    pub own_writes: Mutex<HashMap<String, (String, Instant)>>,
 }
 
 #[derive(Clone, Debug)]
@@ -56,6 +59,8 @@ pub struct Settings {
     pub resync: Duration,
     /// The share of a subscription's ARM write bucket fhirlock may use (0–1).
     pub budget_share: f64,
+    /// How fast ARM refills the write bucket (writes per second; Azure's is 10).
+    pub write_refill_per_second: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +98,9 @@ pub async fn apply(sfe: Arc<SecuredFhirEndpoint>, ctx: Arc<Context>) -> Result<A
     let ns = sfe.namespace().unwrap_or_default();
     let name = sfe.name_any();
     let previous = sfe.status.clone().unwrap_or_default();
+    if let Some(wait) = own_write_echo(&ctx, &sfe) {
+        return Ok(Action::requeue(wait));
+    }
 
     // ---- resolve -------------------------------------------------------------------------------
     let resolved = match ctx.identities.resolve(&sfe).await {
@@ -180,10 +188,11 @@ pub async fn apply(sfe: Arc<SecuredFhirEndpoint>, ctx: Arc<Context>) -> Result<A
     // ---- apply ---------------------------------------------------------------------------------------
     let mut next = jitter(ctx.settings.resync);
     if outcome.preflight.is_empty() && !outcome.audit && !outcome.plan.is_empty() {
-        if !within_budget(&ctx, &arm, &d.subscription) {
+        if let Some(wait) = budget_wait(&ctx, &arm, &d.subscription) {
             outcome.throttled = true;
             ctx.metrics.deferred_writes(&d.subscription);
-            next = Duration::from_secs(30);
+            tracing::info!(subscription = %d.subscription, budget = ?arm.budget(&d.subscription), "writes deferred to stay within the ARM budget share");
+            next = wait;
         } else {
             // Drift: a change to a component that was converged before (not the first convergence).
             let converged_before = |kind: fhirlock_core::StepKind| {
@@ -335,7 +344,8 @@ pub async fn apply(sfe: Arc<SecuredFhirEndpoint>, ctx: Arc<Context>) -> Result<A
         ready_now,
         &codes.iter().map(|(c, n)| (*c, *n)).collect::<Vec<_>>(),
     );
-    report(&ctx, &sfe, Some(&d), &outcome, rep).await?;
+    let written = report(&ctx, &sfe, Some(&d), &outcome, rep).await?;
+    remember_own_write(&ctx, &sfe, written, next);
     ctx.failures.lock().unwrap().remove(&key(&sfe));
     ctx.metrics.reconcile(
         if outcome.preflight.is_empty() {
@@ -437,6 +447,28 @@ pub async fn cleanup(sfe: Arc<SecuredFhirEndpoint>, ctx: Arc<Context>) -> Result
     }
 }
 
+/// When this reconcile was triggered by fhirlock's own status write, the time left until the
+/// look it had already scheduled.
+fn own_write_echo(ctx: &Context, sfe: &SecuredFhirEndpoint) -> Option<Duration> {
+    let own = ctx.own_writes.lock().unwrap();
+    let (rv, next_at) = own.get(&key(sfe))?;
+    let left = next_at.checked_duration_since(Instant::now())?;
+    (sfe.resource_version().as_ref() == Some(rv)).then_some(left)
+}
+
+fn remember_own_write(
+    ctx: &Context,
+    sfe: &SecuredFhirEndpoint,
+    rv: Option<String>,
+    next: Duration,
+) {
+    let mut own = ctx.own_writes.lock().unwrap();
+    match rv {
+        Some(rv) => own.insert(key(sfe), (rv, Instant::now() + next)),
+        None => own.remove(&key(sfe)),
+    };
+}
+
 fn backoff_for(e: &ArmError) -> Duration {
     e.retry_after.unwrap_or(match e.class {
         ErrorClass::Throttled | ErrorClass::Transient | ErrorClass::Conflict => {
@@ -489,15 +521,48 @@ async fn arm_failure(
 }
 
 /// Keeps fhirlock within its share of the subscription's write bucket, as ARM last reported it.
-fn within_budget(ctx: &Context, arm: &ArmClient, subscription: &str) -> bool {
-    let Some(remaining) = arm.budget(subscription).and_then(|b| b.writes) else {
-        return true;
-    };
+/// `None` when fhirlock may write now; otherwise how long until it may.
+fn budget_wait(ctx: &Context, arm: &ArmClient, subscription: &str) -> Option<Duration> {
+    let budget = arm.budget(subscription)?;
+    let remaining = budget.writes?;
     let mut caps = ctx.write_capacity.lock().unwrap();
     let cap = caps.entry(subscription.to_owned()).or_insert(remaining);
     *cap = (*cap).max(remaining);
-    let floor = (*cap as f64 * (1.0 - ctx.settings.budget_share)).floor() as u32;
-    remaining > floor
+    // Only writes report the writes figure; reads keep observed_at fresh and must not hide its age.
+    let age = budget
+        .writes_observed_at
+        .unwrap_or(budget.observed_at)
+        .elapsed();
+    write_wait(
+        remaining,
+        age,
+        *cap,
+        ctx.settings.budget_share,
+        ctx.settings.write_refill_per_second,
+    )
+}
+
+/// ARM's write bucket as documented: it refills at `refill` per second up to its size. fhirlock
+/// keeps its estimate of what is left above `(1 - share)` of the largest figure it has seen, and
+/// says how long to wait when it is not.
+fn write_wait(
+    remaining: u32,
+    age: Duration,
+    capacity_seen: u32,
+    share: f64,
+    refill: f64,
+) -> Option<Duration> {
+    let floor = (capacity_seen as f64 * (1.0 - share)).floor();
+    let estimate = (remaining as f64 + refill * age.as_secs_f64()).min(capacity_seen as f64);
+    if estimate >= floor + 1.0 {
+        return None;
+    }
+    let secs = if refill > 0.0 {
+        (floor + 1.0 - estimate) / refill
+    } else {
+        60.0
+    };
+    Some(Duration::from_secs_f64(secs.clamp(0.5, 60.0)))
 }
 
 fn operation_of(p: &PendingOperation) -> Operation {
@@ -549,7 +614,7 @@ async fn report(
     d: Option<&Desired>,
     o: &Outcome,
     rep: Report,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     let previous = sfe.status.clone().unwrap_or_default();
     let t = now();
     let conditions = status::conditions(o, sfe.meta().generation, &t, &previous.conditions);
@@ -627,13 +692,14 @@ async fn report(
     let api: Api<SecuredFhirEndpoint> =
         Api::namespaced(ctx.client.clone(), &sfe.namespace().unwrap_or_default());
     let patch = json!({"apiVersion": "fhirlock.io/v1alpha1", "kind": "SecuredFhirEndpoint", "status": status});
-    api.patch_status(
-        &sfe.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
+    let updated = api
+        .patch_status(
+            &sfe.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    Ok(updated.resource_version())
 }
 
 /// The condition a step's component reports under.
@@ -676,5 +742,42 @@ async fn publish_action(
     };
     if let Err(e) = ctx.recorder.publish(&ev, &sfe.object_ref(&())).await {
         tracing::warn!(error = %e, "publishing an event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_keeps_fhirlock_inside_its_share_of_a_refilling_bucket() {
+        let s = Duration::from_secs;
+        // (remaining, age, capacity seen, share, refill/s) -> wait
+        let table = [
+            (200, s(0), 200, 0.5, 10.0, None),
+            (101, s(0), 200, 0.5, 10.0, None),
+            (100, s(0), 200, 0.5, 10.0, Some(Duration::from_millis(500))),
+            (100, s(1), 200, 0.5, 10.0, None),
+            (1, s(0), 5, 0.5, 0.05, Some(s(40))),
+            (1, s(20), 5, 0.5, 0.05, Some(s(20))),
+            (1, s(40), 5, 0.5, 0.05, None),
+            (0, s(0), 200, 1.0, 10.0, Some(Duration::from_millis(500))),
+            (199, s(0), 200, 0.0, 10.0, Some(Duration::from_millis(500))),
+            (
+                199,
+                s(3600),
+                200,
+                0.0,
+                10.0,
+                Some(Duration::from_millis(500)),
+            ),
+        ];
+        for (remaining, age, cap, share, refill, want) in table {
+            assert_eq!(
+                write_wait(remaining, age, cap, share, refill),
+                want,
+                "{remaining} {age:?} {cap} {share} {refill}"
+            );
+        }
     }
 }
