@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! fhirlock-bench [b1] [b2] [b3] [b4] [b5]     (none: all five)
+//! fhirlock-bench doc                          (only re-assemble the document)
 //! ```
 //!
 //! Each benchmark writes its section to `target/bench/<b>.md`; the document is assembled from the
@@ -40,6 +41,10 @@ async fn main() -> anyhow::Result<()> {
         which = ["b1", "b5", "b2", "b4", "b3"].map(String::from).to_vec();
     }
     std::fs::create_dir_all(out_dir())?;
+    if which == ["doc"] {
+        // Only re-assemble docs/benchmarks.md from the sections already measured.
+        return write_doc();
+    }
     let started = Instant::now();
     for b in &which {
         let t = Instant::now();
@@ -505,13 +510,18 @@ async fn b1() -> anyhow::Result<String> {
         bl.reads as f64 / n,
         bl.status(429)
     )?;
+    let per_period = resyncs / periods;
+    let echo = if per_period > 1.05 {
+        "A resync period holds more than one reconcile here: the status update at the end of a reconcile (it always carries a \
+         new `lastSyncTime`) comes back through the watch and triggers another reconcile, which reads Azure again."
+    } else {
+        "One reconcile per resync period: the watch event caused by fhirlock's own status update does not trigger another \
+         reconcile (or read)."
+    };
     writeln!(
         md,
-        "\nfhirlock: {:.0} resync periods of {B1_RESYNC} s observed ({window:.0} s), {resyncs:.0} reconciles, {} GETs, {} writes. \
-         A resync period holds more than one reconcile when the status update at the end of a reconcile (it always carries a new \
-         `lastSyncTime`) comes back through the watch and triggers another reconcile at once; that one reads Azure again \
-         (another 7 GETs) and its status update is a no-op when it falls in the same second. The table counts what ARM saw.",
-        periods,
+        "\nfhirlock: {periods:.0} resync periods of {B1_RESYNC} s observed ({window:.0} s), {resyncs:.0} reconciles, {} GETs, {} writes. \
+         {echo} The table counts what ARM saw.",
         fl.reads,
         fl.writes + fl.deletes
     )?;
@@ -536,6 +546,7 @@ async fn converge(
     throttle: Option<Throttle>,
     flags: &[&str],
     timeout: Duration,
+    allow_partial: bool,
 ) -> anyhow::Result<(World, Operator, Converged)> {
     let w = World::new(n, time_scale, throttle).await?;
     let op = w.operator(flags).await?;
@@ -543,7 +554,14 @@ async fn converge(
     let r0 = op.reconciles().await?;
     let t0 = Instant::now();
     w.create_endpoints(n)?;
-    w.wait_ready(n, timeout, &op).await?;
+    let ready = match w.wait_ready(n, timeout, &op).await {
+        Ok(()) => n,
+        Err(e) if allow_partial && op.alive() => {
+            log(format!("  stopped: {e:#}"));
+            w.plane.ready_count()?
+        }
+        Err(e) => return Err(e),
+    };
     let wall = t0.elapsed().as_secs_f64();
     let cpu = op.cpu_seconds()? - cpu0;
     let r1 = op.reconciles().await?;
@@ -552,6 +570,7 @@ async fn converge(
     let (cp, ops) = critical_path(&state);
     let c = Converged {
         n,
+        ready,
         wall,
         critical: cp,
         ops,
@@ -567,6 +586,8 @@ async fn converge(
 
 struct Converged {
     n: usize,
+    /// Endpoints Ready at the end (`n` unless the wait was cut off).
+    ready: usize,
     wall: f64,
     critical: f64,
     ops: usize,
@@ -587,6 +608,7 @@ async fn b2() -> anyhow::Result<String> {
             Some(Throttle::raised()),
             &["--resync-seconds", "60"],
             Duration::from_secs(900),
+            false,
         )
         .await?;
         log(format!(
@@ -639,6 +661,10 @@ async fn b2() -> anyhow::Result<String> {
 
 // ---- B5: 100 endpoints under Azure's real bucket sizes -------------------------------------------
 
+/// B5 stops waiting after this long (about 20 times the critical path at this time scale) and
+/// reports how far convergence got.
+const B5_CUTOFF: u64 = 240;
+
 async fn b5() -> anyhow::Result<String> {
     let n = 100;
     let (w, op, c) = converge(
@@ -646,7 +672,8 @@ async fn b5() -> anyhow::Result<String> {
         B2_TIME_SCALE,
         None,
         &["--resync-seconds", "60"],
-        Duration::from_secs(1500),
+        Duration::from_secs(B5_CUTOFF),
+        true,
     )
     .await?;
     let arm_429 = op.arm_requests_with_status("429").await?;
@@ -668,13 +695,17 @@ async fn b5() -> anyhow::Result<String> {
     )?;
     writeln!(
         md,
-        "| endpoints | 429s (emulator) | 429s seen by fhirlock | retries: reconciles requeued after an ARM error | deferred writes | ARM requests | reads | writes | wall / critical path | wall (s) |"
+        "| endpoints | Ready at the end | 429s (emulator) | 429s seen by fhirlock | retries: reconciles requeued after an ARM error | deferred writes | ARM requests | reads | writes | wall / critical path | wall (s) |"
     )?;
-    writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     writeln!(
         md,
-        "| {} | **{}** | {} | **{}** | {} | {} | {} | {} | {} | {:.1} |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )?;
+    writeln!(
+        md,
+        "| {} | **{}** | **{}** | {} | **{}** | {} | {} | {} | {} | {} | {:.1} |",
         c.n,
+        c.ready,
         c.counts.status(429),
         arm_429,
         c.reconcile_errors,
@@ -682,9 +713,33 @@ async fn b5() -> anyhow::Result<String> {
         c.counts.total(),
         c.counts.reads,
         c.counts.writes,
-        fmt_ratio(c.wall / c.critical),
+        if c.ready == c.n {
+            fmt_ratio(c.wall / c.critical)
+        } else {
+            format!("not converged; cut off at {B5_CUTOFF} s")
+        },
         c.wall
     )?;
+    if c.ready < c.n {
+        writeln!(
+            md,
+            "\nThe run was cut off after {B5_CUTOFF} s (the critical path of the operations that did run: {:.1} s) with {} of {} endpoints \
+             `Ready`. The 429s show why: a throttled reconcile is requeued after ARM's `Retry-After` (about a second when the bucket \
+             is empty), not after the endpoint's exponential backoff, and every retry sends the reconcile's 6 parallel GETs again, so \
+             {} endpoints retrying every second ask for far more than the 25 reads per second the bucket refills, and a reconcile \
+             whose GETs are not all answered fails as a whole. This is a scaling defect in the operator under Azure's read bucket, \
+             not fixed in the build measured here.",
+            c.critical, c.ready, c.n, c.n
+        )?;
+    }
+    if c.counts.status(429) > arm_429 {
+        writeln!(
+            md,
+            "\nThe emulator counts more 429s than fhirlock's `fhirlock_arm_requests_total{{status=\"429\"}}`: a reconcile sends its GETs \
+             together (`tokio::try_join!` in `azure::observe`), and once one fails the others are dropped before their answers \
+             are recorded, although ARM has already received and counted them."
+        )?;
+    }
     let others: Vec<String> = c
         .counts
         .by_status
@@ -708,6 +763,7 @@ async fn b4() -> anyhow::Result<String> {
         Some(Throttle::raised()),
         &["--resync-seconds", &resync],
         Duration::from_secs(900),
+        false,
     )
     .await?;
     log("b4: converged; Azure's bucket sizes from here on; opening back doors");
@@ -831,7 +887,7 @@ fn scm_open(exposure: &Value, site: &str) -> bool {
 // ---- B3: memory and CPU at 1,000 endpoints in steady state ---------------------------------------
 
 const B3_N: usize = 1000;
-const B3_RESYNC: u64 = 120;
+const B3_RESYNC: u64 = 60;
 
 async fn b3() -> anyhow::Result<String> {
     let resync = B3_RESYNC.to_string();
@@ -841,6 +897,7 @@ async fn b3() -> anyhow::Result<String> {
         Some(Throttle::raised()),
         &["--resync-seconds", &resync, "--concurrency", "16"],
         Duration::from_secs(1800),
+        false,
     )
     .await?;
     log(format!(
@@ -928,7 +985,9 @@ fn write_doc() -> anyhow::Result<()> {
          (`testenv`), the `arm-emulator` binary and the `fhirlock run` binary as separate processes (release builds, the \
          operator with its production defaults unless a flag is named). ARM request counts are exact: they come from the \
          emulator's `/_emulator/stats` for the operator's principal. Times are given as ratios against a reference measured \
-         in the same run; absolute seconds are shown for context only and depend on the emulator's time scale.\n"
+         in the same run; absolute seconds are shown for context only and depend on the emulator's time scale. The machine \
+         was not dedicated to the run: other builds and test runs shared its two cores, which affects the time ratios and CPU \
+         figures but not the request counts.\n"
     )?;
     writeln!(md, "| | |\n|---|---|")?;
     writeln!(
@@ -951,8 +1010,7 @@ fn write_doc() -> anyhow::Result<()> {
     )?;
     writeln!(
         md,
-        "| reproduce | `make bench` (all, about {}), or `make bench BENCH=b1` … `BENCH=b5` for one |\n",
-        "25 min"
+        "| reproduce | `make bench` (all five, in the order B1, B5, B2, B4, B3; each section gives its own duration), or `make bench BENCH=b1` … `BENCH=b5` for one |\n"
     )?;
     for (b, title) in [
         ("b1", "B1"),
