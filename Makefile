@@ -41,6 +41,7 @@ k8s-bins: ## build the pinned kube-apiserver, kubectl and etcd (skips when cache
 .PHONY: crds
 crds: ## regenerate crds/ from the Rust API types
 	$(CARGO) run --quiet -p fhirlock -- crd > $(CRD_FILE)
+	$(MAKE) --no-print-directory deploy-crds
 
 .PHONY: clean
 clean: ## remove build output (not the cached Kubernetes binaries)

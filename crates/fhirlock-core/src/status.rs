@@ -202,6 +202,24 @@ pub fn conditions(
             c(RECONCILING, false, "Converged", "Azure matches the spec"),
             c(STALLED, false, "Converged", "Azure matches the spec"),
         )
+    } else if o.plan.is_empty() {
+        // Findings that no step of fhirlock's closes: nothing is in progress, so say so plainly
+        // (GitOps tools show Degraded rather than progressing for ever).
+        let message = format!(
+            "{} finding(s) fhirlock does not close: {}",
+            blocking.len(),
+            codes(&blocking)
+        );
+        (
+            c(READY, false, "FindingsPresent", message.clone()),
+            c(
+                RECONCILING,
+                false,
+                "FindingsPresent",
+                "nothing left to change",
+            ),
+            c(STALLED, false, "FindingsPresent", message),
+        )
     } else {
         let (reason, msg) = if o.throttled {
             (

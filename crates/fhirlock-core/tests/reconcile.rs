@@ -412,3 +412,31 @@ fn teardown_waits_for_what_uses_a_subnet() {
         ]
     );
 }
+
+#[test]
+fn findings_no_step_closes_are_not_reported_as_progress() {
+    let d = desired();
+    let (end, _, _) = converge(&d, &wide_open());
+    let mut findings = posture::findings(&d, &end);
+    findings.push(posture::Finding {
+        code: "CosmosIpRule",
+        severity: posture::Severity::High,
+        resource_id: d.cosmos_id.clone(),
+        message: "made up for the test".into(),
+    });
+    let outcome = status::Outcome {
+        findings,
+        ..Default::default()
+    };
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap(),
+    );
+    let conds = status::conditions(&outcome, Some(1), &now, &[]);
+    let get = |t: &str| conds.iter().find(|c| c.type_ == t).unwrap().clone();
+    assert_eq!(
+        (get("Ready").status.as_str(), get("Ready").reason.as_str()),
+        ("False", "FindingsPresent")
+    );
+    assert_eq!(get("Reconciling").status, "False");
+    assert_eq!(get("Stalled").status, "False");
+}
