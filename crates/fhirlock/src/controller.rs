@@ -55,6 +55,9 @@ pub struct RunArgs {
     /// How fast ARM refills a subscription's write bucket, per second (Azure documents 10).
     #[arg(long, default_value_t = 10.0)]
     pub arm_write_refill_per_second: f64,
+    /// How fast ARM refills a subscription's read bucket, per second (Azure documents 25).
+    #[arg(long, default_value_t = 25.0)]
+    pub arm_read_refill_per_second: f64,
     /// Log format.
     #[arg(long, value_parser = ["json", "text"], default_value = "json")]
     pub log_format: String,
@@ -119,10 +122,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             resync: Duration::from_secs(args.resync_seconds),
             budget_share: args.arm_budget_share.clamp(0.0, 1.0),
             write_refill_per_second: args.arm_write_refill_per_second.max(0.0),
+            read_refill_per_second: args.arm_read_refill_per_second.max(0.0),
         },
         is_leader,
         failures: Mutex::new(HashMap::new()),
         write_capacity: Mutex::new(HashMap::new()),
+        read_capacity: Mutex::new(HashMap::new()),
         own_writes: Mutex::new(HashMap::new()),
     });
 

@@ -48,6 +48,8 @@ pub struct Context {
     pub failures: Mutex<HashMap<String, u32>>,
     /// The largest remaining-writes figure seen per subscription: an estimate of the bucket size.
     pub write_capacity: Mutex<HashMap<String, u32>>,
+    /// Likewise for the read bucket.
+    pub read_capacity: Mutex<HashMap<String, u32>>,
     /// Per endpoint: the resourceVersion of fhirlock's own last status write and when it meant to
     /// look again. The watch reports that write as a change; it is not one.
     pub own_writes: Mutex<HashMap<String, (String, Instant)>>,
@@ -61,6 +63,8 @@ pub struct Settings {
     pub budget_share: f64,
     /// How fast ARM refills the write bucket (writes per second; Azure's is 10).
     pub write_refill_per_second: f64,
+    /// How fast ARM refills the read bucket (reads per second; Azure's is 25).
+    pub read_refill_per_second: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +163,11 @@ pub async fn apply(sfe: Arc<SecuredFhirEndpoint>, ctx: Arc<Context>) -> Result<A
                 tracing::warn!(endpoint = %key(&sfe), error = %e, "dropping an operation handle that no longer polls");
             }
         }
+    }
+    // Observing costs 7 reads: hold back while the read bucket is below fhirlock's share.
+    if let Some(wait) = read_wait(&ctx, &arm, &d.subscription) {
+        ctx.metrics.reconcile("ok", started.elapsed());
+        return Ok(Action::requeue(wait.mul_f64(rand::random_range(1.0..2.0))));
     }
     let observed = match azure::observe(&arm, &d).await {
         Ok(o) => o,
@@ -495,12 +504,16 @@ async fn arm_failure(
                 *n += 1;
                 *n
             };
+            // Exponential per endpoint, never sooner than ARM asks, and jittered so that many
+            // endpoints throttled together do not come back together (a retry storm otherwise:
+            // benchmark B5).
             let backoff =
                 Duration::from_secs(2u64.saturating_pow(n.min(8))).min(Duration::from_secs(300));
+            let base = backoff
+                .max(e.retry_after.unwrap_or_default())
+                .max(Duration::from_secs(1));
             ctx.metrics.reconcile("error", started.elapsed());
-            Ok(Action::requeue(
-                e.retry_after.unwrap_or(backoff).max(Duration::from_secs(1)),
-            ))
+            Ok(Action::requeue(base.mul_f64(rand::random_range(1.0..2.0))))
         }
         ErrorClass::Terminal | ErrorClass::Auth => {
             let reason = if e.class == ErrorClass::Auth {
@@ -539,6 +552,22 @@ fn budget_wait(ctx: &Context, arm: &ArmClient, subscription: &str) -> Option<Dur
         *cap,
         ctx.settings.budget_share,
         ctx.settings.write_refill_per_second,
+    )
+}
+
+/// As [`budget_wait`], for the read bucket (every GET reports it; Azure refills 25 per second).
+fn read_wait(ctx: &Context, arm: &ArmClient, subscription: &str) -> Option<Duration> {
+    let budget = arm.budget(subscription)?;
+    let remaining = budget.reads?;
+    let mut caps = ctx.read_capacity.lock().unwrap();
+    let cap = caps.entry(subscription.to_owned()).or_insert(remaining);
+    *cap = (*cap).max(remaining);
+    write_wait(
+        remaining,
+        budget.observed_at.elapsed(),
+        *cap,
+        ctx.settings.budget_share,
+        ctx.settings.read_refill_per_second,
     )
 }
 
