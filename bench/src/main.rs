@@ -785,13 +785,16 @@ async fn b4() -> anyhow::Result<String> {
     let mut closed: BTreeMap<usize, f64> = BTreeMap::new();
     let mut next = 0;
     let deadline = span + 3.0 * B4_RESYNC as f64;
+    let mut cut_off = false;
     while closed.len() < n {
         let now = t0.elapsed().as_secs_f64();
         if now > deadline {
-            bail!(
-                "{} of {n} back doors still open after {deadline:.0} s",
+            log(format!(
+                "b4: {} of {n} back doors still open after {deadline:.0} s",
                 n - closed.len()
-            );
+            ));
+            cut_off = true;
+            break;
         }
         while next < schedule.len() && schedule[next].0 <= now {
             let i = schedule[next].1;
@@ -827,8 +830,22 @@ async fn b4() -> anyhow::Result<String> {
     drop(w);
     let mut lat: Vec<f64> = closed.values().cloned().collect();
     lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| lat[((p * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1];
-    let (p50, p99, max) = (pct(0.50), pct(0.99), lat[lat.len() - 1]);
+    // Over all n back doors; one still open at the cut-off counts as longer than any closed one.
+    let pct = |p: f64| {
+        lat.get(((p * n as f64).ceil() as usize).clamp(1, n) - 1)
+            .copied()
+    };
+    let secs = |v: Option<f64>| v.map_or("still open".to_owned(), |v| format!("{v:.1}"));
+    let ratio = |v: Option<f64>| {
+        v.map_or("not closed by the cut-off".to_owned(), |v| {
+            fmt_ratio(v / B4_RESYNC as f64)
+        })
+    };
+    let (p50, p99, max) = (
+        pct(0.50),
+        pct(0.99),
+        if cut_off { None } else { lat.last().copied() },
+    );
     let reads_per_s = fl.reads as f64 / window;
     let share = reads_per_s / Throttle::azure().reads.1;
     let mut md = String::new();
@@ -845,7 +862,7 @@ async fn b4() -> anyhow::Result<String> {
     )?;
     writeln!(
         md,
-        "| endpoints | back doors | p50 / resync | p99 / resync | p50 (s) | p99 (s) | max (s) | operator reads / s | share of the read refill (25/s) | operator writes | 429s |"
+        "| endpoints | back doors closed | p50 / resync | p99 / resync | p50 (s) | p99 (s) | max (s) | operator reads / s | share of the read refill (25/s) | operator writes | 429s |"
     )?;
     writeln!(
         md,
@@ -853,19 +870,40 @@ async fn b4() -> anyhow::Result<String> {
     )?;
     writeln!(
         md,
-        "| {n} | {} | **{}** | **{}** | {p50:.1} | {p99:.1} | {max:.1} | {reads_per_s:.2} | **{:.0}%** | {} | {} |",
+        "| {n} | {} | **{}** | **{}** | {} | {} | {} | {reads_per_s:.2} | **{:.0}%** | {} | {} |",
         lat.len(),
-        fmt_ratio(p50 / B4_RESYNC as f64),
-        fmt_ratio(p99 / B4_RESYNC as f64),
+        ratio(p50),
+        ratio(p99),
+        secs(p50),
+        secs(p99),
+        secs(max),
         share * 100.0,
         fl.writes,
         fl.status(429)
     )?;
-    writeln!(
-        md,
-        "\nThe read rate scales as 7 × endpoints / resync period: at the default `--resync-seconds 300` it is a fifth of the figure above, \
+    if cut_off {
+        writeln!(
+            md,
+            "\nCut off {deadline:.0} s after the first back door opened, with {} of {n} still open. The operator's reads met \
+             Azure's read bucket: {} of its reads were answered 429. The endpoints converged within about a minute of one another, so \
+             their resyncs (±10% jitter) and the corrections' re-reads fall together; a throttled reconcile is requeued after \
+             ARM's `Retry-After` of about a second instead of backing off, and each retry sends its GETs again (see B5).",
+            n - lat.len(),
+            fl.status(429)
+        )?;
+    }
+    if cut_off {
+        writeln!(
+            md,
+            "\nReads per second count every GET the operator sent, those answered 429 included."
+        )?;
+    } else {
+        writeln!(
+            md,
+            "\nThe read rate scales as 7 × endpoints / resync period: at the default `--resync-seconds 300` it is a fifth of the figure above, \
          and latency scales with the period the same way."
-    )?;
+        )?;
+    }
     Ok(md)
 }
 
@@ -998,6 +1036,15 @@ fn write_doc() -> anyhow::Result<()> {
         sh("uname -r")
     )?;
     writeln!(md, "| document written | {} |", env::utc_now())?;
+    writeln!(
+        md,
+        "| builds | fhirlock and arm-emulator: release (`target/release`); this harness: {} profile |",
+        if cfg!(debug_assertions) {
+            "dev"
+        } else {
+            "release"
+        }
+    )?;
     writeln!(
         md,
         "| git commit | `{}`{} |",
