@@ -537,44 +537,56 @@ async fn arm_failure(
 /// `None` when fhirlock may write now; otherwise how long until it may.
 fn budget_wait(ctx: &Context, arm: &ArmClient, subscription: &str) -> Option<Duration> {
     let budget = arm.budget(subscription)?;
-    let remaining = budget.writes?;
-    let mut caps = ctx.write_capacity.lock().unwrap();
-    let cap = caps.entry(subscription.to_owned()).or_insert(remaining);
-    *cap = (*cap).max(remaining);
     // Only writes report the writes figure; reads keep observed_at fresh and must not hide its age.
     let age = budget
         .writes_observed_at
         .unwrap_or(budget.observed_at)
         .elapsed();
-    write_wait(
-        remaining,
+    let refill = ctx.settings.write_refill_per_second;
+    gate(
+        ctx,
+        &ctx.write_capacity,
+        subscription,
+        budget.writes?,
         age,
-        *cap,
-        ctx.settings.budget_share,
-        ctx.settings.write_refill_per_second,
+        refill,
     )
 }
 
 /// As [`budget_wait`], for the read bucket (every GET reports it; Azure refills 25 per second).
 fn read_wait(ctx: &Context, arm: &ArmClient, subscription: &str) -> Option<Duration> {
     let budget = arm.budget(subscription)?;
-    let remaining = budget.reads?;
-    let mut caps = ctx.read_capacity.lock().unwrap();
-    let cap = caps.entry(subscription.to_owned()).or_insert(remaining);
-    *cap = (*cap).max(remaining);
-    write_wait(
-        remaining,
+    let refill = ctx.settings.read_refill_per_second;
+    gate(
+        ctx,
+        &ctx.read_capacity,
+        subscription,
+        budget.reads?,
         budget.observed_at.elapsed(),
-        *cap,
-        ctx.settings.budget_share,
-        ctx.settings.read_refill_per_second,
+        refill,
     )
 }
 
-/// ARM's write bucket as documented: it refills at `refill` per second up to its size. fhirlock
+/// Records the largest figure seen for this bucket (its size, as far as fhirlock can tell) and
+/// asks [`bucket_wait`] whether fhirlock's share allows a request now.
+fn gate(
+    ctx: &Context,
+    caps: &Mutex<HashMap<String, u32>>,
+    subscription: &str,
+    remaining: u32,
+    age: Duration,
+    refill: f64,
+) -> Option<Duration> {
+    let mut caps = caps.lock().unwrap();
+    let cap = caps.entry(subscription.to_owned()).or_insert(remaining);
+    *cap = (*cap).max(remaining);
+    bucket_wait(remaining, age, *cap, ctx.settings.budget_share, refill)
+}
+
+/// An ARM bucket as documented: it refills at `refill` per second up to its size. fhirlock
 /// keeps its estimate of what is left above `(1 - share)` of the largest figure it has seen, and
 /// says how long to wait when it is not.
-fn write_wait(
+fn bucket_wait(
     remaining: u32,
     age: Duration,
     capacity_seen: u32,
@@ -803,7 +815,7 @@ mod tests {
         ];
         for (remaining, age, cap, share, refill, want) in table {
             assert_eq!(
-                write_wait(remaining, age, cap, share, refill),
+                bucket_wait(remaining, age, cap, share, refill),
                 want,
                 "{remaining} {age:?} {cap} {share} {refill}"
             );
