@@ -1,7 +1,7 @@
 //! What fhirlock read from ARM in one reconcile: the raw JSON of each resource (so fields it does
 //! not model survive a write), parsed on demand into the typed models.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::model::{
     self, ApplicationGateway, CosmosAccount, ServerFarm, Site, SiteConfig, Subnet, VirtualNetwork,
@@ -84,4 +84,85 @@ pub fn same_region(a: &str, b: &str) -> bool {
             .to_ascii_lowercase()
     };
     norm(a) == norm(b)
+}
+
+/// Where one resource of an endpoint lives in [`Observed`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Slot {
+    Vnet,
+    /// A subnet, kept inside the VNet's `properties.subnets` (the VNet GET carries them).
+    Subnet(String),
+    Gateway,
+    Site,
+    SiteConfig,
+    Cosmos,
+}
+
+/// The slot of a resource this endpoint reads or writes; `None` for anything else (a teardown
+/// sub-resource, a server farm), which only a full read refreshes.
+pub fn slot(d: &crate::Desired, id: &str) -> Option<Slot> {
+    use crate::id::same;
+    [
+        (d.vnet_id.as_str(), Slot::Vnet),
+        (&d.gateway.id, Slot::Gateway),
+        (&d.site_id, Slot::Site),
+        (&d.site_config_id(), Slot::SiteConfig),
+        (&d.cosmos_id, Slot::Cosmos),
+        (
+            &d.gateway_subnet.id,
+            Slot::Subnet(d.gateway_subnet.name.clone()),
+        ),
+        (
+            &d.integration_subnet.id,
+            Slot::Subnet(d.integration_subnet.name.clone()),
+        ),
+    ]
+    .into_iter()
+    .find(|(known, _)| same(known, id))
+    .map(|(_, s)| s)
+}
+
+impl Observed {
+    /// Takes in what ARM said of one resource (a GET, or the body a write answered with);
+    /// `None` is a 404. A subnet replaces its namesake in the VNet's list, or joins it.
+    pub fn absorb(&mut self, slot: &Slot, body: Option<Value>) {
+        match slot {
+            Slot::Vnet => self.vnet = body,
+            Slot::Gateway => self.gateway = body,
+            Slot::Site => self.site = body,
+            Slot::SiteConfig => self.site_config = body,
+            Slot::Cosmos => self.cosmos = body,
+            Slot::Subnet(name) => {
+                let Some(props) = self
+                    .vnet
+                    .as_mut()
+                    .and_then(Value::as_object_mut)
+                    .map(|v| v.entry("properties").or_insert_with(|| json!({})))
+                    .and_then(Value::as_object_mut)
+                else {
+                    return;
+                };
+                let list = props.entry("subnets").or_insert_with(|| json!([]));
+                if !list.is_array() {
+                    *list = json!([]);
+                }
+                let Some(subnets) = list.as_array_mut() else {
+                    return;
+                };
+                let at = subnets.iter().position(|s| {
+                    s.get("name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| n.eq_ignore_ascii_case(name))
+                });
+                match (at, body) {
+                    (Some(i), Some(b)) => subnets[i] = b,
+                    (None, Some(b)) => subnets.push(b),
+                    (Some(i), None) => {
+                        subnets.remove(i);
+                    }
+                    (None, None) => {}
+                }
+            }
+        }
+    }
 }

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::json::merge;
-use crate::observed::Observed;
+use crate::observed::{Observed, Slot};
 use crate::plan::{Method, Step, StepKind};
 
 /// `o` after `step` succeeded (long-running operations included).
@@ -16,23 +16,8 @@ pub fn apply(o: &Observed, step: &Step) -> Observed {
             let mut subnet = step.body.clone();
             subnet["id"] = json!(step.resource_id);
             succeed(&mut subnet);
-            if let Some(vnet) = next.vnet.as_mut() {
-                let name = subnet["name"].as_str().unwrap_or_default().to_owned();
-                let list = vnet["properties"]["subnets"].as_array_mut();
-                match list {
-                    Some(list) => {
-                        match list.iter_mut().find(|s| {
-                            s["name"]
-                                .as_str()
-                                .is_some_and(|n| n.eq_ignore_ascii_case(&name))
-                        }) {
-                            Some(s) => *s = subnet,
-                            None => list.push(subnet),
-                        }
-                    }
-                    None => vnet["properties"]["subnets"] = json!([subnet]),
-                }
-            }
+            let name = subnet["name"].as_str().unwrap_or_default().to_owned();
+            next.absorb(&Slot::Subnet(name), Some(subnet));
         }
         (StepKind::Gateway, _) => {
             let mut gw = step.body.clone();

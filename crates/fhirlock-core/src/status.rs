@@ -25,6 +25,26 @@ pub struct Outcome {
     pub terminal_error: Option<(String, String)>,
 }
 
+impl Outcome {
+    /// The decision half of a reconcile, from one look at Azure: pre-flight, then (only if it
+    /// passed) the plan, and the findings either way.
+    pub fn assess(d: &Desired, o: &crate::Observed) -> Outcome {
+        let preflight = crate::preflight::check(d, o);
+        let plan = if preflight.is_empty() {
+            crate::plan::plan(d, o)
+        } else {
+            Plan::default()
+        };
+        Outcome {
+            findings: crate::posture::findings(d, o),
+            preflight,
+            plan,
+            audit: d.mode == fhirlock_api::v1alpha1::Mode::Audit,
+            ..Default::default()
+        }
+    }
+}
+
 pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";

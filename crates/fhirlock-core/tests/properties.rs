@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use fhirlock_core::{Observed, model, plan, posture, preflight, simulate};
+use fhirlock_core::{Observed, model, observed, plan, posture, preflight, simulate};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -268,6 +268,26 @@ proptest! {
         prop_assert_eq!(vnet_sans_subnets(&start), vnet_sans_subnets(&end));
         prop_assert_eq!(deny_rules(&start), deny_rules(&end));
         prop_assert_eq!(start.site.as_ref().unwrap()["properties"]["serverFarmId"].clone(), end.site.as_ref().unwrap()["properties"]["serverFarmId"].clone());
+
+        // After its own write the controller reads back only the resource the step wrote (the
+        // write's answer, or one GET after a long-running operation) and plans on that: which is
+        // the same as reading everything again when a step changes only its own resource.
+        for (step, before, after) in &history {
+            let slot = observed::slot(&d, &step.resource_id);
+            prop_assert!(slot.is_some(), "{:?} writes {} which has no slot", step.kind, step.resource_id);
+            let slot = slot.unwrap();
+            let read_back = match &slot {
+                observed::Slot::Subnet(name) => after.subnet_json(name),
+                observed::Slot::Vnet => after.vnet.clone(),
+                observed::Slot::Gateway => after.gateway.clone(),
+                observed::Slot::Site => after.site.clone(),
+                observed::Slot::SiteConfig => after.site_config.clone(),
+                observed::Slot::Cosmos => after.cosmos.clone(),
+            };
+            let mut continued = before.clone();
+            continued.absorb(&slot, read_back);
+            prop_assert_eq!(&continued, after, "{:?}", step.kind);
+        }
 
         // No intermediate state opens a path that the end state closes.
         let final_exposure = posture::exposure(&end);
