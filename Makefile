@@ -50,10 +50,11 @@ clean: ## remove build output (not the cached Kubernetes binaries)
 # --- Deployment and GitOps (issue 6): deploy/, hack/helm, hack/gitops-check, hack/image ---------
 
 .PHONY: gitops-tools
-gitops-tools: ## build the pinned helm, gitops-check (kstatus, gopher-lua) and Prometheus CRDs (skips when cached)
+gitops-tools: ## build the pinned helm, gitops-check (kstatus, gopher-lua), Prometheus, Flux and Argo CD CRDs (skips when cached)
 	@echo "helm: $$(hack/helm/build.sh)"
 	@echo "gitops-check: $$(hack/gitops-check/build.sh)"
 	@echo "prometheus-crds: $$(hack/prometheus-crds/build.sh)"
+	@echo "gitops-crds: $$(hack/gitops-crds/build.sh)"
 
 .PHONY: deploy-crds
 deploy-crds: ## copy crds/ into the Helm chart and the kustomize base (after `make crds`)
