@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # Builds fhirlock's OCI image without a Docker daemon, and prints the path of its OCI image layout.
 #
-#   1. A statically linked fhirlock: x86_64-unknown-linux-gnu with `-C target-feature=+crt-static`
-#      (a static-pie executable: no dynamic loader, no shared library). Not musl: rustup here can
-#      only reach package registries, so the musl standard library cannot be installed, and
-#      Debian's musl-tools bring a C toolchain, not Rust's std for musl. glibc ≥ 2.34 has its DNS
-#      and files name services built in, so name resolution needs no shared NSS module.
+#   1. A statically linked fhirlock for x86_64-unknown-linux-musl. Rust links musl's libc.a into
+#      every musl executable, so the result has no program interpreter and no shared library (the
+#      checks below refuse anything else), and no glibc limits: no NSS modules to miss, no
+#      glibc-version coupling. musl resolves names itself from /etc/hosts and /etc/resolv.conf,
+#      which is all a pod has.
+#      What it needs, installed here when missing (idempotent, quiet when present):
+#        - Rust's standard library for musl: `rustup target add x86_64-unknown-linux-musl`
+#          (downloads from static.rust-lang.org);
+#        - `musl-gcc` (Debian's musl-tools), because aws-lc-sys (rustls' crypto, through aws-lc-rs)
+#          compiles C: that C must see musl's headers, not glibc's. Rust itself links with its own
+#          musl crt objects and libc.a, so the linker stays the system `cc`.
+#      The global allocator stays musl's malloc (see docs/install.md for the measurement).
 #   2. hack/image/oci.py writes an OCI image layout (one layer: the binary, a CA bundle for TLS to
 #      Azure, /etc/passwd and /etc/group naming the non-root user 65532, an empty /tmp), with a
 #      config that runs /fhirlock as 65532:65532. No shell, no package manager.
@@ -18,13 +25,48 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-triple=x86_64-unknown-linux-gnu
+triple=x86_64-unknown-linux-musl
 profile=${FHIRLOCK_IMAGE_PROFILE:-release}
 cd "$root"
-# --target keeps these objects under target/$triple, apart from the normal (dynamic) build, and
-# applies RUSTFLAGS to the target only, not to build scripts and proc macros.
-RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-  cargo build --locked --profile "$profile" --target "$triple" -p fhirlock --bin fhirlock >&2
+
+# Rust's standard library for musl, in the toolchain this directory uses.
+if [ ! -d "$(rustc --print sysroot)/lib/rustlib/$triple/lib" ]; then
+  command -v rustup >/dev/null || {
+    echo "image: Rust has no standard library for $triple and there is no rustup to add it" >&2
+    exit 1
+  }
+  echo "image: rustup target add $triple" >&2
+  rustup target add "$triple" >&2 || {
+    echo "image: could not add the Rust target $triple (rustup downloads it from" \
+      "static.rust-lang.org); add it by hand: rustup target add $triple" >&2
+    exit 1
+  }
+fi
+
+# A C compiler for musl, for aws-lc-sys.
+if ! command -v musl-gcc >/dev/null; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo -n"
+  if ! command -v apt-get >/dev/null; then
+    echo "image: musl-gcc not found; install musl-tools (or your distribution's musl-gcc)" >&2
+    exit 1
+  fi
+  echo "image: apt-get install musl-tools (for musl-gcc)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  # A fresh Debian image has no package lists: update only when the install cannot find it.
+  $sudo apt-get install -y -qq --no-install-recommends musl-tools >/dev/null 2>&1 || {
+    $sudo apt-get update -qq >&2 &&
+      $sudo apt-get install -y -qq --no-install-recommends musl-tools >&2
+  } || {
+    echo "image: could not install musl-tools (needs root or sudo, and the Debian archive)" >&2
+    exit 1
+  }
+  command -v musl-gcc >/dev/null || { echo "image: musl-tools installed no musl-gcc" >&2; exit 1; }
+fi
+export CC_x86_64_unknown_linux_musl=${CC_x86_64_unknown_linux_musl:-musl-gcc}
+
+# --target keeps these objects under target/$triple, apart from the normal (dynamic) build.
+cargo build --locked --profile "$profile" --target "$triple" -p fhirlock --bin fhirlock >&2
 dir=$profile; [ "$profile" = dev ] && dir=debug
 bin="$root/target/$triple/$dir/fhirlock"
 # Refuse a binary that would need a loader or shared libraries at run time.
