@@ -1418,6 +1418,18 @@ fn image_is_static_non_root_and_runs_without_a_shell() {
         !dynamic.contains("(NEEDED)"),
         "needs shared libraries:\n{dynamic}"
     );
+    // musl, not static glibc. glibc's crt1.o gives every glibc executable an NT_GNU_ABI_TAG note,
+    // and static glibc carries its GLIBC_TUNABLES parser; musl has neither, and its strerror names
+    // errno 0 "No error information" (glibc: "Success").
+    let notes = run(Command::new("readelf").args(["-nW"]).arg(&bin));
+    assert!(
+        !notes.contains("NT_GNU_ABI_TAG"),
+        "glibc's ABI note:\n{notes}"
+    );
+    let elf = std::fs::read(&bin).unwrap();
+    let has = |s: &str| elf.windows(s.len()).any(|w| w == s.as_bytes());
+    assert!(!has("GLIBC_TUNABLES"), "static glibc is linked in");
+    assert!(has("No error information"), "musl's libc is not linked in");
 
     // Run it as the image would run: inside the layer's filesystem alone, as 65532, with no
     // shell. Needs root for chroot (CI and the dev machines run as root).
@@ -1426,8 +1438,8 @@ fn image_is_static_non_root_and_runs_without_a_shell() {
         eprintln!("image test: not root, so the binary is not run inside the image's filesystem");
         return;
     }
-    // The devices every OCI runtime gives a container. The static binary reads randomness from
-    // /dev/random and /dev/urandom (the getrandom fallback a static build takes).
+    // The devices every OCI runtime gives a container. The musl binary gets randomness from the
+    // getrandom(2) system call, not from these files, but a container has them.
     std::fs::create_dir(rootfs.path().join("dev")).unwrap();
     for (name, minor) in [("null", "3"), ("random", "8"), ("urandom", "9")] {
         let node = rootfs.path().join("dev").join(name);
@@ -1461,7 +1473,7 @@ fn image_is_static_non_root_and_runs_without_a_shell() {
         std::fs::read_to_string(root().join("crds/securedfhirendpoints.fhirlock.io.yaml")).unwrap()
     );
 
-    // Name resolution (glibc's built-in files service, /etc/hosts as the kubelet mounts it), TLS
+    // Name resolution (musl's own resolver, /etc/hosts as the kubelet mounts it), TLS
     // with an extra CA, an Entra token and ARM reads: `fhirlock audit` against the emulator,
     // reached as "localhost".
     use fhirlock_tests::emulator::Emulator;
@@ -1506,8 +1518,9 @@ fn dockerfile_builds_the_same_image() {
     // For users with Docker: the same static build, user and entrypoint as `make image`.
     let d = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
     for needle in [
-        "-C target-feature=+crt-static",
-        "--target x86_64-unknown-linux-gnu",
+        "rustup target add x86_64-unknown-linux-musl",
+        "CC_x86_64_unknown_linux_musl=musl-gcc",
+        "--target x86_64-unknown-linux-musl",
         "FROM scratch",
         "USER 65532:65532",
         r#"ENTRYPOINT ["/fhirlock"]"#,
