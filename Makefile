@@ -50,9 +50,10 @@ clean: ## remove build output (not the cached Kubernetes binaries)
 # --- Deployment and GitOps (issue 6): deploy/, hack/helm, hack/gitops-check, hack/image ---------
 
 .PHONY: gitops-tools
-gitops-tools: ## build the pinned helm, gitops-check (kstatus, gopher-lua), Prometheus, Flux and Argo CD CRDs (skips when cached)
+gitops-tools: ## build the pinned helm, gitops-check (kstatus, gopher-lua), alert-check (PromQL), Prometheus, Flux and Argo CD CRDs (skips when cached)
 	@echo "helm: $$(hack/helm/build.sh)"
 	@echo "gitops-check: $$(hack/gitops-check/build.sh)"
+	@echo "alert-check: $$(hack/alert-check/build.sh)"
 	@echo "prometheus-crds: $$(hack/prometheus-crds/build.sh)"
 	@echo "gitops-crds: $$(hack/gitops-crds/build.sh)"
 
