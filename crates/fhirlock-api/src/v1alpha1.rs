@@ -265,7 +265,8 @@ pub struct GatewaySpec {
     #[schemars(length(min = 1, max = 253))]
     pub host_name: String,
 
-    /// The certificate for hostName: exactly one of secretRef or keyVaultSecretId.
+    /// The certificate for hostName: exactly one of secretRef or keyVaultSecretId (the latter with
+    /// keyVaultIdentityId).
     pub tls: GatewayTls,
 
     /// The predefined TLS policy. Both allowed policies require TLS 1.2 or later.
@@ -323,18 +324,34 @@ impl Default for GatewaySku {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.secretRef) != has(self.keyVaultSecretId)")
     .message("spec.gateway.tls must set exactly one of secretRef or keyVaultSecretId"))]
+#[x_kube(validation = Rule::new("!has(self.keyVaultSecretId) || has(self.keyVaultIdentityId)")
+    .message("spec.gateway.tls.keyVaultIdentityId is required with keyVaultSecretId: Azure reads the secret as a user-assigned identity on the gateway; set it to that identity's resource ID, and grant the identity Key Vault Secrets User on the secret"))]
+#[x_kube(validation = Rule::new("!has(self.secretRef) || !has(self.keyVaultIdentityId)")
+    .message("spec.gateway.tls.keyVaultIdentityId is only for keyVaultSecretId: remove it when the certificate comes from secretRef"))]
 pub struct GatewayTls {
     /// A `kubernetes.io/tls` Secret in this namespace (cert-manager writes these). fhirlock
     /// converts it to PFX for the gateway and updates the gateway when the Secret changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<LocalSecretReference>,
-    /// A Key Vault secret ID, for example `https://my-vault.vault.azure.net/secrets/fhir-tls`. The
-    /// gateway then needs a user-assigned identity allowed to read it, and a private path to the vault.
+    /// A Key Vault secret ID, for example `https://my-vault.vault.azure.net/secrets/fhir-tls`.
+    /// Requires keyVaultIdentityId. The gateway also needs a private path to the vault (a private
+    /// endpoint or the Microsoft.KeyVault service endpoint on the gateway subnet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.matches('^https://[a-zA-Z0-9-]{3,24}\\\\.vault\\\\.(azure\\\\.net|azure\\\\.cn|usgovcloudapi\\\\.net)/secrets/[a-zA-Z0-9-]{1,127}(/[0-9a-fA-F]{32})?/?$')")
         .message("spec.gateway.tls.keyVaultSecretId must be a Key Vault secret URL such as https://my-vault.vault.azure.net/secrets/fhir-tls"))]
     #[schemars(length(max = 512))]
     pub key_vault_secret_id: Option<String>,
+    /// Resource ID of the user-assigned managed identity the gateway reads keyVaultSecretId as, for
+    /// example `/subscriptions/<sub>/resourceGroups/fhir/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-agw-fhir`.
+    /// Required with keyVaultSecretId, not allowed with secretRef. fhirlock adds it to the
+    /// gateway's identities (keeping any others); it does not create the identity or grant it
+    /// access: give it the Key Vault Secrets User role on the secret (or get on secrets in an
+    /// access policy) first, or Azure rejects the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(format!("self.matches('{SUB_PREFIX}Microsoft\\\\.ManagedIdentity/userAssignedIdentities/[a-zA-Z0-9][-a-zA-Z0-9_]{{2,127}}$')"))
+        .message("spec.gateway.tls.keyVaultIdentityId must be an ARM ID of the form /subscriptions/<guid>/resourceGroups/<group>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name> (3-128 letters, digits, '-' or '_')"))]
+    #[schemars(length(max = 512))]
+    pub key_vault_identity_id: Option<String>,
 }
 
 /// Whether fhirlock changes Azure.

@@ -147,6 +147,59 @@ fn every_spec_field_has_a_description() {
     );
 }
 
+#[test]
+fn key_vault_identity_ids_are_judged_as_arm_judges_them() {
+    // ARM IDs are case-insensitive, and the identity may live in another subscription of the
+    // tenant; the name is 3-128 letters, digits, '-' or '_', starting with a letter or digit.
+    let with = |id: &str| {
+        let mut obj = fixtures::base_example();
+        obj["spec"]["gateway"]["tls"] = json!({
+            "keyVaultSecretId": "https://fhir-vault.vault.azure.net/secrets/fhir-tls",
+            "keyVaultIdentityId": id,
+        });
+        admission::validate(&obj, None)
+    };
+    let sub = "6f1c2a52-0000-4000-8000-000000000001";
+    let other = "0b7d2f4e-1111-4222-8333-444455556666";
+    for ok in [
+        format!(
+            "/subscriptions/{sub}/resourceGroups/fhir/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-agw-fhir"
+        ),
+        format!(
+            "/subscriptions/{sub}/resourcegroups/fhir/providers/microsoft.managedidentity/userassignedidentities/id_agw"
+        ),
+        format!(
+            "/subscriptions/{other}/resourceGroups/shared-identities/providers/Microsoft.ManagedIdentity/userAssignedIdentities/agw"
+        ),
+    ] {
+        let errors = with(&ok);
+        assert!(errors.is_empty(), "{ok} rejected: {errors:#?}");
+    }
+    for bad in [
+        "id-agw-fhir".to_owned(),
+        format!(
+            "/subscriptions/{sub}/resourceGroups/fhir/providers/Microsoft.ManagedIdentity/userAssignedIdentities/ab"
+        ),
+        format!(
+            "/subscriptions/{sub}/resourceGroups/fhir/providers/Microsoft.ManagedIdentity/userAssignedIdentities/-agw"
+        ),
+        format!(
+            "/subscriptions/{sub}/resourceGroups/fhir/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-agw/extra"
+        ),
+        format!(
+            "/subscriptions/{sub}/resourceGroups/fhir/providers/Microsoft.Web/sites/id-agw-fhir"
+        ),
+    ] {
+        let errors = with(&bad);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("keyVaultIdentityId must be an ARM ID of the form")),
+            "{bad} admitted: {errors:#?}"
+        );
+    }
+}
+
 /// The network rules, computed the plain way: is the IP inside the prefix and not one of the
 /// four addresses Azure reserves at its start; do two prefixes overlap.
 fn prefix(net: Ipv4Addr, len: u8) -> String {
