@@ -17,13 +17,15 @@ pub enum Certificate {
         password: String,
         fingerprint: String,
     },
+    /// A Key Vault secret the gateway reads as a user-assigned managed identity (ARM rejects a
+    /// `keyVaultSecretId` on a gateway without one).
     KeyVault {
         secret_id: String,
+        /// ARM ID of the user-assigned identity, put on the gateway's `identity`.
+        identity_id: String,
     },
     /// Not resolved (offline `plan`/`audit` without the Secret): the gateway step cannot be built.
-    Unresolved {
-        reason: String,
-    },
+    Unresolved { reason: String },
 }
 
 impl std::fmt::Debug for Certificate {
@@ -33,21 +35,49 @@ impl std::fmt::Debug for Certificate {
             Certificate::Pfx { fingerprint, .. } => {
                 write!(f, "Pfx {{ fingerprint: {fingerprint} }}")
             }
-            Certificate::KeyVault { secret_id } => write!(f, "KeyVault {{ {secret_id} }}"),
+            Certificate::KeyVault {
+                secret_id,
+                identity_id,
+            } => write!(f, "KeyVault {{ {secret_id} as {identity_id} }}"),
             Certificate::Unresolved { reason } => write!(f, "Unresolved {{ {reason} }}"),
         }
     }
 }
 
 impl Certificate {
-    /// What the gateway's `fhirlock.io/tls` tag records for this certificate.
+    /// What the gateway's `fhirlock.io/tls` tag records for this certificate. For Key Vault it
+    /// names the secret and a short digest of the identity (case-insensitive, as ARM IDs are), so
+    /// a new identity changes the marker too. The whole ID would not fit in a tag value: Azure
+    /// allows 256 characters, and the longest secret ID the API admits leaves room for 10 hex digits.
     pub fn marker(&self) -> Option<String> {
         match self {
             Certificate::Pfx { fingerprint, .. } => Some(format!("sha256:{fingerprint}")),
-            Certificate::KeyVault { secret_id } => Some(format!("keyvault:{secret_id}")),
+            Certificate::KeyVault {
+                secret_id,
+                identity_id,
+            } => Some(format!(
+                "keyvault:{secret_id}{IDENTITY_MARK}{}",
+                identity_digest(identity_id)
+            )),
             Certificate::Unresolved { .. } => None,
         }
     }
+}
+
+/// What separates the secret ID from the identity's digest in a Key Vault marker.
+pub(crate) const IDENTITY_MARK: &str = ";identity:";
+
+/// 10 hex digits naming an identity ID, whatever its case.
+pub(crate) fn identity_digest(identity_id: &str) -> String {
+    let id = identity_id.trim_end_matches('/').to_ascii_lowercase();
+    format!("{:010x}", fnv1a(id.as_bytes()) >> 24)
+}
+
+/// FNV-1a, 64 bits: a stable digest for change detection (not for security; the ID is public).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 #[derive(Clone, Debug, PartialEq)]

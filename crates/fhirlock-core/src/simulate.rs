@@ -34,6 +34,16 @@ pub fn apply(o: &Observed, step: &Step) -> Observed {
                     }
                 }
             }
+            // ARM fills in each user-assigned identity's principalId and clientId.
+            if let Some(users) = gw
+                .pointer_mut("/identity/userAssignedIdentities")
+                .and_then(Value::as_object_mut)
+            {
+                for entry in users.values_mut() {
+                    entry["principalId"] = json!("00000000-0000-4000-8000-0000000000a1");
+                    entry["clientId"] = json!("00000000-0000-4000-8000-0000000000c1");
+                }
+            }
             gw["properties"]["provisioningState"] = json!("Succeeded");
             next.gateway = Some(gw);
         }

@@ -306,7 +306,7 @@ fn codes(f: &[&Finding]) -> String {
 /// What people outside Azure still need to do.
 pub fn next_steps(d: &Desired, gateway_ip: Option<&str>) -> Vec<String> {
     let ip = gateway_ip.unwrap_or(&d.gateway.private_ip);
-    vec![
+    let mut steps = vec![
         format!(
             "Ask the HSCN network team to forward the HSCN address assigned to this service to the gateway's private IP {ip}"
         ),
@@ -318,5 +318,15 @@ pub fn next_steps(d: &Desired, gateway_ip: Option<&str>) -> Vec<String> {
             "Keep the certificate for {} valid: fhirlock updates the gateway when the certificate changes",
             d.gateway.host_name
         ),
-    ]
+    ];
+    if let crate::desired::Certificate::KeyVault {
+        secret_id,
+        identity_id,
+    } = &d.gateway.certificate
+    {
+        steps.push(format!(
+            "Grant the gateway's identity {identity_id} the Key Vault Secrets User role on {secret_id} (or get on secrets in the vault's access policy), and give the gateway subnet a private path to the vault (a private endpoint, or the Microsoft.KeyVault service endpoint): fhirlock attaches the identity but does not grant it access"
+        ));
+    }
+    steps
 }

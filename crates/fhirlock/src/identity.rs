@@ -131,8 +131,17 @@ impl Identities {
     async fn certificate(&self, sfe: &SecuredFhirEndpoint, ns: &str) -> Result<Certificate, Stall> {
         let tls = &sfe.spec.gateway.tls;
         if let Some(id) = &tls.key_vault_secret_id {
+            // Admission requires keyVaultIdentityId with keyVaultSecretId; an object stored
+            // before that rule existed stalls here instead of failing in Azure.
+            let Some(identity) = &tls.key_vault_identity_id else {
+                return Err(stall(
+                    "InvalidSpec",
+                    "spec.gateway.tls.keyVaultIdentityId is required with keyVaultSecretId: set it to the resource ID of a user-assigned identity that holds Key Vault Secrets User on the secret",
+                ));
+            };
             return Ok(Certificate::KeyVault {
                 secret_id: id.clone(),
+                identity_id: identity.clone(),
             });
         }
         let Some(r) = &tls.secret_ref else {
