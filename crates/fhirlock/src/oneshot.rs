@@ -89,6 +89,11 @@ pub fn desired(t: &Target, sfe: &SecuredFhirEndpoint) -> anyhow::Result<Desired>
     let cert = match (&tls.key_vault_secret_id, &t.tls_cert, &t.tls_key) {
         (Some(id), _, _) => Certificate::KeyVault {
             secret_id: id.clone(),
+            // load() admitted the manifest, and admission requires the identity with the secret.
+            identity_id: tls
+                .key_vault_identity_id
+                .clone()
+                .context("spec.gateway.tls.keyVaultIdentityId is required with keyVaultSecretId")?,
         },
         (None, Some(c), Some(k)) => {
             crate::tls::pfx_from_pem(&std::fs::read(c)?, &std::fs::read(k)?)?
