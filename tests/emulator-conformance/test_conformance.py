@@ -140,6 +140,29 @@ def test_public_ip_and_application_gateway_crud_and_conflict(emu, agw_subnet):
         net.application_gateways.get(NET_RG, "conf-agw")
 
 
+def test_key_vault_certificate_needs_a_user_assigned_identity(emu, agw_subnet):
+    net = emu.network()
+    agw_id = f"/subscriptions/{SUB}/resourceGroups/{NET_RG}/providers/Microsoft.Network/applicationGateways/conf-agw-kv"
+    uai = f"/subscriptions/{SUB}/resourceGroups/{APP_RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-agw"
+    body = _gateway_body(agw_id, agw_subnet)
+    body["properties"]["frontendIPConfigurations"][0]["properties"]["privateIPAddress"] = "10.20.1.11"
+    body["properties"]["sslCertificates"] = [
+        {"name": "kv", "properties": {"keyVaultSecretId": "https://fhir-vault.vault.azure.net/secrets/fhir-tls"}}
+    ]
+    with pytest.raises(HttpResponseError) as e:
+        net.application_gateways.begin_create_or_update(NET_RG, "conf-agw-kv", body)
+    assert e.value.status_code == 400
+    assert e.value.error.code == "ApplicationGatewayKeyVaultSecretRequiresUserAssignedIdentity"
+    body["identity"] = {"type": "UserAssigned", "userAssignedIdentities": {uai: {}}}
+    g = net.application_gateways.begin_create_or_update(NET_RG, "conf-agw-kv", body).result()
+    entry = g["identity"]["userAssignedIdentities"][uai]
+    assert entry["principalId"] and entry["clientId"]
+    # The SDK's read-modify-write sends the model back as it came; the identity survives unchanged.
+    g2 = net.application_gateways.begin_create_or_update(NET_RG, "conf-agw-kv", g).result()
+    assert g2["identity"] == g["identity"]
+    net.application_gateways.begin_delete(NET_RG, "conf-agw-kv").result()
+
+
 def test_web_plan_site_config_and_vnet_integration(emu):
     net = emu.network()
     net.subnets.begin_create_or_update(

@@ -240,6 +240,17 @@ const AGW_COLLECTIONS: &[&str] = &[
 pub fn render_gateway(_state: &State, r: &Resource) -> Value {
     let mut v = base(r, NET_AGW);
     obj(&mut v).insert("etag".into(), json!(r.etag));
+    if let Some(Value::Object(users)) = v
+        .get_mut("identity")
+        .and_then(|i| i.get_mut("userAssignedIdentities"))
+    {
+        for (id, entry) in users.iter_mut() {
+            let e = obj(entry);
+            for (k, x) in user_assigned_entry(id).as_object().expect("object") {
+                e.insert(k.clone(), x.clone());
+            }
+        }
+    }
     let original = props(&r.body).clone();
     // Back-references: (collection, child name) -> (field, [ids]).
     let mut backrefs: Vec<(String, String, &str, String)> = vec![];
@@ -572,6 +583,11 @@ pub fn strip_read_only(rtype: &str, body: &mut Value) {
     if !rtype.eq_ignore_ascii_case("resourceGroups") {
         o.remove("name");
     }
+    if rtype.eq_ignore_ascii_case(NET_AGW)
+        && let Some(Value::Object(identity)) = o.get_mut("identity")
+    {
+        strip_identity(identity);
+    }
     let Some(Value::Object(p)) = o.get_mut("properties") else {
         return;
     };
@@ -666,6 +682,29 @@ pub fn strip_read_only(rtype: &str, body: &mut Value) {
     }
 }
 
+/// The server-made parts of a managed identity (§2.2): `principalId`/`tenantId` beside the type
+/// and `principalId`/`clientId` inside each user-assigned entry.
+fn strip_identity(identity: &mut Map<String, Value>) {
+    identity.remove("principalId");
+    identity.remove("tenantId");
+    if let Some(Value::Object(users)) = identity.get_mut("userAssignedIdentities") {
+        for entry in users.values_mut() {
+            let e = obj(entry);
+            e.remove("principalId");
+            e.remove("clientId");
+        }
+    }
+}
+
+/// A user-assigned identity entry as ARM returns it: the identity's own service principal and
+/// client IDs (the same wherever the identity is attached; stable GUIDs derived from its ID here).
+pub fn user_assigned_entry(identity_id: &str) -> Value {
+    json!({
+        "principalId": stable_guid(&format!("{identity_id}/principalId")),
+        "clientId": stable_guid(&format!("{identity_id}/clientId")),
+    })
+}
+
 /// JSON merge for PATCH: objects merge recursively, arrays and scalars replace (§4.3, §3.4).
 pub fn merge(target: &mut Value, patch: &Value) {
     match (target, patch) {
@@ -755,5 +794,32 @@ mod tests {
             b,
             json!({"properties": {"addressPrefix": "10.0.0.0/24", "futureField": {"a": 1}, "delegations": [{"name": "d", "properties": {"serviceName": "S"}}]}})
         );
+    }
+
+    #[test]
+    fn gateway_identity_ids_are_server_made() {
+        let uai = "/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-agw";
+        // (what a client sends, what is stored)
+        let table = [
+            (
+                json!({"type": "UserAssigned", "principalId": "p", "tenantId": "t", "futureField": 1,
+                    "userAssignedIdentities": {uai: {"principalId": "p1", "clientId": "c1", "futureEntryField": 2}}}),
+                json!({"type": "UserAssigned", "futureField": 1, "userAssignedIdentities": {uai: {"futureEntryField": 2}}}),
+            ),
+            (
+                json!({"type": "UserAssigned", "userAssignedIdentities": {uai: {}}}),
+                json!({"type": "UserAssigned", "userAssignedIdentities": {uai: {}}}),
+            ),
+            (json!({"type": "None"}), json!({"type": "None"})),
+        ];
+        for (sent, stored) in table {
+            let mut b = json!({"location": "uksouth", "identity": sent, "properties": {}});
+            strip_read_only(NET_AGW, &mut b);
+            assert_eq!(b["identity"], stored);
+        }
+        // Read back, each entry carries the identity's own IDs, the same on every read.
+        let e = user_assigned_entry(uai);
+        assert_eq!(e, user_assigned_entry(&uai.to_ascii_uppercase()));
+        assert_ne!(e["principalId"], e["clientId"]);
     }
 }

@@ -303,6 +303,18 @@ pub fn gateway_put(
             }
         }
     }
+    // A Key Vault certificate is fetched as a user-assigned identity of the gateway (§2.6).
+    let key_vault = arr("sslCertificates")
+        .iter()
+        .any(|c| c["properties"]["keyVaultSecretId"].is_string());
+    if key_vault && !has_user_assigned_identity(body) {
+        return Err(ArmError::bad_request(
+            "ApplicationGatewayKeyVaultSecretRequiresUserAssignedIdentity",
+            format!(
+                "Application Gateway {agw_id} requires a 'UserAssigned' Identity with 'get' access policy to the referenced KeyVault. Please provide so by using top level 'Identity' property."
+            ),
+        ));
+    }
     let gw_subnets: Vec<String> = arr("gatewayIPConfigurations")
         .iter()
         .filter_map(|c| c["properties"]["subnet"]["id"].as_str().map(str::to_string))
@@ -434,6 +446,17 @@ pub fn gateway_put(
         }
     }
     Ok(())
+}
+
+/// `identity.type` includes UserAssigned and at least one identity is named.
+fn has_user_assigned_identity(body: &Value) -> bool {
+    let identity = &body["identity"];
+    identity["type"]
+        .as_str()
+        .is_some_and(|t| t.to_ascii_lowercase().contains("userassigned"))
+        && identity["userAssignedIdentities"]
+            .as_object()
+            .is_some_and(|m| !m.is_empty())
 }
 
 fn collect_refs(v: &Value, out: &mut Vec<String>) {

@@ -564,6 +564,142 @@ fn s7_4_routing_rule_priority_is_mandatory_from_2021_08_01() {
     );
 }
 
+fn key_vault_gateway(identity: Option<Value>) -> Value {
+    let mut b = gateway_body(None);
+    b["properties"]["sslCertificates"] = json!([{"name": "cert", "properties": {
+        "keyVaultSecretId": "https://fhir-vault.vault.azure.net/secrets/fhir-tls"}}]);
+    if let Some(i) = identity {
+        b["identity"] = i;
+    }
+    b
+}
+
+fn uai(name: &str) -> String {
+    format!(
+        "{}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}",
+        rg("fhir")
+    )
+}
+
+#[test]
+fn s7_4_key_vault_certificate_needs_a_user_assigned_identity() {
+    let mut h = H::new();
+    agw_subnet(&mut h);
+    register_isolation(&mut h);
+    for (case, identity) in [
+        ("no identity", None),
+        ("type None", Some(json!({"type": "None"}))),
+        (
+            "UserAssigned naming no identity",
+            Some(json!({"type": "UserAssigned", "userAssignedIdentities": {}})),
+        ),
+        (
+            "identities listed but the type is not UserAssigned",
+            Some(json!({"type": "SystemAssigned", "userAssignedIdentities": {uai("id-agw"): {}}})),
+        ),
+    ] {
+        let v = h.fails(
+            "PUT",
+            &agw_id("agw-fhir"),
+            NET,
+            Some(key_vault_gateway(identity)),
+            400,
+            "ApplicationGatewayKeyVaultSecretRequiresUserAssignedIdentity",
+        );
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains(&agw_id("agw-fhir")) && msg.contains("top level 'Identity' property"),
+            "{case}: {msg}"
+        );
+    }
+    // Nothing was stored.
+    h.fails(
+        "GET",
+        &agw_id("agw-fhir"),
+        NET,
+        None,
+        404,
+        "ResourceNotFound",
+    );
+    // A PFX certificate needs no identity.
+    h.ok("PUT", &agw_id("agw-fhir"), NET, Some(gateway_body(None)));
+}
+
+#[test]
+fn s7_5_gateway_identity_reads_back_with_principal_and_client_ids() {
+    let mut h = H::new();
+    agw_subnet(&mut h);
+    register_isolation(&mut h);
+    let (a, b) = (uai("id-agw"), uai("id-monitoring"));
+    let put = key_vault_gateway(Some(json!({
+        "type": "UserAssigned",
+        "userAssignedIdentities": {a.clone(): {}, b.clone(): {}},
+    })));
+    let created = h.call("PUT", &agw_id("agw-fhir"), NET, Some(put));
+    assert_eq!(
+        created.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&created.body)
+    );
+    h.settle();
+    let g = h.ok("GET", &agw_id("agw-fhir"), NET, None);
+    assert_eq!(g["identity"]["type"], "UserAssigned");
+    let users = g["identity"]["userAssignedIdentities"].as_object().unwrap();
+    assert_eq!(users.len(), 2);
+    let guid = |v: &Value| {
+        v.as_str()
+            .is_some_and(|s| s.len() == 36 && s.matches('-').count() == 4)
+    };
+    for (id, entry) in users {
+        assert!(
+            guid(&entry["principalId"]) && guid(&entry["clientId"]),
+            "{id}: {entry}"
+        );
+        assert_ne!(entry["principalId"], entry["clientId"]);
+    }
+    assert_ne!(users[&a]["principalId"], users[&b]["principalId"]);
+    assert_eq!(
+        g["properties"]["sslCertificates"][0]["properties"]["keyVaultSecretId"],
+        "https://fhir-vault.vault.azure.net/secrets/fhir-tls"
+    );
+    // The read-back written back (principalId and clientId included, as an SDK read-modify-write
+    // may send them) is accepted, and stored without them: the IDs are the identity's own.
+    h.ok("PUT", &agw_id("agw-fhir"), NET, Some(g.clone()));
+    h.settle();
+    let again = h.ok("GET", &agw_id("agw-fhir"), NET, None);
+    assert_eq!(again["identity"], g["identity"]);
+    let state = h.raw(arm_emulator::engine::Request::new(
+        "GET",
+        "/_emulator/state",
+    ));
+    let stored = state.json_body().to_string();
+    assert!(
+        !stored.contains(
+            g["identity"]["userAssignedIdentities"][&a]["principalId"]
+                .as_str()
+                .unwrap()
+        ),
+        "server-made IDs are derived on read, not stored"
+    );
+    // Dropping the identity while the certificate still comes from Key Vault is refused, and the
+    // gateway keeps what it had.
+    let mut without = g.clone();
+    without.as_object_mut().unwrap().remove("identity");
+    h.fails(
+        "PUT",
+        &agw_id("agw-fhir"),
+        NET,
+        Some(without),
+        400,
+        "ApplicationGatewayKeyVaultSecretRequiresUserAssignedIdentity",
+    );
+    assert_eq!(
+        h.ok("GET", &agw_id("agw-fhir"), NET, None)["identity"],
+        g["identity"]
+    );
+}
+
 #[test]
 fn s7_4_site_integration_needs_serverfarms_delegation_and_creates_service_association_link() {
     let mut h = H::new();
