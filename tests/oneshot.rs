@@ -336,6 +336,76 @@ async fn fields_set_out_of_band_survive_a_full_convergence() {
 }
 
 #[tokio::test]
+async fn a_key_vault_certificate_puts_its_identity_on_the_gateway() {
+    let emu = Emulator::start("arm-emulator-estate.yaml", 0.01);
+    let identity = |name: &str| {
+        format!(
+            "{}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}",
+            rg("fhir")
+        )
+    };
+    let secret = "https://fhir-vault.vault.azure.net/secrets/fhir-tls";
+    let manifest = |identity_id: &str| {
+        let mut m = fhirlock_api::fixtures::base_example();
+        m["spec"]["gateway"]["tls"] =
+            json!({"keyVaultSecretId": secret, "keyVaultIdentityId": identity_id});
+        let file = emu.dir().join("key-vault.yaml");
+        std::fs::write(&file, serde_yaml::to_string(&m).unwrap()).unwrap();
+        file.to_str().unwrap().to_owned()
+    };
+    let apply = |file: &str| fhirlock(&emu, &["apply", "-f", file, "--timeout-seconds", "300"]);
+    let portal = emu.portal();
+
+    // The emulator, like Azure, refuses a Key Vault certificate on a gateway without a
+    // user-assigned identity: apply converging at all shows fhirlock sent one.
+    let first = identity("id-agw-fhir");
+    let (code, out, err) = apply(&manifest(&first));
+    assert_eq!(code, 0, "apply failed:\n{out}\n{err}");
+    let gw = portal.get(&gateway(), NET).await.unwrap().unwrap();
+    assert_eq!(gw["identity"]["type"], "UserAssigned");
+    let users = gw["identity"]["userAssignedIdentities"]
+        .as_object()
+        .unwrap();
+    assert_eq!(users.keys().collect::<Vec<_>>(), vec![&first]);
+    assert!(users[&first]["principalId"].is_string());
+    assert_eq!(
+        gw["properties"]["sslCertificates"][0]["properties"]["keyVaultSecretId"],
+        secret
+    );
+
+    // ARM's principalId and clientId are no drift: a second apply only reads.
+    emu.reset_stats().await;
+    let (code, out, _) = apply(&manifest(&first));
+    assert_eq!(code, 0);
+    assert!(out.contains("converged: 0 write(s)"), "{out}");
+    assert_eq!(emu.operator_requests().await.1, 0);
+
+    // Someone attaches another identity in the portal; a new keyVaultIdentityId replaces the
+    // one fhirlock attached and keeps theirs.
+    let theirs = identity("id-monitoring");
+    let mut gw = portal.get(&gateway(), NET).await.unwrap().unwrap();
+    gw["identity"]["userAssignedIdentities"][&theirs] = json!({});
+    settle(&portal, portal.put(&gateway(), NET, &gw).await.unwrap()).await;
+    let (code, out, _) = apply(&manifest(&first));
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("converged: 0 write(s)"),
+        "another identity is no drift: {out}"
+    );
+    let second = identity("id-agw-fhir-2");
+    let (code, out, err) = apply(&manifest(&second));
+    assert_eq!(code, 0, "{out}\n{err}");
+    let gw = portal.get(&gateway(), NET).await.unwrap().unwrap();
+    let mut keys: Vec<&String> = gw["identity"]["userAssignedIdentities"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    keys.sort();
+    assert_eq!(keys, vec![&second, &theirs]);
+}
+
+#[tokio::test]
 async fn injected_faults_do_not_stop_convergence_or_duplicate_anything() {
     let emu = Emulator::start("arm-emulator-estate.yaml", 0.01);
     emu.faults(json!([
