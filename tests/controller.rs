@@ -67,7 +67,13 @@ fn apply_then_ready_and_describe_tells_the_story() {
     let _s = serial();
     let ns = namespace("e2e-ready");
     let emu = Emulator::start("arm-emulator-estate.yaml", 0.01);
-    let op = Operator::start(&emu, &tenancy(emu.dir(), &[&ns], None), None, &[]);
+    // A resync longer than the test, so that every read below is one convergence needed.
+    let op = Operator::start(
+        &emu,
+        &tenancy(emu.dir(), &[&ns], None),
+        None,
+        &["--resync-seconds", "600"],
+    );
     tls_secret(&ns, "fhir-tls", "fhir.trust.nhs.uk", emu.dir());
     let name = apply_endpoint(&ns, emu.dir(), &[]);
     let obj = wait_for(&op, &ns, &name, READY, "Ready", is_ready);
@@ -117,6 +123,28 @@ fn apply_then_ready_and_describe_tells_the_story() {
     assert!(
         table.contains("True") && table.contains("Secured") && table.contains("10.20.1.10"),
         "{table}"
+    );
+    // Reads to converge: a full look (7 GETs) at the start and one to confirm Ready; between
+    // them, after each long-running operation (2 subnets, the Cosmos rule, the gateway, the Cosmos
+    // lockdown) one GET of what it changed, and nothing after a write ARM answered with the
+    // resource. Only full looks read the feature registration. Operation polls are apart.
+    let gets = |kind: &str| {
+        requests_by(&emu, fhirlock_tests::emulator::OPERATOR_OBJECT, |e| {
+            e["method"] == "GET" && e["resourceType"].as_str().unwrap() == kind
+        })
+    };
+    let resource_gets = requests_by(&emu, fhirlock_tests::emulator::OPERATOR_OBJECT, |e| {
+        e["method"] == "GET" && !e["resourceType"].as_str().unwrap().contains("/operations")
+    });
+    assert_eq!(gets("Microsoft.Features/features"), 2, "full looks");
+    assert_eq!(gets("Microsoft.Network/virtualNetworks/subnets"), 2);
+    assert_eq!(gets("Microsoft.DocumentDB/databaseAccounts"), 4);
+    assert_eq!(resource_gets, 2 * 7 + 5, "{}", rt().block_on(emu.stats()));
+    assert_eq!(
+        op.readyz(),
+        200,
+        "/readyz once the cache is synced\n{}",
+        op.logs()
     );
     let metrics = op.metrics();
     assert!(metrics.contains("fhirlock_endpoint_ready"), "{metrics}");

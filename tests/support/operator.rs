@@ -81,11 +81,12 @@ impl Operator {
             config.display().to_string(),
             "--metrics-addr".into(),
             format!("127.0.0.1:{port}"),
-            "--resync-seconds".into(),
-            "3".into(),
             "--log-format".into(),
             "text".into(),
         ];
+        if !extra.contains(&"--resync-seconds") {
+            args.extend(["--resync-seconds".into(), "3".into()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut env: Vec<(String, String)> = emu
             .env()
@@ -173,6 +174,22 @@ impl Operator {
             .output()
             .unwrap();
         text(&out.stdout)
+    }
+
+    /// The HTTP status of `/readyz` (what the Deployment's readiness probe asks).
+    pub fn readyz(&self) -> u16 {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &format!("http://127.0.0.1:{}/readyz", self.metrics_port),
+            ])
+            .output()
+            .unwrap();
+        text(&out.stdout).trim().parse().unwrap_or(0)
     }
 }
 

@@ -299,7 +299,8 @@ pub async fn apply(t: &Target, timeout: Duration) -> anyhow::Result<i32> {
         })
         .await
         {
-            Ok(Applied::Done { writes: n }) => {
+            Ok(Applied::Done { answers }) => {
+                let n = answers.len();
                 writes += n;
                 if n == 0 {
                     // Only waiting steps: Azure is still settling (an endpoint provisioning).
@@ -307,11 +308,11 @@ pub async fn apply(t: &Target, timeout: Duration) -> anyhow::Result<i32> {
                 }
             }
             Ok(Applied::Pending {
-                writes: n,
+                answers,
                 operation,
                 step,
             }) => {
-                writes += n;
+                writes += answers.len() + 1;
                 loop {
                     match arm.poll(&operation).await {
                         Ok(OperationStatus::InProgress { retry_after }) => {
