@@ -407,7 +407,7 @@ impl Operator {
         loop {
             let ok = op
                 .http
-                .get(format!("http://127.0.0.1:{port}/healthz"))
+                .get(format!("http://127.0.0.1:{port}/readyz"))
                 .send()
                 .await
                 .is_ok_and(|r| r.status().is_success());

@@ -15,8 +15,8 @@ use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{self, finalizer};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt as _, watcher};
 
 use crate::config::OperatorConfig;
 use crate::identity::Identities;
@@ -129,25 +129,35 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         write_capacity: Mutex::new(HashMap::new()),
         read_capacity: Mutex::new(HashMap::new()),
         own_writes: Mutex::new(HashMap::new()),
+        followups: Mutex::new(HashMap::new()),
     });
 
     // One malformed object must not stop the watch: DeserializeGuard keeps it out of the cache.
     let endpoints: Api<DeserializeGuard<SecuredFhirEndpoint>> = Api::all(client.clone());
-    let controller = Controller::new(endpoints, watcher::Config::default().any_semantic());
-    let store = controller.store();
-    let secrets_store = store.clone();
+    // Ready (`/readyz`) once the first list of endpoints is in the cache. Signalled from the watch
+    // stream itself rather than `Store::wait_until_ready`: in kube-runtime 5 that future wakes only
+    // its latest waiter, and the Controller waits on it too, so a second waiter never woke and
+    // `/readyz` stayed 503 (found by `apply_then_ready_and_describe_tells_the_story`).
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
+    let (store, writer) = reflector::store();
+    let stream = watcher(endpoints, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .inspect(move |event| {
+            if matches!(event, Ok(watcher::Event::InitDone)) && !*ready_tx.borrow() {
+                ready_tx.send_replace(true);
+                tracing::info!("the endpoint cache is synced: ready");
+            }
+        })
+        .applied_objects();
+    let controller = Controller::for_stream(stream, store.clone());
+    let secrets_store = store;
     tokio::spawn(telemetry::serve(
         args.metrics_addr,
         metrics,
         ready_rx,
         shutdown.clone(),
     ));
-    tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
-            let _ = ready_tx.send(true);
-        }
-    });
 
     tracing::info!(
         identity,
@@ -215,6 +225,8 @@ async fn reconcile_guarded(
         }
     };
     if !*ctx.is_leader.borrow() {
+        // What a former leadership learnt from its writes is stale by the time it leads again.
+        ctx.followups.lock().unwrap().clear();
         return Ok(Action::requeue(Duration::from_secs(15)));
     }
     let span = tracing::info_span!("reconcile", endpoint = %format!("{}/{}", sfe.namespace().unwrap_or_default(), sfe.name_any()));
