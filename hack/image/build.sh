@@ -3,9 +3,9 @@
 #
 #   1. A statically linked fhirlock for x86_64-unknown-linux-musl. Rust links musl's libc.a into
 #      every musl executable, so the result has no program interpreter and no shared library (the
-#      checks below refuse anything else), and no glibc limits: no NSS modules to miss, no
-#      glibc-version coupling. musl resolves names itself from /etc/hosts and /etc/resolv.conf,
-#      which is all a pod has.
+#      checks below refuse anything else). Unlike static glibc it has no NSS modules to miss (musl
+#      resolves names itself from /etc/hosts and /etc/resolv.conf, which is all a pod has) and
+#      needs no /dev/urandom (randomness comes from the getrandom system call).
 #      What it needs, installed here when missing (idempotent, quiet when present):
 #        - Rust's standard library for musl: `rustup target add x86_64-unknown-linux-musl`
 #          (downloads from static.rust-lang.org);
