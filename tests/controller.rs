@@ -395,13 +395,51 @@ fn an_endpoint_outside_its_namespace_scopes_stalls_with_zero_azure_calls() {
         "{stalled}"
     );
     assert_eq!(condition(&obj, "Ready").unwrap()["status"], "False");
+
+    // In scope, but its identityRef names a Secret that is missing, then one without clientId.
+    tls_secret(&ns_ok, "fhir-tls", "fhir.trust.nhs.uk", emu.dir());
+    let example: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(testenv::workspace_root().join("examples/fhir-endpoint.yaml"))
+            .unwrap(),
+    )
+    .unwrap();
+    let mut spec = example["spec"].clone();
+    spec["identityRef"] = json!({"name": "fhir-azure"});
+    let name = apply_endpoint(&ns_ok, emu.dir(), &[("/spec", spec)]);
+    let stalled_for = |reason: &str| {
+        let obj = wait_for(&op, &ns_ok, &name, Duration::from_secs(60), reason, |o| {
+            condition(o, "Stalled").is_some_and(|c| c["reason"] == reason)
+        });
+        condition(&obj, "Stalled").unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let message = stalled_for("IdentityNotFound");
+    assert!(
+        message.contains(&format!(
+            "identity Secret {ns_ok}/fhir-azure does not exist"
+        )),
+        "{message}"
+    );
+    kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "fhir-azure",
+        "-n",
+        &ns_ok,
+        "--from-literal=tenantId=6f1c2a52-0000-4000-8000-00000000a001",
+    ]);
+    let message = stalled_for("InvalidIdentity");
+    assert!(message.contains("needs tenantId and clientId"), "{message}");
+
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(
         rt().block_on(emu.operator_requests()),
         (0, 0, 0),
-        "an out-of-scope endpoint caused Azure calls"
+        "an endpoint stalled before Azure caused Azure calls"
     );
-    let _ = ns_ok;
     drop(op);
 }
 

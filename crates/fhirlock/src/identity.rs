@@ -186,28 +186,7 @@ impl Identities {
     ) -> Result<(String, CredentialConfig), Stall> {
         // identityRef in the spec names a Secret of this namespace; otherwise the tenant's identity.
         if let Some(r) = &sfe.spec.identity_ref {
-            let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
-            let s = secrets
-                .get_opt(&r.name)
-                .await
-                .map_err(|e| {
-                    stall(
-                        "SecretUnreadable",
-                        format!("reading identity Secret {ns}/{}: {e}", r.name),
-                    )
-                })?
-                .ok_or_else(|| {
-                    stall(
-                        "IdentityNotFound",
-                        format!("identity Secret {ns}/{} does not exist", r.name),
-                    )
-                })?;
-            let version = s.resource_version().unwrap_or_default();
-            let data = s.data.unwrap_or_default();
-            let get = |k: &str| {
-                data.get(k)
-                    .map(|v| String::from_utf8_lossy(&v.0).trim().to_owned())
-            };
+            let (version, get) = self.identity_secret(ns, &r.name, "identity Secret").await?;
             let (Some(tenant_id), Some(client_id)) = (get("tenantId"), get("clientId")) else {
                 return Err(stall(
                     "InvalidIdentity",
@@ -247,34 +226,13 @@ impl Identities {
             ));
         }
         if let Some(c) = &identity.client_secret {
-            let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
-            let s = secrets
-                .get_opt(&c.secret_name)
-                .await
-                .map_err(|e| {
-                    stall(
-                        "SecretUnreadable",
-                        format!("reading Secret {ns}/{}: {e}", c.secret_name),
-                    )
-                })?
-                .ok_or_else(|| {
-                    stall(
-                        "IdentityNotFound",
-                        format!("Secret {ns}/{} does not exist", c.secret_name),
-                    )
-                })?;
-            let version = s.resource_version().unwrap_or_default();
-            let secret = s
-                .data
-                .unwrap_or_default()
-                .get("clientSecret")
-                .map(|v| String::from_utf8_lossy(&v.0).trim().to_owned())
-                .ok_or_else(|| {
-                    stall(
-                        "InvalidIdentity",
-                        format!("Secret {ns}/{} has no clientSecret key", c.secret_name),
-                    )
-                })?;
+            let (version, get) = self.identity_secret(ns, &c.secret_name, "Secret").await?;
+            let secret = get("clientSecret").ok_or_else(|| {
+                stall(
+                    "InvalidIdentity",
+                    format!("Secret {ns}/{} has no clientSecret key", c.secret_name),
+                )
+            })?;
             return Ok((
                 format!("secret:{ns}/{}@{version}", c.secret_name),
                 CredentialConfig::ClientSecret {
@@ -291,6 +249,38 @@ impl Identities {
             )
         })?;
         Ok(("operator".into(), operator.credential))
+    }
+
+    /// A Secret holding credentials: its resourceVersion (a changed Secret builds a new client),
+    /// and a reader of its keys as trimmed text. Missing or unreadable is a stall, named as `what`.
+    async fn identity_secret(
+        &self,
+        ns: &str,
+        name: &str,
+        what: &str,
+    ) -> Result<(String, impl Fn(&str) -> Option<String>), Stall> {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        let s = secrets
+            .get_opt(name)
+            .await
+            .map_err(|e| {
+                stall(
+                    "SecretUnreadable",
+                    format!("reading {what} {ns}/{name}: {e}"),
+                )
+            })?
+            .ok_or_else(|| {
+                stall(
+                    "IdentityNotFound",
+                    format!("{what} {ns}/{name} does not exist"),
+                )
+            })?;
+        let version = s.resource_version().unwrap_or_default();
+        let data = s.data.unwrap_or_default();
+        Ok((version, move |k: &str| {
+            data.get(k)
+                .map(|v| String::from_utf8_lossy(&v.0).trim().to_owned())
+        }))
     }
 
     fn federated(
