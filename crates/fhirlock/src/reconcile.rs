@@ -139,6 +139,14 @@ pub async fn apply(sfe: Arc<SecuredFhirEndpoint>, ctx: Arc<Context>) -> Result<A
     let (d, arm) = (resolved.desired, resolved.arm);
 
     // ---- observe (resuming an operation in flight) -----------------------------------------------
+    // A poll and a look cost up to 8 reads: hold back while the read bucket is below fhirlock's
+    // share. Checked once, before the poll: a reconcile that polled and was then held back would
+    // poll again next time, and many endpoints doing so spent the whole bucket on polls while none
+    // got further (benchmark B5: 0 of 100 Ready after 240 s, reads at exactly the refill rate).
+    if let Some(wait) = read_wait(&ctx, &arm, &d.subscription) {
+        ctx.metrics.reconcile("ok", started.elapsed());
+        return Ok(Action::requeue(wait.mul_f64(rand::random_range(1.0..2.0))));
+    }
     if let Some(p) = previous.pending_operations.first() {
         let op = operation_of(p);
         match arm.poll(&op).await {
@@ -182,11 +190,6 @@ pub async fn apply(sfe: Arc<SecuredFhirEndpoint>, ctx: Arc<Context>) -> Result<A
         }
     }
     // ---- observe, then plan (pure) -------------------------------------------------------------
-    // Observing costs up to 7 reads: hold back while the read bucket is below fhirlock's share.
-    if let Some(wait) = read_wait(&ctx, &arm, &d.subscription) {
-        ctx.metrics.reconcile("ok", started.elapsed());
-        return Ok(Action::requeue(wait.mul_f64(rand::random_range(1.0..2.0))));
-    }
     // Right after its own writes fhirlock reads back only what their answers did not tell it, and
     // plans the next step on that. Anything else, including "nothing left to do", is judged on a
     // full read.
