@@ -225,8 +225,10 @@ async fn reconcile_guarded(
         }
     };
     if !*ctx.is_leader.borrow() {
-        // What a former leadership learnt from its writes is stale by the time it leads again.
+        // What a former leadership learnt is stale: its writes' answers by the time it leads
+        // again, its per-endpoint metrics at once (the new leader exports them).
         ctx.followups.lock().unwrap().clear();
+        ctx.metrics.forget_all_endpoints();
         return Ok(Action::requeue(Duration::from_secs(15)));
     }
     let span = tracing::info_span!("reconcile", endpoint = %format!("{}/{}", sfe.namespace().unwrap_or_default(), sfe.name_any()));

@@ -278,6 +278,18 @@ impl Metrics {
         }
     }
 
+    /// Drops every per-endpoint series: a replica that is not (or no longer) the leader must not
+    /// keep exporting what it last saw, or alerts that sum or take the maximum across replicas
+    /// would count stale values (a lost Lease leaves the old leader running).
+    pub fn forget_all_endpoints(&self) {
+        self.endpoint_ready.clear();
+        self.findings.clear();
+        self.finding_codes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     /// Seconds an endpoint took to become Ready.
     pub fn time_to_ready(&self, seconds: f64) {
         self.time_to_ready.observe(seconds);
@@ -546,6 +558,25 @@ mod tests {
         assert_eq!(samples(&text, "fhirlock_findings{").len(), 1);
         // Forgetting an unknown endpoint is harmless.
         m.forget_endpoint("ns", "never-seen");
+    }
+
+    #[test]
+    fn forget_all_endpoints_leaves_no_per_endpoint_series_but_keeps_the_rest() {
+        let m = Metrics::new();
+        m.set_endpoint("ns", "a", true, &[("A", 1)]);
+        m.set_endpoint("other", "b", false, &[("B", 2)]);
+        m.reconcile("ok", std::time::Duration::from_millis(5));
+        m.forget_all_endpoints();
+        let text = m.render();
+        assert!(
+            samples(&text, "fhirlock_endpoint_ready{").is_empty(),
+            "{text}"
+        );
+        assert!(samples(&text, "fhirlock_findings{").is_empty(), "{text}");
+        assert!(text.contains("fhirlock_reconciles_total"), "{text}");
+        // Series come back when this replica leads again.
+        m.set_endpoint("ns", "a", false, &[("A", 1)]);
+        assert_eq!(samples(&m.render(), "fhirlock_findings{").len(), 1);
     }
 
     #[test]
