@@ -58,6 +58,13 @@ pub struct RunArgs {
     /// How fast ARM refills a subscription's read bucket, per second (Azure documents 25).
     #[arg(long, default_value_t = 25.0)]
     pub arm_read_refill_per_second: f64,
+    /// The largest write bucket fhirlock assumes (Azure documents 200); a smaller one is learnt
+    /// from ARM's answers.
+    #[arg(long, default_value_t = 200)]
+    pub arm_write_bucket_size: u32,
+    /// The largest read bucket fhirlock assumes (Azure documents 250).
+    #[arg(long, default_value_t = 250)]
+    pub arm_read_bucket_size: u32,
     /// Log format.
     #[arg(long, value_parser = ["json", "text"], default_value = "json")]
     pub log_format: String,
@@ -123,6 +130,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             budget_share: args.arm_budget_share.clamp(0.0, 1.0),
             write_refill_per_second: args.arm_write_refill_per_second.max(0.0),
             read_refill_per_second: args.arm_read_refill_per_second.max(0.0),
+            write_bucket_size: args.arm_write_bucket_size.max(1),
+            read_bucket_size: args.arm_read_bucket_size.max(1),
         },
         is_leader,
         failures: Mutex::new(HashMap::new()),

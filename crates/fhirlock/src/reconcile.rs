@@ -81,6 +81,9 @@ pub struct Settings {
     pub write_refill_per_second: f64,
     /// How fast ARM refills the read bucket (reads per second; Azure's is 25).
     pub read_refill_per_second: f64,
+    /// The largest bucket sizes fhirlock assumes (Azure's: 200 writes, 250 reads).
+    pub write_bucket_size: u32,
+    pub read_bucket_size: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -612,10 +615,10 @@ fn budget_wait(ctx: &Context, arm: &ArmClient, subscription: &str) -> Option<Dur
         .elapsed();
     let refill = ctx.settings.write_refill_per_second;
     gate(
-        ctx,
+        ctx.settings.budget_share,
         &ctx.write_capacity,
         subscription,
-        budget.writes?,
+        (budget.writes?, ctx.settings.write_bucket_size),
         age,
         refill,
     )
@@ -626,29 +629,32 @@ fn read_wait(ctx: &Context, arm: &ArmClient, subscription: &str) -> Option<Durat
     let budget = arm.budget(subscription)?;
     let refill = ctx.settings.read_refill_per_second;
     gate(
-        ctx,
+        ctx.settings.budget_share,
         &ctx.read_capacity,
         subscription,
-        budget.reads?,
+        (budget.reads?, ctx.settings.read_bucket_size),
         budget.observed_at.elapsed(),
         refill,
     )
 }
 
-/// Records the largest figure seen for this bucket (its size, as far as fhirlock can tell) and
-/// asks [`bucket_wait`] whether fhirlock's share allows a request now.
+/// Records the largest figure seen for this bucket (its size, as far as fhirlock can tell, but
+/// never more than `size`, Azure's documented size) and asks [`bucket_wait`] whether fhirlock's
+/// share allows a request now. Without that bound, one large figure (a raised limit, another
+/// region's bucket) would set a floor the real bucket never reaches, and hold every endpoint
+/// back for hours (benchmark B4 found it: 0 reads in 4 minutes after the bucket shrank).
 fn gate(
-    ctx: &Context,
+    share: f64,
     caps: &Mutex<HashMap<String, u32>>,
     subscription: &str,
-    remaining: u32,
+    (remaining, size): (u32, u32),
     age: Duration,
     refill: f64,
 ) -> Option<Duration> {
     let mut caps = caps.lock().unwrap();
     let cap = caps.entry(subscription.to_owned()).or_insert(remaining);
     *cap = (*cap).max(remaining);
-    bucket_wait(remaining, age, *cap, ctx.settings.budget_share, refill)
+    bucket_wait(remaining, age, (*cap).min(size), share, refill)
 }
 
 /// An ARM bucket as documented: it refills at `refill` per second up to its size. fhirlock
@@ -857,6 +863,25 @@ async fn publish_action(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_figure_once_seen_does_not_hold_fhirlock_back_for_good() {
+        let caps = Mutex::new(HashMap::new());
+        let s = Duration::from_secs;
+        // A raised limit (or another region's bucket) reported a million; then Azure's 250.
+        assert_eq!(gate(0.5, &caps, "sub", (999_000, 250), s(0), 25.0), None);
+        assert_eq!(gate(0.5, &caps, "sub", (240, 250), s(0), 25.0), None);
+        // Held back only below half of Azure's bucket, and only until it refills.
+        assert_eq!(
+            gate(0.5, &caps, "sub", (100, 250), s(0), 25.0),
+            Some(Duration::from_secs_f64(1.04))
+        );
+        assert_eq!(gate(0.5, &caps, "sub", (100, 250), s(2), 25.0), None);
+        // A bucket smaller than Azure's documented one is learnt from what ARM reports.
+        let small = Mutex::new(HashMap::new());
+        assert_eq!(gate(0.5, &small, "sub", (6, 200), s(0), 0.05), None);
+        assert_eq!(gate(0.5, &small, "sub", (1, 200), s(0), 0.05), Some(s(60)));
+    }
 
     #[test]
     fn the_budget_keeps_fhirlock_inside_its_share_of_a_refilling_bucket() {
