@@ -271,8 +271,20 @@ fn deletion_retain_leaves_azure_and_delete_removes_only_what_fhirlock_created() 
 
     // Retain: converge, delete the object, Azure stays as it is.
     tls_secret(&ns_keep, "fhir-tls", "fhir.trust.nhs.uk", emu.dir());
+    // ARM creates the integration subnet but fhirlock never hears (twice: the client re-sends a
+    // dropped request once). Subnets carry no tags, so only status.createdResources says fhirlock
+    // made it, and teardown deletes only what it lists: it must be recorded all the same.
+    rt().block_on(emu.faults(json!({"method": "PUT", "path": "*/subnets/snet-fhir-int", "count": 2, "dropConnection": true, "afterProcessing": true})));
     let name = apply_endpoint(&ns_keep, emu.dir(), &[]);
-    wait_for(&op, &ns_keep, &name, READY, "Ready", is_ready);
+    let obj = wait_for(&op, &ns_keep, &name, READY, "Ready", is_ready);
+    let int_subnet = format!("{}/subnets/snet-fhir-int", vnet());
+    assert!(
+        obj["status"]["createdResources"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|r| r == &json!(int_subnet))),
+        "{}",
+        obj["status"]["createdResources"]
+    );
     kubectl_ok(&["delete", "sfe", &name, "-n", &ns_keep, "--timeout=60s"]);
     assert!(
         rt().block_on(portal.get(&gateway(), NET))

@@ -333,9 +333,11 @@ impl Engine {
             .unwrap_or_else(|_| "anonymous".into());
         let mut fail_lro = None;
         let mut delay = 0;
+        let mut drop_after = false;
         if let Some(f) = faults::take(&mut self.faults, &req.method, &req.path) {
             delay = f.latency_ms.unwrap_or(0);
-            if f.drop_connection {
+            drop_after = f.drop_connection && f.after_processing;
+            if f.drop_connection && !f.after_processing {
                 self.stats.record(&req.method, &rtype, &principal_name, 0);
                 return (Outcome::Drop, delay);
             }
@@ -387,6 +389,10 @@ impl Engine {
                 Err(e) => Response::err(&e),
             },
         };
+        if drop_after {
+            self.stats.record(&req.method, &rtype, &principal_name, 0);
+            return (Outcome::Drop, delay);
+        }
         self.stats
             .record(&req.method, &rtype, &principal_name, resp.status);
         (Outcome::Respond(resp), delay)

@@ -30,6 +30,10 @@ pub struct Fault {
     /// Close the connection without an answer.
     #[serde(default)]
     pub drop_connection: bool,
+    /// With `dropConnection`: carry out the request first, then close without an answer (the
+    /// write happened; the client never hears). Without it the request is dropped unprocessed.
+    #[serde(default)]
+    pub after_processing: bool,
     /// Accept the write, but make its long-running operation end `Failed` with this code.
     #[serde(default)]
     pub fail_lro: Option<String>,

@@ -51,9 +51,9 @@ pub struct Context {
     pub write_capacity: Mutex<HashMap<String, u32>>,
     /// Likewise for the read bucket.
     pub read_capacity: Mutex<HashMap<String, u32>>,
-    /// Per endpoint: the resourceVersion of fhirlock's own last status write and when it meant to
-    /// look again. The watch reports that write as a change; it is not one.
-    pub own_writes: Mutex<HashMap<String, (String, Instant)>>,
+    /// Per endpoint: the resourceVersions of fhirlock's own status writes in its last reconcile
+    /// and when it meant to look again. The watch reports those writes as changes; they are not.
+    pub own_writes: Mutex<HashMap<String, (Vec<String>, Instant)>>,
     /// Per endpoint: what fhirlock knew right after its last writes (see [`Followup`]).
     pub followups: Mutex<HashMap<String, Followup>>,
 }
@@ -223,6 +223,7 @@ pub async fn apply(sfe: Arc<SecuredFhirEndpoint>, ctx: Arc<Context>) -> Result<A
 
     // ---- apply ---------------------------------------------------------------------------------------
     let mut next = jitter(ctx.settings.resync);
+    let mut echoes = Vec::new();
     if outcome.preflight.is_empty() && !outcome.audit && !outcome.plan.is_empty() {
         if let Some(wait) = budget_wait(&ctx, &arm, &d.subscription) {
             outcome.throttled = true;
@@ -249,6 +250,25 @@ pub async fn apply(sfe: Arc<SecuredFhirEndpoint>, ctx: Arc<Context>) -> Result<A
                         .map(move |c| (s.resource_id.clone(), c.clone()))
                 })
                 .collect();
+            let creating: Vec<String> = outcome
+                .plan
+                .steps
+                .iter()
+                .filter(|s| s.ready() && s.creates)
+                .map(|s| s.resource_id.clone())
+                .filter(|id| {
+                    !previous
+                        .created_resources
+                        .iter()
+                        .any(|x| fhirlock_core::id::same(x, id))
+                })
+                .collect();
+            if !creating.is_empty() {
+                echoes.extend(
+                    record_creations(&ctx, &sfe, &previous.created_resources, &creating).await?,
+                );
+                rep.created.extend(creating);
+            }
             let result = azure::apply(&arm, &outcome.plan.steps, |_| {}).await;
             let (written, result) = match result {
                 Ok(applied) => {
@@ -283,7 +303,7 @@ pub async fn apply(sfe: Arc<SecuredFhirEndpoint>, ctx: Arc<Context>) -> Result<A
                     &note,
                 )
                 .await;
-                if s.creates {
+                if s.creates && !rep.created.contains(&s.resource_id) {
                     rep.created.push(s.resource_id.clone());
                 }
             }
@@ -386,7 +406,7 @@ pub async fn apply(sfe: Arc<SecuredFhirEndpoint>, ctx: Arc<Context>) -> Result<A
         &codes.iter().map(|(c, n)| (*c, *n)).collect::<Vec<_>>(),
     );
     let written = report(&ctx, &sfe, Some(&d), &outcome, rep).await?;
-    remember_own_write(&ctx, &sfe, written, next);
+    remember_own_write(&ctx, &sfe, written, echoes, next);
     ctx.failures.lock().unwrap().remove(&key(&sfe));
     ctx.metrics.reconcile(
         if outcome.preflight.is_empty() {
@@ -492,9 +512,10 @@ pub async fn cleanup(sfe: Arc<SecuredFhirEndpoint>, ctx: Arc<Context>) -> Result
 /// look it had already scheduled.
 fn own_write_echo(ctx: &Context, sfe: &SecuredFhirEndpoint) -> Option<Duration> {
     let own = ctx.own_writes.lock().unwrap();
-    let (rv, next_at) = own.get(&key(sfe))?;
+    let (rvs, next_at) = own.get(&key(sfe))?;
     let left = next_at.checked_duration_since(Instant::now())?;
-    (sfe.resource_version().as_ref() == Some(rv)).then_some(left)
+    let rv = sfe.resource_version()?;
+    rvs.contains(&rv).then_some(left)
 }
 
 /// The followup left by this endpoint's last writes, if it still applies: same generation, and
@@ -540,13 +561,45 @@ fn remember_own_write(
     ctx: &Context,
     sfe: &SecuredFhirEndpoint,
     rv: Option<String>,
+    mut earlier: Vec<String>,
     next: Duration,
 ) {
     let mut own = ctx.own_writes.lock().unwrap();
     match rv {
-        Some(rv) => own.insert(key(sfe), (rv, Instant::now() + next)),
+        Some(rv) => {
+            earlier.push(rv);
+            own.insert(key(sfe), (earlier, Instant::now() + next))
+        }
         None => own.remove(&key(sfe)),
     };
+}
+
+/// Write-ahead for creations: subnets carry no tags, so `status.createdResources` is the only
+/// record that fhirlock made them, and teardown deletes only what it lists. Recorded before the
+/// PUT, so that a status write lost after it (an apiserver restart, a crash) cannot leave a
+/// subnet behind at deletion (found by the soak's restart trials). Returns the write's
+/// resourceVersion.
+async fn record_creations(
+    ctx: &Context,
+    sfe: &SecuredFhirEndpoint,
+    recorded: &[String],
+    creating: &[String],
+) -> Result<Option<String>, Error> {
+    let mut all = recorded.to_vec();
+    all.extend(creating.iter().cloned());
+    let api: Api<SecuredFhirEndpoint> =
+        Api::namespaced(ctx.client.clone(), &sfe.namespace().unwrap_or_default());
+    let updated = api
+        .patch_status(
+            &sfe.name_any(),
+            &PatchParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            },
+            &Patch::Merge(json!({"status": {"createdResources": all}})),
+        )
+        .await?;
+    Ok(updated.resource_version())
 }
 
 fn backoff_for(e: &ArmError) -> Duration {
