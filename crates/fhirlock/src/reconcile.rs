@@ -264,10 +264,10 @@ pub async fn apply(sfe: Arc<SecuredFhirEndpoint>, ctx: Arc<Context>) -> Result<A
                 })
                 .collect();
             if !creating.is_empty() {
-                echoes.extend(
-                    record_creations(&ctx, &sfe, &previous.created_resources, &creating).await?,
-                );
-                rep.created.extend(creating);
+                let (rv, all) =
+                    record_creations(&ctx, &sfe, &previous.created_resources, &creating).await?;
+                echoes.extend(rv);
+                rep.created.extend(all);
             }
             let result = azure::apply(&arm, &outcome.plan.steps, |_| {}).await;
             let (written, result) = match result {
@@ -584,11 +584,22 @@ async fn record_creations(
     sfe: &SecuredFhirEndpoint,
     recorded: &[String],
     creating: &[String],
-) -> Result<Option<String>, Error> {
-    let mut all = recorded.to_vec();
-    all.extend(creating.iter().cloned());
+) -> Result<(Option<String>, Vec<String>), Error> {
     let api: Api<SecuredFhirEndpoint> =
         Api::namespaced(ctx.client.clone(), &sfe.namespace().unwrap_or_default());
+    // The list as the apiserver has it now, not as this reconcile's (possibly stale) copy has it:
+    // the merge patch replaces the whole list.
+    let current = api.get_status(&sfe.name_any()).await?;
+    let mut all = recorded.to_vec();
+    let fresh = current
+        .status
+        .map(|s| s.created_resources)
+        .unwrap_or_default();
+    for id in fresh.into_iter().chain(creating.iter().cloned()) {
+        if !all.iter().any(|x| fhirlock_core::id::same(x, &id)) {
+            all.push(id);
+        }
+    }
     let updated = api
         .patch_status(
             &sfe.name_any(),
@@ -599,7 +610,7 @@ async fn record_creations(
             &Patch::Merge(json!({"status": {"createdResources": all}})),
         )
         .await?;
-    Ok(updated.resource_version())
+    Ok((updated.resource_version(), all))
 }
 
 fn backoff_for(e: &ArmError) -> Duration {
