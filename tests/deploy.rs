@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use fhirlock_tests::{kubectl, kubectl_ok, namespace, plane, text};
+use fhirlock_tests::{kubectl, kubectl_ok, namespace, plane, text, wait_established};
 use serde_json::{Value, json};
 
 const OPERATOR_NS: &str = "fhirlock-system";
@@ -76,12 +76,7 @@ fn prepared() {
             "servicemonitors.monitoring.coreos.com",
             "prometheusrules.monitoring.coreos.com",
         ] {
-            kubectl_ok(&[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                &format!("crd/{crd}"),
-            ]);
+            wait_established(crd);
         }
         kubectl_ok(&["api-resources", "--api-group=monitoring.coreos.com"]);
     });
@@ -148,17 +143,7 @@ fn find<'a>(objs: &'a [Value], kind: &str, name: &str) -> &'a Value {
 /// against its real schema and admission (Pod Security included) and stores nothing.
 fn server_dry_run(what: &str, yaml: &str) {
     prepared();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("rendered.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let out = kubectl(&[
-        "apply",
-        "--dry-run=server",
-        "--server-side",
-        "--field-manager=fhirlock-deploy-test",
-        "-f",
-        file.to_str().unwrap(),
-    ]);
+    let out = kubectl_dry_run(yaml);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(
         out.status.success(),
@@ -1170,12 +1155,7 @@ fn gitops_crds() -> &'static [Value] {
         let crds: Vec<Value> = files.iter().flat_map(|f| yaml_file(f)).collect();
         for crd in &crds {
             let name = crd["metadata"]["name"].as_str().unwrap();
-            kubectl_ok(&[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                &format!("crd/{name}"),
-            ]);
+            wait_established(name);
         }
         // Refresh kubectl's discovery cache, which predates these CRDs.
         for group in [
@@ -1211,19 +1191,24 @@ fn required_spec_fields(crds: &[Value], api_version: &str, kind: &str) -> Vec<St
         .unwrap_or_default()
 }
 
-/// `kubectl apply --dry-run=server` of one object that must be rejected; returns the error.
-fn server_dry_run_rejects(what: &str, object: &Value) -> String {
+/// `kubectl apply --dry-run=server --server-side` of `yaml`.
+fn kubectl_dry_run(yaml: &str) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("mutated.yaml");
-    std::fs::write(&file, serde_yaml::to_string(object).unwrap()).unwrap();
-    let out = kubectl(&[
+    let file = dir.path().join("dry-run.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    kubectl(&[
         "apply",
         "--dry-run=server",
         "--server-side",
         "--field-manager=fhirlock-deploy-test",
         "-f",
         file.to_str().unwrap(),
-    ]);
+    ])
+}
+
+/// `kubectl apply --dry-run=server` of one object that must be rejected; returns the error.
+fn server_dry_run_rejects(what: &str, object: &Value) -> String {
+    let out = kubectl_dry_run(&serde_yaml::to_string(object).unwrap());
     assert!(
         !out.status.success(),
         "{what} was accepted:\n{}",

@@ -14,16 +14,37 @@ pub fn plane() -> &'static testenv::ControlPlane {
     READY.get_or_init(|| {
         let crds = testenv::workspace_root().join("crds");
         kubectl_ok(&["apply", "-f", crds.to_str().unwrap()]);
-        kubectl_ok(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/securedfhirendpoints.fhirlock.io",
-        ]);
+        wait_established("securedfhirendpoints.fhirlock.io");
         // Refresh kubectl's discovery cache, which predates the CRD (as a user's would).
         kubectl_ok(&["api-resources", "--api-group=fhirlock.io"]);
     });
     plane
+}
+
+/// Waits until the CRD `name` is Established. `kubectl wait` fails at once, rather than waiting,
+/// while a new CRD has no status conditions yet ("<nil> is of the type <nil>"), which a busy
+/// apiserver shows for a moment: so it is retried for up to a minute.
+pub fn wait_established(name: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let args = [
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        &format!("crd/{name}"),
+    ];
+    loop {
+        let out = kubectl(&args);
+        if out.status.success() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kubectl {args:?} failed:\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 }
 
 /// Runs the pinned kubectl against the shared control plane.
