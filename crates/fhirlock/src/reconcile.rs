@@ -303,9 +303,6 @@ pub async fn apply(sfe: Arc<SecuredFhirEndpoint>, ctx: Arc<Context>) -> Result<A
                     &note,
                 )
                 .await;
-                if s.creates && !rep.created.contains(&s.resource_id) {
-                    rep.created.push(s.resource_id.clone());
-                }
             }
             let corrected: Vec<_> = drift
                 .iter()
@@ -595,11 +592,7 @@ async fn record_creations(
         .status
         .map(|s| s.created_resources)
         .unwrap_or_default();
-    for id in fresh.into_iter().chain(creating.iter().cloned()) {
-        if !all.iter().any(|x| fhirlock_core::id::same(x, &id)) {
-            all.push(id);
-        }
-    }
+    add_ids(&mut all, fresh.into_iter().chain(creating.iter().cloned()));
     let updated = api
         .patch_status(
             &sfe.name_any(),
@@ -611,6 +604,15 @@ async fn record_creations(
         )
         .await?;
     Ok((updated.resource_version(), all))
+}
+
+/// Adds the resource IDs `ids` does not already hold (ARM compares IDs case-insensitively).
+fn add_ids(list: &mut Vec<String>, ids: impl IntoIterator<Item = String>) {
+    for id in ids {
+        if !list.iter().any(|x| fhirlock_core::id::same(x, &id)) {
+            list.push(id);
+        }
+    }
 }
 
 fn backoff_for(e: &ArmError) -> Duration {
@@ -850,11 +852,7 @@ async fn report(
         Vec::new()
     };
     let mut created = previous.created_resources.clone();
-    for c in rep.created {
-        if !created.iter().any(|x| fhirlock_core::id::same(x, &c)) {
-            created.push(c);
-        }
-    }
+    add_ids(&mut created, rep.created);
     let status = SecuredFhirEndpointStatus {
         observed_generation: sfe.meta().generation,
         conditions,
