@@ -13,7 +13,7 @@
 mod common;
 
 use common::*;
-use fhirlock_core::{Certificate, Desired, Observed, model, plan, posture, preflight, simulate};
+use fhirlock_core::{Desired, Observed, model, plan, posture, preflight, simulate};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -77,20 +77,6 @@ fn spec() -> impl Strategy<Value = Value> {
             s["mode"] = json!(mode);
             s["deletionPolicy"] = json!(policy);
             o
-        },
-    )
-}
-
-fn desired_of(obj: &Value) -> Desired {
-    let sfe: fhirlock_api::SecuredFhirEndpoint = serde_json::from_value(obj.clone()).unwrap();
-    Desired::from_spec(
-        "default",
-        "patient-records",
-        &sfe.spec,
-        Certificate::Pfx {
-            data_base64: "UEZY".into(),
-            password: "pw".into(),
-            fingerprint: "abc123".into(),
         },
     )
 }

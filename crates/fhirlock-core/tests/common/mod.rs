@@ -27,8 +27,12 @@ pub fn int_subnet() -> String {
 }
 
 pub fn desired() -> Desired {
-    let obj = fhirlock_api::fixtures::base_example();
-    let sfe: fhirlock_api::SecuredFhirEndpoint = serde_json::from_value(obj).unwrap();
+    desired_of(&fhirlock_api::fixtures::base_example())
+}
+
+/// What `obj` (a SecuredFhirEndpoint as JSON) asks for, with a stand-in PFX certificate.
+pub fn desired_of(obj: &Value) -> Desired {
+    let sfe: fhirlock_api::SecuredFhirEndpoint = serde_json::from_value(obj.clone()).unwrap();
     Desired::from_spec(
         "default",
         "patient-records",
