@@ -6,6 +6,7 @@
 //! other than the gateway), [`plan::plan`] (the ordered, minimal, safe changes), and
 //! [`status::conditions`] (what to tell people and GitOps tools).
 
+pub mod component;
 pub mod desired;
 pub mod id;
 pub mod json;
@@ -18,6 +19,7 @@ pub mod preflight;
 pub mod simulate;
 pub mod status;
 
+pub use component::Component;
 pub use desired::{Certificate, Desired};
 pub use observed::Observed;
 pub use plan::{Plan, Step, StepKind};

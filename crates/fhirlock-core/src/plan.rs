@@ -19,8 +19,12 @@
 //! Every write is a read-modify-write of the observed JSON: fields fhirlock does not manage go
 //! back as they came.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+use crate::component::Component;
 
 use crate::desired::{Certificate, Desired};
 use crate::id;
@@ -48,11 +52,76 @@ pub enum StepKind {
     DeleteSubnet,
 }
 
+impl StepKind {
+    /// The step's name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::SiteHttpsOnly => "SiteHttpsOnly",
+            StepKind::SiteTlsAndFtp => "SiteTlsAndFtp",
+            StepKind::IntegrationSubnet => "IntegrationSubnet",
+            StepKind::GatewaySubnet => "GatewaySubnet",
+            StepKind::CosmosVnetRule => "CosmosVnetRule",
+            StepKind::SiteVnetIntegration => "SiteVnetIntegration",
+            StepKind::Gateway => "Gateway",
+            StepKind::SiteAccessRestrictions => "SiteAccessRestrictions",
+            StepKind::CosmosLockdown => "CosmosLockdown",
+            StepKind::RemoveGatewayRule => "RemoveGatewayRule",
+            StepKind::RemoveCosmosVnetRule => "RemoveCosmosVnetRule",
+            StepKind::RemoveSiteVnetIntegration => "RemoveSiteVnetIntegration",
+            StepKind::DeleteGateway => "DeleteGateway",
+            StepKind::DeleteSubnet => "DeleteSubnet",
+        }
+    }
+
+    /// The component whose condition the step counts against: a pending step keeps it False, and
+    /// a change it makes to a converged component is drift.
+    pub fn component(self) -> Component {
+        match self {
+            StepKind::IntegrationSubnet | StepKind::GatewaySubnet | StepKind::DeleteSubnet => {
+                Component::Subnets
+            }
+            StepKind::Gateway | StepKind::DeleteGateway => Component::Gateway,
+            StepKind::CosmosVnetRule
+            | StepKind::CosmosLockdown
+            | StepKind::RemoveCosmosVnetRule => Component::Cosmos,
+            StepKind::SiteHttpsOnly
+            | StepKind::SiteTlsAndFtp
+            | StepKind::SiteVnetIntegration
+            | StepKind::SiteAccessRestrictions
+            | StepKind::RemoveGatewayRule
+            | StepKind::RemoveSiteVnetIntegration => Component::AppService,
+        }
+    }
+}
+
+impl fmt::Display for StepKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Method {
     Put,
     Patch,
     Delete,
+}
+
+impl Method {
+    /// The method's name, as serialized (not the HTTP verb's upper case).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Put => "Put",
+            Method::Patch => "Patch",
+            Method::Delete => "Delete",
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -951,4 +1020,76 @@ pub fn teardown(d: &Desired, o: &Observed, created: &[String]) -> Plan {
         steps.push(s);
     }
     Plan { steps }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KINDS: [StepKind; 14] = [
+        StepKind::SiteHttpsOnly,
+        StepKind::SiteTlsAndFtp,
+        StepKind::IntegrationSubnet,
+        StepKind::GatewaySubnet,
+        StepKind::CosmosVnetRule,
+        StepKind::SiteVnetIntegration,
+        StepKind::Gateway,
+        StepKind::SiteAccessRestrictions,
+        StepKind::CosmosLockdown,
+        StepKind::RemoveGatewayRule,
+        StepKind::RemoveCosmosVnetRule,
+        StepKind::RemoveSiteVnetIntegration,
+        StepKind::DeleteGateway,
+        StepKind::DeleteSubnet,
+    ];
+
+    #[test]
+    fn names_are_the_debug_and_serde_names() {
+        for k in KINDS {
+            assert_eq!(k.as_str(), format!("{k:?}"));
+            assert_eq!(k.to_string(), k.as_str());
+            assert_eq!(serde_json::to_value(k).unwrap(), json!(k.as_str()));
+            assert_eq!(
+                serde_json::from_value::<StepKind>(json!(k.as_str())).unwrap(),
+                k
+            );
+        }
+        for m in [Method::Put, Method::Patch, Method::Delete] {
+            assert_eq!(m.as_str(), format!("{m:?}"));
+            assert_eq!(m.to_string(), m.as_str());
+            assert_eq!(serde_json::to_value(m).unwrap(), json!(m.as_str()));
+            assert_eq!(
+                serde_json::from_value::<Method>(json!(m.as_str())).unwrap(),
+                m
+            );
+        }
+    }
+
+    #[test]
+    fn every_step_counts_against_one_component() {
+        let of = |c: Component| -> Vec<StepKind> {
+            KINDS.into_iter().filter(|k| k.component() == c).collect()
+        };
+        use StepKind::*;
+        assert_eq!(
+            of(Component::Subnets),
+            [IntegrationSubnet, GatewaySubnet, DeleteSubnet]
+        );
+        assert_eq!(of(Component::Gateway), [Gateway, DeleteGateway]);
+        assert_eq!(
+            of(Component::AppService),
+            [
+                SiteHttpsOnly,
+                SiteTlsAndFtp,
+                SiteVnetIntegration,
+                SiteAccessRestrictions,
+                RemoveGatewayRule,
+                RemoveSiteVnetIntegration
+            ]
+        );
+        assert_eq!(
+            of(Component::Cosmos),
+            [CosmosVnetRule, CosmosLockdown, RemoveCosmosVnetRule]
+        );
+    }
 }

@@ -4,8 +4,9 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use crate::component::Component;
 use crate::desired::Desired;
-use crate::plan::{Plan, StepKind};
+use crate::plan::Plan;
 use crate::posture::Finding;
 use crate::preflight::PreflightFailure;
 
@@ -73,11 +74,11 @@ pub fn conditions(
     now: &Time,
     previous: &[Condition],
 ) -> Vec<Condition> {
-    let pending = |kinds: &[StepKind]| {
+    let pending = |c: Component| {
         o.plan
             .steps
             .iter()
-            .filter(|s| kinds.contains(&s.kind))
+            .filter(|s| s.kind.component() == c)
             .count()
     };
     let has_finding = |codes: &[&str]| o.findings.iter().any(|f| codes.contains(&f.code));
@@ -87,14 +88,9 @@ pub fn conditions(
         .map(|f| (f.code.to_owned(), f.message.clone()))
         .or_else(|| o.terminal_error.clone());
 
-    let subnets = pending(&[StepKind::IntegrationSubnet, StepKind::GatewaySubnet]) == 0;
-    let gateway = pending(&[StepKind::Gateway]) == 0 && !has_finding(&["GatewayPublicFrontend"]);
-    let site = pending(&[
-        StepKind::SiteHttpsOnly,
-        StepKind::SiteTlsAndFtp,
-        StepKind::SiteVnetIntegration,
-        StepKind::SiteAccessRestrictions,
-    ]) == 0
+    let subnets = pending(Component::Subnets) == 0;
+    let gateway = pending(Component::Gateway) == 0 && !has_finding(&["GatewayPublicFrontend"]);
+    let site = pending(Component::AppService) == 0
         && !has_finding(&[
             "SiteAllowsOtherSources",
             "SiteDefaultAllow",
@@ -104,7 +100,7 @@ pub fn conditions(
             "MinTlsBelow12",
             "FtpEnabled",
         ]);
-    let cosmos = pending(&[StepKind::CosmosVnetRule, StepKind::CosmosLockdown]) == 0
+    let cosmos = pending(Component::Cosmos) == 0
         && !has_finding(&[
             "CosmosVnetFilterOff",
             "CosmosIpRule",
@@ -259,7 +255,7 @@ pub fn conditions(
         };
         let first = o.plan.steps.first().map(|s| {
             format!(
-                "{:?}: {}",
+                "{}: {}",
                 s.kind,
                 s.waiting_for.clone().unwrap_or_else(|| s.reason.clone())
             )
