@@ -3,9 +3,11 @@
 //! The catalogue is documented in `docs/posture.md`.
 
 use std::collections::BTreeSet;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::component::Component;
 use crate::desired::Desired;
 use crate::id;
 use crate::model::{IpRestriction, SiteConfigProperties};
@@ -19,15 +21,119 @@ pub enum Severity {
     Advisory,
 }
 
+/// A finding's stable code; part of the API (status, audit output, metrics), documented in
+/// `docs/posture.md`. Serialized as its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum FindingCode {
+    SiteAllowsOtherSources,
+    SiteDefaultAllow,
+    ScmSitePublic,
+    SiteNotVnetIntegrated,
+    HttpsOnlyDisabled,
+    MinTlsBelow12,
+    FtpEnabled,
+    GatewayPublicFrontend,
+    GatewaySubnetMissingWebEndpoint,
+    GatewaySubnetMissingDelegation,
+    IntegrationSubnetMissingCosmosEndpoint,
+    CosmosVnetFilterOff,
+    CosmosIpRule,
+    CosmosForeignVnetRule,
+    CosmosAzureServicesBypass,
+    CosmosKeyAuthEnabled,
+}
+
+impl FindingCode {
+    /// Every code, in catalogue order.
+    pub const ALL: &'static [FindingCode] = &[
+        FindingCode::SiteAllowsOtherSources,
+        FindingCode::SiteDefaultAllow,
+        FindingCode::ScmSitePublic,
+        FindingCode::SiteNotVnetIntegrated,
+        FindingCode::HttpsOnlyDisabled,
+        FindingCode::MinTlsBelow12,
+        FindingCode::FtpEnabled,
+        FindingCode::GatewayPublicFrontend,
+        FindingCode::GatewaySubnetMissingWebEndpoint,
+        FindingCode::GatewaySubnetMissingDelegation,
+        FindingCode::IntegrationSubnetMissingCosmosEndpoint,
+        FindingCode::CosmosVnetFilterOff,
+        FindingCode::CosmosIpRule,
+        FindingCode::CosmosForeignVnetRule,
+        FindingCode::CosmosAzureServicesBypass,
+        FindingCode::CosmosKeyAuthEnabled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingCode::SiteAllowsOtherSources => "SiteAllowsOtherSources",
+            FindingCode::SiteDefaultAllow => "SiteDefaultAllow",
+            FindingCode::ScmSitePublic => "ScmSitePublic",
+            FindingCode::SiteNotVnetIntegrated => "SiteNotVnetIntegrated",
+            FindingCode::HttpsOnlyDisabled => "HttpsOnlyDisabled",
+            FindingCode::MinTlsBelow12 => "MinTlsBelow12",
+            FindingCode::FtpEnabled => "FtpEnabled",
+            FindingCode::GatewayPublicFrontend => "GatewayPublicFrontend",
+            FindingCode::GatewaySubnetMissingWebEndpoint => "GatewaySubnetMissingWebEndpoint",
+            FindingCode::GatewaySubnetMissingDelegation => "GatewaySubnetMissingDelegation",
+            FindingCode::IntegrationSubnetMissingCosmosEndpoint => {
+                "IntegrationSubnetMissingCosmosEndpoint"
+            }
+            FindingCode::CosmosVnetFilterOff => "CosmosVnetFilterOff",
+            FindingCode::CosmosIpRule => "CosmosIpRule",
+            FindingCode::CosmosForeignVnetRule => "CosmosForeignVnetRule",
+            FindingCode::CosmosAzureServicesBypass => "CosmosAzureServicesBypass",
+            FindingCode::CosmosKeyAuthEnabled => "CosmosKeyAuthEnabled",
+        }
+    }
+
+    /// The component whose condition the finding keeps False. `None` for the subnets' findings
+    /// (SubnetsReady is judged by the pending steps alone) and for the advisory.
+    pub fn component(self) -> Option<Component> {
+        use FindingCode::*;
+        match self {
+            GatewayPublicFrontend => Some(Component::Gateway),
+            SiteAllowsOtherSources
+            | SiteDefaultAllow
+            | ScmSitePublic
+            | SiteNotVnetIntegrated
+            | HttpsOnlyDisabled
+            | MinTlsBelow12
+            | FtpEnabled => Some(Component::AppService),
+            CosmosVnetFilterOff
+            | CosmosIpRule
+            | CosmosForeignVnetRule
+            | CosmosAzureServicesBypass => Some(Component::Cosmos),
+            GatewaySubnetMissingWebEndpoint
+            | GatewaySubnetMissingDelegation
+            | IntegrationSubnetMissingCosmosEndpoint
+            | CosmosKeyAuthEnabled => None,
+        }
+    }
+}
+
+impl fmt::Display for FindingCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
-    pub code: &'static str,
+    pub code: FindingCode,
     pub severity: Severity,
     pub resource_id: String,
     pub message: String,
 }
 
-fn finding(code: &'static str, severity: Severity, resource_id: &str, message: String) -> Finding {
+impl Finding {
+    /// Blocking findings make `Ready` False and `fhirlock audit` exit 1; advisories do neither.
+    pub fn is_blocking(&self) -> bool {
+        self.severity != Severity::Advisory
+    }
+}
+
+fn finding(code: FindingCode, severity: Severity, resource_id: &str, message: String) -> Finding {
     Finding {
         code,
         severity,
@@ -35,26 +141,6 @@ fn finding(code: &'static str, severity: Severity, resource_id: &str, message: S
         message,
     }
 }
-
-/// The stable codes, in catalogue order.
-pub const CODES: &[&str] = &[
-    "SiteAllowsOtherSources",
-    "SiteDefaultAllow",
-    "ScmSitePublic",
-    "SiteNotVnetIntegrated",
-    "HttpsOnlyDisabled",
-    "MinTlsBelow12",
-    "FtpEnabled",
-    "GatewayPublicFrontend",
-    "GatewaySubnetMissingWebEndpoint",
-    "GatewaySubnetMissingDelegation",
-    "IntegrationSubnetMissingCosmosEndpoint",
-    "CosmosVnetFilterOff",
-    "CosmosIpRule",
-    "CosmosForeignVnetRule",
-    "CosmosAzureServicesBypass",
-    "CosmosKeyAuthEnabled",
-];
 
 /// The findings for one observed estate.
 pub fn findings(d: &Desired, o: &Observed) -> Vec<Finding> {
@@ -69,7 +155,7 @@ pub fn findings(d: &Desired, o: &Observed) -> Vec<Finding> {
             .filter(|r| r.allows() && !allows_only(r, gw_subnet))
         {
             out.push(finding(
-                "SiteAllowsOtherSources",
+                FindingCode::SiteAllowsOtherSources,
                 Severity::High,
                 &d.site_id,
                 format!("access restriction {} allows {} to reach the FHIR API directly, bypassing the gateway", rule_name(r), describe_source(r)),
@@ -77,7 +163,7 @@ pub fn findings(d: &Desired, o: &Observed) -> Vec<Finding> {
         }
         if unmatched_allows(p.ip_security_restrictions_default_action.as_deref(), &rules) {
             out.push(finding(
-                "SiteDefaultAllow",
+                FindingCode::SiteDefaultAllow,
                 Severity::High,
                 &d.site_id,
                 "the site's unmatched action is Allow, so any internet address reaches the FHIR API directly".into(),
@@ -85,7 +171,7 @@ pub fn findings(d: &Desired, o: &Observed) -> Vec<Finding> {
         }
         if let Some(how) = scm_exposure(p, gw_subnet) {
             out.push(finding(
-                "ScmSitePublic",
+                FindingCode::ScmSitePublic,
                 Severity::High,
                 &d.site_id,
                 format!("the SCM (Kudu) site is reachable: {how}"),
@@ -94,7 +180,7 @@ pub fn findings(d: &Desired, o: &Observed) -> Vec<Finding> {
         let tls = p.min_tls_version.as_deref().unwrap_or("1.2");
         if tls_below_12(tls) {
             out.push(finding(
-                "MinTlsBelow12",
+                FindingCode::MinTlsBelow12,
                 Severity::Medium,
                 &d.site_id,
                 format!("the site accepts TLS {tls}, below 1.2"),
@@ -102,13 +188,13 @@ pub fn findings(d: &Desired, o: &Observed) -> Vec<Finding> {
         }
         let ftps = p.ftps_state.as_deref().unwrap_or("AllAllowed");
         if !ftps.eq_ignore_ascii_case("Disabled") {
-            out.push(finding("FtpEnabled", Severity::Medium, &d.site_id, format!("FTP deployment is allowed (ftpsState {ftps}): a deployment path outside the gateway")));
+            out.push(finding(FindingCode::FtpEnabled, Severity::Medium, &d.site_id, format!("FTP deployment is allowed (ftpsState {ftps}): a deployment path outside the gateway")));
         }
     }
     if let Some(site) = o.site() {
         if site.properties.https_only != Some(true) {
             out.push(finding(
-                "HttpsOnlyDisabled",
+                FindingCode::HttpsOnlyDisabled,
                 Severity::Medium,
                 &d.site_id,
                 "the site answers plain HTTP (httpsOnly is off)".into(),
@@ -121,7 +207,7 @@ pub fn findings(d: &Desired, o: &Observed) -> Vec<Finding> {
             .is_some_and(|s| id::same(s, &d.integration_subnet.id));
         if !integrated {
             out.push(finding(
-                "SiteNotVnetIntegrated",
+                FindingCode::SiteNotVnetIntegrated,
                 Severity::Medium,
                 &d.site_id,
                 "the site is not VNet-integrated with the integration subnet, so its calls to Cosmos DB leave over the public internet".into(),
@@ -131,7 +217,7 @@ pub fn findings(d: &Desired, o: &Observed) -> Vec<Finding> {
     if let Some(gw) = o.gateway() {
         for fe in gw.public_frontends() {
             out.push(finding(
-                "GatewayPublicFrontend",
+                FindingCode::GatewayPublicFrontend,
                 Severity::High,
                 &d.gateway.id,
                 format!("the gateway has a public frontend {fe}, so the internet reaches the FHIR API through it"),
@@ -142,7 +228,7 @@ pub fn findings(d: &Desired, o: &Observed) -> Vec<Finding> {
         Some(s) => {
             if s.endpoint("Microsoft.Web").is_none() {
                 out.push(finding(
-                    "GatewaySubnetMissingWebEndpoint",
+                    FindingCode::GatewaySubnetMissingWebEndpoint,
                     Severity::Medium,
                     gw_subnet,
                     "the gateway subnet has no Microsoft.Web service endpoint, so App Service cannot admit the gateway by subnet".into(),
@@ -150,7 +236,7 @@ pub fn findings(d: &Desired, o: &Observed) -> Vec<Finding> {
             }
             if !s.delegated_to("Microsoft.Network/applicationGateways") {
                 out.push(finding(
-                    "GatewaySubnetMissingDelegation",
+                    FindingCode::GatewaySubnetMissingDelegation,
                     Severity::Medium,
                     gw_subnet,
                     "the gateway subnet is not delegated to Microsoft.Network/applicationGateways, which a private-only gateway requires".into(),
@@ -158,7 +244,7 @@ pub fn findings(d: &Desired, o: &Observed) -> Vec<Finding> {
             }
         }
         None => out.push(finding(
-            "GatewaySubnetMissingWebEndpoint",
+            FindingCode::GatewaySubnetMissingWebEndpoint,
             Severity::Medium,
             gw_subnet,
             "the gateway subnet does not exist yet".into(),
@@ -169,7 +255,7 @@ pub fn findings(d: &Desired, o: &Observed) -> Vec<Finding> {
         .is_none()
     {
         out.push(finding(
-            "IntegrationSubnetMissingCosmosEndpoint",
+            FindingCode::IntegrationSubnetMissingCosmosEndpoint,
             Severity::Medium,
             &d.integration_subnet.id,
             "the integration subnet has no Microsoft.AzureCosmosDB service endpoint, so Cosmos DB cannot admit it by subnet".into(),
@@ -179,7 +265,7 @@ pub fn findings(d: &Desired, o: &Observed) -> Vec<Finding> {
         let p = &c.properties;
         if p.is_virtual_network_filter_enabled != Some(true) {
             out.push(finding(
-                "CosmosVnetFilterOff",
+                FindingCode::CosmosVnetFilterOff,
                 Severity::High,
                 &d.cosmos_id,
                 if p.ip_rules.as_ref().is_none_or(Vec::is_empty) {
@@ -191,7 +277,7 @@ pub fn findings(d: &Desired, o: &Observed) -> Vec<Finding> {
         }
         for r in p.ip_rules.iter().flatten() {
             out.push(finding(
-                "CosmosIpRule",
+                FindingCode::CosmosIpRule,
                 Severity::High,
                 &d.cosmos_id,
                 format!(
@@ -207,7 +293,7 @@ pub fn findings(d: &Desired, o: &Observed) -> Vec<Finding> {
             .filter(|r| !id::same(&r.id, &d.integration_subnet.id))
         {
             out.push(finding(
-                "CosmosForeignVnetRule",
+                FindingCode::CosmosForeignVnetRule,
                 Severity::High,
                 &d.cosmos_id,
                 format!(
@@ -221,7 +307,7 @@ pub fn findings(d: &Desired, o: &Observed) -> Vec<Finding> {
             .is_some_and(|b| b.eq_ignore_ascii_case("AzureServices"))
         {
             out.push(finding(
-                "CosmosAzureServicesBypass",
+                FindingCode::CosmosAzureServicesBypass,
                 Severity::High,
                 &d.cosmos_id,
                 "Cosmos DB lets Azure services bypass its firewall (networkAclBypass AzureServices)".into(),
@@ -229,7 +315,7 @@ pub fn findings(d: &Desired, o: &Observed) -> Vec<Finding> {
         }
         if p.disable_local_auth != Some(true) {
             out.push(finding(
-                "CosmosKeyAuthEnabled",
+                FindingCode::CosmosKeyAuthEnabled,
                 Severity::Advisory,
                 &d.cosmos_id,
                 "Cosmos DB accepts account keys; prefer Entra ID data-plane RBAC and disableLocalAuth (fhirlock reports this, it does not change it)".into(),
@@ -444,4 +530,69 @@ fn site_sources(
         out.insert(Source::Internet);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_in_the_catalogue() {
+        let doc = include_str!("../../../docs/posture.md");
+        for c in FindingCode::ALL {
+            assert!(
+                doc.contains(&format!("| `{c}` |")),
+                "{c} is not in docs/posture.md"
+            );
+        }
+    }
+
+    #[test]
+    fn findings_count_against_their_components() {
+        let of = |c: Option<Component>| -> Vec<&str> {
+            FindingCode::ALL
+                .iter()
+                .filter(|f| f.component() == c)
+                .map(|f| f.as_str())
+                .collect()
+        };
+        assert_eq!(of(Some(Component::Subnets)), Vec::<&str>::new());
+        assert_eq!(of(Some(Component::Gateway)), ["GatewayPublicFrontend"]);
+        assert_eq!(
+            of(Some(Component::AppService)),
+            [
+                "SiteAllowsOtherSources",
+                "SiteDefaultAllow",
+                "ScmSitePublic",
+                "SiteNotVnetIntegrated",
+                "HttpsOnlyDisabled",
+                "MinTlsBelow12",
+                "FtpEnabled",
+            ]
+        );
+        assert_eq!(
+            of(Some(Component::Cosmos)),
+            [
+                "CosmosVnetFilterOff",
+                "CosmosIpRule",
+                "CosmosForeignVnetRule",
+                "CosmosAzureServicesBypass",
+            ]
+        );
+    }
+
+    #[test]
+    fn codes_serialize_as_their_names() {
+        for &c in FindingCode::ALL {
+            assert_eq!(c.to_string(), format!("{c:?}"));
+            assert_eq!(
+                serde_json::to_value(c).unwrap(),
+                serde_json::json!(c.as_str())
+            );
+            assert_eq!(
+                serde_json::from_value::<FindingCode>(serde_json::json!(c.as_str())).unwrap(),
+                c
+            );
+        }
+    }
 }

@@ -81,7 +81,7 @@ pub fn conditions(
             .filter(|s| s.kind.component() == c)
             .count()
     };
-    let has_finding = |codes: &[&str]| o.findings.iter().any(|f| codes.contains(&f.code));
+    let has_finding = |c: Component| o.findings.iter().any(|f| f.code.component() == Some(c));
     let stalled = o
         .preflight
         .first()
@@ -89,29 +89,10 @@ pub fn conditions(
         .or_else(|| o.terminal_error.clone());
 
     let subnets = pending(Component::Subnets) == 0;
-    let gateway = pending(Component::Gateway) == 0 && !has_finding(&["GatewayPublicFrontend"]);
-    let site = pending(Component::AppService) == 0
-        && !has_finding(&[
-            "SiteAllowsOtherSources",
-            "SiteDefaultAllow",
-            "ScmSitePublic",
-            "SiteNotVnetIntegrated",
-            "HttpsOnlyDisabled",
-            "MinTlsBelow12",
-            "FtpEnabled",
-        ]);
-    let cosmos = pending(Component::Cosmos) == 0
-        && !has_finding(&[
-            "CosmosVnetFilterOff",
-            "CosmosIpRule",
-            "CosmosForeignVnetRule",
-            "CosmosAzureServicesBypass",
-        ]);
-    let blocking: Vec<_> = o
-        .findings
-        .iter()
-        .filter(|f| f.severity != crate::posture::Severity::Advisory)
-        .collect();
+    let gateway = pending(Component::Gateway) == 0 && !has_finding(Component::Gateway);
+    let site = pending(Component::AppService) == 0 && !has_finding(Component::AppService);
+    let cosmos = pending(Component::Cosmos) == 0 && !has_finding(Component::Cosmos);
+    let blocking: Vec<_> = o.findings.iter().filter(|f| f.is_blocking()).collect();
     let compliant = blocking.is_empty();
 
     let component = |ok: bool, name: &'static str, good: &str, bad: &str| {
@@ -294,7 +275,7 @@ pub fn conditions(
 }
 
 fn codes(f: &[&Finding]) -> String {
-    let mut v: Vec<_> = f.iter().map(|f| f.code).collect();
+    let mut v: Vec<_> = f.iter().map(|f| f.code.as_str()).collect();
     v.dedup();
     v.join(", ")
 }

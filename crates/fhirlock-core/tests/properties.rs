@@ -254,7 +254,7 @@ proptest! {
 
         // Re-planning after the plan ran gives nothing.
         prop_assert!(plan::plan(&d, &end).is_empty());
-        let left: Vec<_> = posture::findings(&d, &end).into_iter().map(|f| f.code).collect();
+        let left: Vec<_> = posture::findings(&d, &end).into_iter().map(|f| f.code.as_str()).collect();
         prop_assert_eq!(left, vec!["CosmosKeyAuthEnabled"]);
 
         // Every field fhirlock does not model survives every write.

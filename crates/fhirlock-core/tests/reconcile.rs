@@ -10,7 +10,7 @@ use fhirlock_core::{preflight, status};
 use serde_json::json;
 
 fn codes(f: &[posture::Finding]) -> Vec<&'static str> {
-    let mut c: Vec<_> = f.iter().map(|f| f.code).collect();
+    let mut c: Vec<_> = f.iter().map(|f| f.code.as_str()).collect();
     c.sort();
     c.dedup();
     c
@@ -39,7 +39,12 @@ fn a_wide_open_estate_has_every_back_door_found() {
         ]
     );
     // One finding per IP rule, each naming its range.
-    assert_eq!(f.iter().filter(|f| f.code == "CosmosIpRule").count(), 2);
+    assert_eq!(
+        f.iter()
+            .filter(|f| f.code == posture::FindingCode::CosmosIpRule)
+            .count(),
+        2
+    );
     assert!(
         f.iter()
             .any(|f| f.message.contains("supplier-office") && f.message.contains("203.0.113.0/24"))
@@ -71,8 +76,11 @@ fn the_remaining_back_doors_are_found_too() {
     // Every catalogued code is produced by one of the two estates above.
     let mut all = codes(&posture::findings(&d, &wide_open()));
     all.extend(f);
-    for code in posture::CODES {
-        assert!(all.contains(code), "no test estate produces {code}");
+    for code in posture::FindingCode::ALL {
+        assert!(
+            all.contains(&code.as_str()),
+            "no test estate produces {code}"
+        );
     }
 }
 
@@ -419,7 +427,7 @@ fn findings_no_step_closes_are_not_reported_as_progress() {
     let (end, _, _) = converge(&d, &wide_open());
     let mut findings = posture::findings(&d, &end);
     findings.push(posture::Finding {
-        code: "CosmosIpRule",
+        code: posture::FindingCode::CosmosIpRule,
         severity: posture::Severity::High,
         resource_id: d.cosmos_id.clone(),
         message: "made up for the test".into(),
