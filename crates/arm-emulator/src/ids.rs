@@ -132,6 +132,15 @@ impl ArmPath {
     pub fn name(&self) -> String {
         self.names.last().cloned().unwrap_or_default()
     }
+
+    /// For POST actions: the last path segment (`register`, `start`, …).
+    pub fn action_name(&self) -> String {
+        if self.types.len() > self.names.len() {
+            self.types.last().cloned().unwrap_or_default()
+        } else {
+            "action".into()
+        }
+    }
 }
 
 /// Lower-cased key for a resource id (ARM ids compare case-insensitively).
