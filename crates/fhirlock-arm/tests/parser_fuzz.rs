@@ -12,24 +12,8 @@ use fhirlock_arm::{
     ErrorClass, Headers, Operation, OperationKind, OperationStatus, RateLimitHeaders, Url,
     WriteOutcome, classify, error_envelope, poll_outcome, write_outcome,
 };
+use fhirlock_testkit::Rng;
 use serde_json::{Value, json};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
-        &xs[self.below(xs.len())]
-    }
-}
 
 fn cases() -> usize {
     if std::env::var("FHIRLOCK_SOAK").is_ok_and(|v| v == "1") {
@@ -37,21 +21,6 @@ fn cases() -> usize {
     } else {
         4_000
     }
-}
-
-fn seed(what: &str) -> Rng {
-    let s = std::env::var("FHIRLOCK_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        })
-        | 1;
-    eprintln!("{what}: seed {s} (FHIRLOCK_SEED={s} replays it)");
-    Rng(s)
 }
 
 const ARM: &str = "https://management.azure.com";
@@ -235,7 +204,7 @@ fn expected_class(status: u16) -> Option<&'static [ErrorClass]> {
 
 #[test]
 fn classify_and_error_envelope_never_panic_and_follow_the_status() {
-    let mut rng = seed("classify");
+    let mut rng = Rng::seeded("classify");
     for _ in 0..cases() {
         let (s, h, b) = (status(&mut rng), headers(&mut rng), body(&mut rng));
         let _ = error_envelope(&b);
@@ -254,7 +223,7 @@ fn classify_and_error_envelope_never_panic_and_follow_the_status() {
 
 #[test]
 fn poll_outcome_never_panics_and_a_failed_poll_is_classified_by_status() {
-    let mut rng = seed("poll_outcome");
+    let mut rng = Rng::seeded("poll_outcome");
     for _ in 0..cases() {
         let kind = *rng.pick(&[
             OperationKind::AsyncOperation,
@@ -289,7 +258,7 @@ fn poll_outcome_never_panics_and_a_failed_poll_is_classified_by_status() {
 
 #[test]
 fn write_outcome_never_panics_and_only_accepts_an_operation_it_can_poll() {
-    let mut rng = seed("write_outcome");
+    let mut rng = Rng::seeded("write_outcome");
     let request = Url::parse(&format!(
         "{ARM}/subscriptions/s/resourceGroups/fhir/providers/Microsoft.Network/applicationGateways/agw?api-version=2025-01-01"
     ))
@@ -317,7 +286,7 @@ fn write_outcome_never_panics_and_only_accepts_an_operation_it_can_poll() {
 
 #[test]
 fn rate_limit_headers_parse_never_panics_and_reads_what_is_a_number() {
-    let mut rng = seed("rate_limit_headers");
+    let mut rng = Rng::seeded("rate_limit_headers");
     for _ in 0..cases() {
         let h = headers(&mut rng);
         let parsed = RateLimitHeaders::parse(&h);

@@ -82,6 +82,14 @@ impl Pki {
     }
 }
 
+/// A self-signed serving certificate for `host` and its key, as PEM: what cert-manager would
+/// issue for a gateway's listener.
+pub fn self_signed(host: &str) -> anyhow::Result<(String, String)> {
+    let key = KeyPair::generate()?;
+    let cert = CertificateParams::new(vec![host.to_owned()])?.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
 fn dn(common_name: &str, organization: Option<&str>) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);

@@ -4,12 +4,12 @@
 //! API works) and an admin kubeconfig on disk for `kubectl`.
 //!
 //! Processes never outlive their owner: they are spawned with `PR_SET_PDEATHSIG` from a guardian
-//! thread that lives as long as the [`ControlPlane`], so even a test binary that panics or is
-//! killed takes them down; an orderly stop (drop, or process exit for [`shared`]) also removes the
-//! temporary directory.
+//! thread that lives as long as the process ([`process`]), so even a test binary that panics or
+//! is killed takes them down; an orderly stop (drop, or process exit for [`shared`]) also removes
+//! the temporary directory. Other harnesses spawn their children through [`process`] too.
 
 mod certs;
-mod process;
+pub mod process;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-pub use certs::Pki;
-use process::Guardian;
+pub use certs::{Pki, self_signed};
+use process::{Process, Spec};
 
 /// Where the pinned Kubernetes binaries are: `FHIRLOCK_K8S_BINS`, else `KUBEBUILDER_ASSETS`,
 /// else whatever `hack/k8s-bins/build.sh` prints (it builds once, then answers from its cache).
@@ -70,7 +70,8 @@ pub struct ControlPlane {
     /// The certificates and keys this control plane trusts and signs with.
     pub pki: Pki,
     etcd_url: String,
-    guardian: Mutex<Option<Guardian>>,
+    /// etcd, then kube-apiserver; `None` once stopped.
+    processes: Mutex<Option<Vec<Process>>>,
 }
 
 impl ControlPlane {
@@ -129,19 +130,17 @@ impl ControlPlane {
             "--v=0".to_owned(),
         ];
 
-        let guardian = Guardian::spawn(
-            root,
-            vec![
-                (bins.join("etcd"), etcd_args, "etcd"),
-                (bins.join("kube-apiserver"), api_args, "kube-apiserver"),
-            ],
+        let etcd =
+            Process::start(Spec::new(bins.join("etcd"), root.join("etcd.log")).args(etcd_args))?;
+        let apiserver = Process::start(
+            Spec::new(bins.join("kube-apiserver"), root.join("kube-apiserver.log")).args(api_args),
         )?;
         let plane = ControlPlane {
             dir,
             server,
             pki,
             etcd_url: etcd_url.clone(),
-            guardian: Mutex::new(Some(guardian)),
+            processes: Mutex::new(Some(vec![etcd, apiserver])),
         };
         plane.write_kubeconfig()?;
         plane.wait_ready(&etcd_url)?;
@@ -180,12 +179,14 @@ impl ControlPlane {
 
     /// Process IDs of etcd and kube-apiserver while they run.
     pub fn pids(&self) -> Vec<u32> {
-        self.guardian
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.processes()
             .as_ref()
-            .map(|g| g.pids.clone())
+            .map(|ps| ps.iter().map(Process::pid).collect())
             .unwrap_or_default()
+    }
+
+    fn processes(&self) -> std::sync::MutexGuard<'_, Option<Vec<Process>>> {
+        self.processes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Kills etcd (SIGKILL) and starts it again on the same ports with the same data directory,
@@ -202,25 +203,21 @@ impl ControlPlane {
 
     fn restart(&self, index: usize) -> anyhow::Result<u32> {
         let pid = self
-            .guardian
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .processes()
             .as_mut()
-            .context("the control plane is stopped")?
-            .restart(index)?;
+            .context("the control plane is stopped")?[index]
+            .restart()?;
         self.wait_ready(&self.etcd_url)?;
         Ok(pid)
     }
 
-    /// Stops both processes and removes the directory. Idempotent.
+    /// Stops both processes (the apiserver first; SIGTERM, then SIGKILL) and removes the
+    /// directory. Idempotent.
     pub fn stop(&self) {
-        if let Some(g) = self
-            .guardian
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            g.stop();
+        if let Some(mut processes) = self.processes().take() {
+            for p in processes.iter_mut().rev() {
+                p.terminate(Duration::from_secs(5));
+            }
             // A shared plane is never dropped, so the directory goes here rather than in TempDir's Drop.
             let _ = std::fs::remove_dir_all(self.dir.path());
         }
@@ -266,9 +263,7 @@ impl ControlPlane {
             let client = self.client().await?;
             let mut last_err = String::new();
             while Instant::now() < deadline {
-                if let Some(g) = self.guardian.lock().unwrap().as_mut()
-                    && let Some(exited) = g.exited()
-                {
+                if let Some(exited) = self.exited_early() {
                     bail!(
                         "{exited}; see logs in {}\n{}",
                         self.dir().display(),
@@ -287,6 +282,15 @@ impl ControlPlane {
                 "kube-apiserver not ready after {timeout:?} (etcd at {etcd_url}): {last_err}\n{}",
                 self.log_tail()
             )
+        })
+    }
+
+    /// A message if etcd or kube-apiserver exited on its own.
+    fn exited_early(&self) -> Option<String> {
+        let mut processes = self.processes();
+        processes.as_mut()?.iter_mut().find_map(|p| {
+            p.exited()
+                .map(|st| format!("{} exited early with {st}", p.name()))
         })
     }
 

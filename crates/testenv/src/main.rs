@@ -41,10 +41,9 @@ fn up() -> anyhow::Result<()> {
 }
 
 fn cert(host: &str, dir: &std::path::Path) -> anyhow::Result<()> {
-    let key = rcgen::KeyPair::generate()?;
-    let cert = rcgen::CertificateParams::new(vec![host.to_owned()])?.self_signed(&key)?;
+    let (cert, key) = testenv::self_signed(host)?;
     std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join("tls.crt"), cert.pem())?;
-    std::fs::write(dir.join("tls.key"), key.serialize_pem())?;
+    std::fs::write(dir.join("tls.crt"), cert)?;
+    std::fs::write(dir.join("tls.key"), key)?;
     Ok(())
 }

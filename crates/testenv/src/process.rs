@@ -1,167 +1,203 @@
 //! Child processes that cannot outlive their owner.
 //!
-//! `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits, not the process. So a
-//! dedicated guardian thread spawns the children and then waits for a stop request: while the
-//! owner lives, the thread lives; if the whole process dies, the kernel kills the children.
+//! `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits, not the process: a
+//! test's own thread, or a tokio blocking thread, may end while the process (and the child's
+//! owner) lives on. So every child is forked by one guardian thread that lives as long as the
+//! process. If the process dies, however it dies, the kernel kills the children; while it lives,
+//! each [`Process`] is stopped by its owner (SIGKILL when dropped).
 
 use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::sync::mpsc;
-use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-/// What the guardian thread is asked to do.
-enum Request {
-    Stop,
-    /// SIGKILL child `index`, then spawn it again with the same arguments (its log is appended
-    /// to); answers with the new pid.
-    Restart(usize, mpsc::Sender<anyhow::Result<u32>>),
+use anyhow::Context as _;
+
+/// How to start a child: what [`Process::restart`] starts again.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// Set on top of the inherited environment; a later entry wins over an earlier one.
+    pub env: Vec<(String, String)>,
+    /// Where stderr, and stdout unless it is piped, are appended.
+    pub log: PathBuf,
+    /// Hand stdout to the owner ([`Process::take_stdout`]) instead of the log.
+    pub pipe_stdout: bool,
 }
 
-pub(crate) struct Guardian {
-    pub(crate) pids: Vec<u32>,
-    stop: mpsc::Sender<Request>,
-    status: mpsc::Receiver<String>,
-    thread: Option<JoinHandle<()>>,
+impl Spec {
+    pub fn new(program: impl Into<PathBuf>, log: impl Into<PathBuf>) -> Spec {
+        Spec {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            log: log.into(),
+            pipe_stdout: false,
+        }
+    }
+
+    pub fn args<S: Into<String>>(mut self, args: impl IntoIterator<Item = S>) -> Spec {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn envs<K: Into<String>, V: Into<String>>(
+        mut self,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Spec {
+        self.env
+            .extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    pub fn pipe_stdout(mut self) -> Spec {
+        self.pipe_stdout = true;
+        self
+    }
+
+    fn command(&self) -> anyhow::Result<Command> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .with_context(|| format!("opening {}", self.log.display()))?;
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stderr(log.try_clone()?);
+        if self.pipe_stdout {
+            cmd.stdout(Stdio::piped());
+        } else {
+            cmd.stdout(log);
+        }
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Ok(cmd)
+    }
 }
 
-impl Guardian {
-    /// Spawns each `(program, args, log name)` with output to `<dir>/<log name>.log`, in order.
-    pub(crate) fn spawn(
-        dir: &Path,
-        procs: Vec<(PathBuf, Vec<String>, &'static str)>,
-    ) -> anyhow::Result<Self> {
-        let (stop_tx, stop_rx) = mpsc::channel::<Request>();
-        let (ready_tx, ready_rx) = mpsc::channel::<anyhow::Result<Vec<u32>>>();
-        let (status_tx, status_rx) = mpsc::channel::<String>();
-        let dir = dir.to_owned();
-        let thread = std::thread::Builder::new()
+type Fork = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+/// Spawns `cmd` from the guardian thread, started on first use and never ended.
+fn fork(cmd: Command) -> std::io::Result<Child> {
+    static GUARDIAN: OnceLock<mpsc::Sender<Fork>> = OnceLock::new();
+    let guardian = GUARDIAN.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Fork>();
+        std::thread::Builder::new()
             .name("testenv-guardian".into())
             .spawn(move || {
-                let mut children: Vec<(Child, &'static str)> = Vec::new();
-                for (program, args, name) in &procs {
-                    match spawn_one(&dir, program, args, name, false) {
-                        Ok(c) => children.push((c, name)),
-                        Err(e) => {
-                            kill_all(&mut children);
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    }
+                for (mut cmd, answer) in rx {
+                    let _ = answer.send(cmd.spawn());
                 }
-                let _ = ready_tx.send(Ok(children.iter().map(|(c, _)| c.id()).collect()));
-                // Wait for stop, and report an early exit of any child so start-up fails fast.
-                loop {
-                    match stop_rx.recv_timeout(std::time::Duration::from_millis(200)) {
-                        Ok(Request::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                        Ok(Request::Restart(i, answer)) => {
-                            let (program, args, name) = &procs[i];
-                            let (old, _) = &mut children[i];
-                            let _ = old.kill();
-                            let _ = old.wait();
-                            let result = spawn_one(&dir, program, args, name, true).map(|c| {
-                                let pid = c.id();
-                                children[i].0 = c;
-                                pid
-                            });
-                            let _ = answer.send(result);
-                        }
-                        Err(mpsc::RecvTimeoutError::Timeout) => {
-                            for (c, name) in children.iter_mut() {
-                                if let Ok(Some(st)) = c.try_wait() {
-                                    let _ =
-                                        status_tx.send(format!("{name} exited early with {st}"));
-                                }
-                            }
-                        }
-                    }
-                }
-                kill_all(&mut children);
-            })?;
-        let pids = ready_rx.recv()??;
-        Ok(Guardian {
-            pids,
-            stop: stop_tx,
-            status: status_rx,
-            thread: Some(thread),
+            })
+            .expect("starting the guardian thread");
+        tx
+    });
+    let (tx, rx) = mpsc::channel();
+    let gone = || std::io::Error::other("the guardian thread is gone");
+    guardian.send((cmd, tx)).map_err(|_| gone())?;
+    rx.recv().map_err(|_| gone())?
+}
+
+/// A running child. Dropping it kills the child (SIGKILL).
+pub struct Process {
+    spec: Spec,
+    child: Option<Child>,
+    pid: u32,
+}
+
+impl Process {
+    pub fn start(spec: Spec) -> anyhow::Result<Process> {
+        let child = Self::spawn(&spec)?;
+        Ok(Process {
+            pid: child.id(),
+            child: Some(child),
+            spec,
         })
     }
 
-    /// A message if a child exited on its own.
-    pub(crate) fn exited(&mut self) -> Option<String> {
-        self.status.try_recv().ok()
+    fn spawn(spec: &Spec) -> anyhow::Result<Child> {
+        fork(spec.command()?).with_context(|| format!("spawning {}", spec.program.display()))
     }
 
-    /// Kills child `index` (SIGKILL: a crash, no chance to clean up) and starts it again with the
-    /// same arguments, so the same ports, certificates and data directory.
-    pub(crate) fn restart(&mut self, index: usize) -> anyhow::Result<u32> {
-        let (tx, rx) = mpsc::channel();
-        self.stop
-            .send(Request::Restart(index, tx))
-            .map_err(|_| anyhow::anyhow!("the guardian thread is gone"))?;
-        let pid = rx.recv()??;
-        self.pids[index] = pid;
-        Ok(pid)
+    pub fn spec(&self) -> &Spec {
+        &self.spec
     }
 
-    /// Ends the children (SIGTERM, then SIGKILL) and waits for them.
-    pub(crate) fn stop(mut self) {
-        let _ = self.stop.send(Request::Stop);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+    /// The name of its log file without the extension (`etcd`, `emulator`, …).
+    pub fn name(&self) -> String {
+        self.spec
+            .log
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The pid of the child last started.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Its stdout, when the [`Spec`] pipes it (once).
+    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
+        self.child.as_mut()?.stdout.take()
+    }
+
+    /// How it ended, if it has.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
+    /// SIGKILL, as a crash: no chance to clean up. Waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
-}
 
-fn spawn_one(
-    dir: &Path,
-    program: &Path,
-    args: &[String],
-    name: &str,
-    append: bool,
-) -> anyhow::Result<Child> {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .append(append)
-        .truncate(!append)
-        .open(dir.join(format!("{name}.log")))?;
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    cmd.spawn()
-        .map_err(|e| anyhow::anyhow!("spawning {}: {e}", program.display()))
-}
-
-/// Stops in reverse order (apiserver before etcd), gracefully first.
-fn kill_all(children: &mut Vec<(Child, &'static str)>) {
-    while let Some((mut c, _)) = children.pop() {
-        // SAFETY: sending a signal to our own child by pid.
+    /// SIGTERM, then SIGKILL if it has not ended after `grace`. Waits for it.
+    pub fn terminate(&mut self, grace: Duration) {
+        let Some(c) = self.child.as_mut() else {
+            return;
+        };
+        // SAFETY: sending a signal to our own child, not yet reaped.
         unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            match c.try_wait() {
-                Ok(Some(_)) => break,
-                Ok(None) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(50))
-                }
-                _ => {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                    break;
-                }
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if !matches!(c.try_wait(), Ok(None)) {
+                self.child = None;
+                return;
             }
+            std::thread::sleep(Duration::from_millis(50));
         }
+        self.kill();
+    }
+
+    /// Kills the child (SIGKILL) and starts it again from the same [`Spec`]; its log is
+    /// appended to. Returns the new pid.
+    pub fn restart(&mut self) -> anyhow::Result<u32> {
+        self.kill();
+        let child = Self::spawn(&self.spec)?;
+        self.pid = child.id();
+        self.child = Some(child);
+        Ok(self.pid)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

@@ -1,14 +1,14 @@
-//! Test harness: the arm-emulator (in-process, HTTPS on 127.0.0.1:0, temp data dir), its control
-//! API, a federated-token issuer, and client constructors.
+//! Test harness: the arm-emulator in-process (HTTPS on 127.0.0.1:0, temp data dir; no binary to
+//! build), with its ready line and control API read through `fhirlock-testkit` as every other
+//! harness does, a federated-token issuer, and client constructors.
 #![allow(dead_code)]
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{self, KeyPair as _};
 use base64::Engine as _;
-use fhirlock_arm::{
-    ArmClient, ArmConfig, Cloud, CredentialConfig, RequestEvent, RequestObserver, Url,
-};
+use fhirlock_arm::{ArmClient, ArmConfig, Cloud, CredentialConfig, RequestEvent, RequestObserver};
+use fhirlock_testkit::{Control, Ready};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -23,20 +23,10 @@ pub const NET_API: &str = "2024-05-01";
 pub const ISSUER: &str = "https://issuer.fhirlock.test";
 pub const WI_SUBJECT: &str = "system:serviceaccount:fhirlock-system:fhirlock";
 
-/// The emulator's ready line.
-#[derive(Debug, Clone)]
-pub struct Ready {
-    pub arm_endpoint: Url,
-    pub authority_host: Url,
-    pub ca_path: PathBuf,
-    pub tenant_id: String,
-    pub subscription_id: String,
-}
-
 pub struct Emulator {
     pub ready: Ready,
     running: arm_emulator::server::Running,
-    ctl: reqwest::Client,
+    control: Control,
     _dir: tempfile::TempDir,
     pub dir: PathBuf,
 }
@@ -162,52 +152,27 @@ impl Emulator {
         })
         .await
         .expect("emulator starts");
-        let line: Value = serde_json::from_str(&running.ready_line()).unwrap();
-        assert_eq!(line["ready"], true);
-        let ready = Ready {
-            arm_endpoint: Url::parse(line["arm_endpoint"].as_str().unwrap()).unwrap(),
-            authority_host: Url::parse(line["authority_host"].as_str().unwrap()).unwrap(),
-            ca_path: line["ca_path"].as_str().unwrap().into(),
-            tenant_id: line["tenant_id"].as_str().unwrap().into(),
-            subscription_id: line["subscription_id"].as_str().unwrap().into(),
-        };
-        let ca = std::fs::read(&ready.ca_path).unwrap();
-        let ctl = reqwest::Client::builder()
-            .tls_certs_only(reqwest::Certificate::from_pem_bundle(&ca).unwrap())
-            .build()
-            .unwrap();
+        let ready = Ready::parse(&running.ready_line()).unwrap();
+        let control = Control::new(&ready).unwrap();
         Emulator {
             ready,
             running,
-            ctl,
+            control,
             _dir: dir,
             dir: path,
         }
     }
 
     pub fn cloud(&self) -> Cloud {
-        Cloud::custom(
-            self.ready.arm_endpoint.clone(),
-            self.ready.authority_host.clone(),
-            "https://management.azure.com",
-        )
+        self.ready.cloud().unwrap()
     }
 
     pub fn config(&self, credential: CredentialConfig) -> ArmConfig {
-        ArmConfig {
-            cloud: self.cloud(),
-            credential,
-            extra_ca_pem: Some(self.ready.ca_path.clone()),
-            user_agent: Some("fhirlock-test".into()),
-        }
+        self.ready.arm_config(credential, "fhirlock-test").unwrap()
     }
 
     pub fn secret_credential(&self, client_id: &str, secret: &str) -> CredentialConfig {
-        CredentialConfig::ClientSecret {
-            tenant_id: self.ready.tenant_id.clone(),
-            client_id: client_id.into(),
-            secret: secret.into(),
-        }
+        self.ready.secret_credential(client_id, secret)
     }
 
     /// The operator's client (client secret), with a recording observer.
@@ -220,43 +185,28 @@ impl Emulator {
         (client, rec)
     }
 
-    async fn control(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let url = self.ready.arm_endpoint.join(path).unwrap();
-        let mut req = self.ctl.request(method, url);
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        let resp = req.send().await.expect("control API");
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        assert!(status.is_success(), "control {path}: {status} {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
-    }
-
     /// Injects one fault rule (see docs/emulator.md).
     pub async fn fault(&self, rule: Value) {
-        self.control(reqwest::Method::POST, "/_emulator/faults", Some(rule))
-            .await;
+        self.control.faults(rule).await.unwrap();
     }
 
     /// An ARM access token for the operator client, expiring `expires_in` seconds from now
     /// (negative: already expired), minted by the emulator's control API.
     pub async fn mint_token(&self, expires_in: i64) -> String {
         let v = self
-            .control(
-                reqwest::Method::POST,
+            .control
+            .call(
+                "POST",
                 "/_emulator/tokens",
                 Some(json!({"clientId": DEV_CLIENT_ID, "audience": "https://management.azure.com", "expiresInSeconds": expires_in})),
             )
-            .await;
+            .await
+            .unwrap();
         v["access_token"].as_str().unwrap().to_string()
     }
 
     pub async fn stats(&self) -> Value {
-        self.control(reqwest::Method::GET, "/_emulator/stats", None)
-            .await
+        self.control.stats().await.unwrap()
     }
 
     /// Total ARM requests the emulator counted.
@@ -265,8 +215,7 @@ impl Emulator {
     }
 
     pub async fn reset_stats(&self) {
-        self.control(reqwest::Method::DELETE, "/_emulator/stats", None)
-            .await;
+        self.control.reset_stats().await.unwrap();
     }
 
     pub fn rg(&self, name: &str) -> String {
