@@ -1,0 +1,161 @@
+//! The teardown for deletionPolicy Delete.
+
+use serde_json::{Value, json};
+
+use super::{GATEWAY_RULE_NAME, Method, Plan, Step, StepKind, step, waiting};
+use crate::desired::{Desired, SubnetDesired};
+use crate::id;
+use crate::json::{self, FieldChange};
+use crate::model::{self, IpRestriction};
+use crate::observed::{Observed, api_version};
+use crate::posture;
+
+/// The teardown for deletionPolicy Delete: remove, in reverse safe order, only what fhirlock
+/// created or added. The VNet, the site and the Cosmos account are never deleted, adopted subnets
+/// are left, and nothing is re-opened: the site keeps its default Deny, Cosmos its filter.
+pub fn teardown(d: &Desired, o: &Observed, created: &[String]) -> Plan {
+    let integrated = o
+        .site()
+        .and_then(|s| s.properties.virtual_network_subnet_id)
+        .is_some_and(|s| id::same(&s, &d.integration_subnet.id));
+    let owned_gateway = o
+        .gateway()
+        .is_some_and(|g| g.tag(crate::OWNER_TAG) == Some(d.owner.as_str()));
+    let mut steps = Vec::new();
+    steps.extend(remove_gateway_rule(d, o));
+    steps.extend(remove_cosmos_vnet_rule(d, o));
+    if integrated {
+        steps.push(remove_site_vnet_integration(d));
+    }
+    if owned_gateway {
+        steps.push(delete_gateway(d));
+    }
+    // Each subnet waits for what uses it: the gateway for the gateway subnet, the site's
+    // integration for the integration subnet.
+    steps.extend(delete_subnet(o, created, &d.gateway_subnet, owned_gateway));
+    steps.extend(delete_subnet(o, created, &d.integration_subnet, integrated));
+    Plan { steps }
+}
+
+fn remove_gateway_rule(d: &Desired, o: &Observed) -> Option<Step> {
+    let cfg = o.site_config()?;
+    let gw_subnet = d.gateway_subnet.id.as_str();
+    let rules = posture::real_rules(cfg.properties.ip_security_restrictions.as_deref());
+    let ours = |r: &IpRestriction| {
+        r.name.as_deref() == Some(GATEWAY_RULE_NAME)
+            || (r.allows()
+                && r.vnet_subnet_resource_id
+                    .as_deref()
+                    .is_some_and(|s| id::same(s, gw_subnet)))
+    };
+    if !rules.iter().any(ours) {
+        return None;
+    }
+    let keep: Vec<Value> = rules
+        .iter()
+        .filter(|r| !ours(r))
+        .map(model::to_json)
+        .collect();
+    let want = json!({"properties": {"ipSecurityRestrictions": keep}});
+    let changes = json::diff("", o.site_config.as_ref(), &want);
+    Some(step(
+        StepKind::RemoveGatewayRule,
+        &d.site_config_id(),
+        Method::Patch,
+        api_version::WEB,
+        want,
+        changes,
+        "remove fhirlock's access rule for the gateway subnet (the site stays default Deny)",
+    ))
+}
+
+fn remove_cosmos_vnet_rule(d: &Desired, o: &Observed) -> Option<Step> {
+    let rules = o
+        .cosmos()?
+        .properties
+        .virtual_network_rules
+        .unwrap_or_default();
+    let ours = |r: &model::CosmosVnetRule| id::same(&r.id, &d.integration_subnet.id);
+    if !rules.iter().any(ours) {
+        return None;
+    }
+    let keep: Vec<Value> = rules
+        .iter()
+        .filter(|r| !ours(r))
+        .map(model::to_json)
+        .collect();
+    let want = json!({"properties": {"virtualNetworkRules": keep}});
+    let changes = json::diff("", o.cosmos.as_ref(), &want);
+    Some(step(
+        StepKind::RemoveCosmosVnetRule,
+        &d.cosmos_id,
+        Method::Patch,
+        api_version::COSMOS,
+        want,
+        changes,
+        "remove fhirlock's Cosmos DB rule for the integration subnet (the filter stays on)",
+    ))
+}
+
+fn remove_site_vnet_integration(d: &Desired) -> Step {
+    let change = FieldChange {
+        path: "properties.virtualNetworkSubnetId".into(),
+        from: Some(json!(d.integration_subnet.id)),
+        to: None,
+    };
+    step(
+        StepKind::RemoveSiteVnetIntegration,
+        &format!("{}/networkConfig/virtualNetwork", d.site_id),
+        Method::Delete,
+        api_version::WEB,
+        Value::Null,
+        vec![change],
+        "end the site's VNet integration so the integration subnet can be removed",
+    )
+}
+
+fn delete_gateway(d: &Desired) -> Step {
+    let change = FieldChange {
+        path: "(resource)".into(),
+        from: Some(json!(d.gateway.name)),
+        to: None,
+    };
+    step(
+        StepKind::DeleteGateway,
+        &d.gateway.id,
+        Method::Delete,
+        api_version::NETWORK,
+        Value::Null,
+        vec![change],
+        "delete the gateway fhirlock created",
+    )
+}
+
+/// Only a subnet fhirlock recorded as created, and only while it exists; `in_use` while what
+/// sits in it is still there.
+fn delete_subnet(
+    o: &Observed,
+    created: &[String],
+    subnet: &SubnetDesired,
+    in_use: bool,
+) -> Option<Step> {
+    if !created.iter().any(|c| id::same(c, &subnet.id)) || o.subnet(&subnet.name).is_none() {
+        return None;
+    }
+    let change = FieldChange {
+        path: "(resource)".into(),
+        from: Some(json!(subnet.name)),
+        to: None,
+    };
+    let s = step(
+        StepKind::DeleteSubnet,
+        &subnet.id,
+        Method::Delete,
+        api_version::NETWORK,
+        Value::Null,
+        vec![change],
+        "delete the subnet fhirlock created",
+    );
+    let why = in_use.then(|| format!("what uses {} to be removed first", subnet.name));
+    Some(waiting(s, why))
+}
