@@ -1,12 +1,11 @@
 //! `fhirlock run`: the controller's wiring. The reconcile itself is in [`crate::reconcile`].
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use fhirlock_api::{FINALIZER, SecuredFhirEndpoint};
+use fhirlock_api::SecuredFhirEndpoint;
 use futures::{FutureExt as _, StreamExt as _};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
@@ -14,12 +13,11 @@ use kube::api::Api;
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt as _, watcher};
 
 use crate::config::OperatorConfig;
-use crate::identity::Identities;
+use crate::reconcile::resolve::Identities;
 use crate::reconcile::{self, Context, Error, Settings};
 use crate::telemetry::{self, Metrics};
 
@@ -83,16 +81,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("fhirlock-{}", std::process::id()));
     let metrics = Metrics::new();
 
-    let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        tracing::info!("shutting down");
-    }
-    .shared();
+    let shutdown = shutdown_signal().shared();
 
     let leadership = if args.leader_election {
         Some(
@@ -125,28 +114,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             },
         ),
         metrics: metrics.clone(),
-        settings: Settings {
-            resync: Duration::from_secs(args.resync_seconds),
-            budget_share: args.arm_budget_share.clamp(0.0, 1.0),
-            write_refill_per_second: args.arm_write_refill_per_second.max(0.0),
-            read_refill_per_second: args.arm_read_refill_per_second.max(0.0),
-            write_bucket_size: args.arm_write_bucket_size.max(1),
-            read_bucket_size: args.arm_read_bucket_size.max(1),
-        },
+        settings: settings(&args),
         is_leader,
-        failures: Mutex::new(HashMap::new()),
-        write_capacity: Mutex::new(HashMap::new()),
-        read_capacity: Mutex::new(HashMap::new()),
-        own_writes: Mutex::new(HashMap::new()),
-        followups: Mutex::new(HashMap::new()),
+        memory: Default::default(),
     });
 
     // One malformed object must not stop the watch: DeserializeGuard keeps it out of the cache.
     let endpoints: Api<DeserializeGuard<SecuredFhirEndpoint>> = Api::all(client.clone());
     // Ready (`/readyz`) once the first list of endpoints is in the cache. Signalled from the watch
     // stream itself rather than `Store::wait_until_ready`: in kube-runtime 5 that future wakes only
-    // its latest waiter, and the Controller waits on it too, so a second waiter never woke and
-    // `/readyz` stayed 503 (found by `apply_then_ready_and_describe_tells_the_story`).
+    // its latest waiter, and the Controller waits on it too, so a second waiter would never wake.
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
     let (store, writer) = reflector::store();
     let stream = watcher(endpoints, watcher::Config::default().any_semantic())
@@ -206,6 +183,28 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+fn settings(args: &RunArgs) -> Settings {
+    Settings {
+        resync: Duration::from_secs(args.resync_seconds),
+        budget_share: args.arm_budget_share.clamp(0.0, 1.0),
+        write_refill_per_second: args.arm_write_refill_per_second.max(0.0),
+        read_refill_per_second: args.arm_read_refill_per_second.max(0.0),
+        write_bucket_size: args.arm_write_bucket_size.max(1),
+        read_bucket_size: args.arm_read_bucket_size.max(1),
+    }
+}
+
 fn references(sfe: &SecuredFhirEndpoint, secret: &str) -> bool {
     let tls = sfe
         .spec
@@ -236,26 +235,13 @@ async fn reconcile_guarded(
     if !*ctx.is_leader.borrow() {
         // What a former leadership learnt is stale: its writes' answers by the time it leads
         // again, its per-endpoint metrics at once (the new leader exports them).
-        ctx.followups.lock().unwrap().clear();
+        ctx.memory.forget_followups();
         ctx.metrics.forget_all_endpoints();
         return Ok(Action::requeue(Duration::from_secs(15)));
     }
-    let span = tracing::info_span!("reconcile", endpoint = %format!("{}/{}", sfe.namespace().unwrap_or_default(), sfe.name_any()));
+    let span = tracing::info_span!("reconcile", endpoint = %reconcile::key(&sfe));
     let _enter = span.enter();
-    let api: Api<SecuredFhirEndpoint> =
-        Api::namespaced(ctx.client.clone(), &sfe.namespace().unwrap_or_default());
-    let ctx2 = ctx.clone();
-    finalizer(&api, FINALIZER, Arc::new(sfe), |event| async move {
-        match event {
-            finalizer::Event::Apply(o) => reconcile::apply(o, ctx2).await,
-            finalizer::Event::Cleanup(o) => reconcile::cleanup(o, ctx2).await,
-        }
-    })
-    .await
-    .map_err(|e| match e {
-        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Other(other.to_string()),
-    })
+    reconcile::reconcile(Arc::new(sfe), ctx).await
 }
 
 fn error_policy(
@@ -263,18 +249,8 @@ fn error_policy(
     err: &Error,
     _ctx: Arc<Context>,
 ) -> Action {
+    tracing::warn!(error = %err, label = err.metric_label(), "reconcile failed");
     match err {
-        Error::CleanupPending(why, after) => {
-            tracing::info!(%why, "cleanup in progress");
-            Action::requeue(*after)
-        }
-        Error::Kube(e) => {
-            tracing::warn!(error = %e, "Kubernetes API error");
-            Action::requeue(Duration::from_secs(5))
-        }
-        e => {
-            tracing::warn!(error = %e, "reconcile failed");
-            Action::requeue(Duration::from_secs(30))
-        }
+        Error::Kube(_) => Action::requeue(Duration::from_secs(5)),
     }
 }

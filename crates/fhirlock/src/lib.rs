@@ -1,16 +1,13 @@
 //! The fhirlock operator: the I/O edges around the pure core (`fhirlock-core`).
 //!
 //! - [`controller`]: `fhirlock run`, the operator's wiring; [`reconcile`]: one reconcile as
-//!   resolve → observe → plan → apply → report; [`identity`]: tenancy and Azure identities.
-//! - [`azure`]: observe (ARM reads) and apply (ARM writes) for one endpoint.
+//!   resolve → observe → decide → apply → report, each stage a module.
 //! - [`oneshot`]: `fhirlock audit | plan | apply` without a cluster.
 //! - [`config`]: the operator configuration (tenancy, cloud).
 //! - [`tls`]: the listener certificate, from a `kubernetes.io/tls` Secret to PFX.
 
-pub mod azure;
 pub mod config;
 pub mod controller;
-pub mod identity;
 pub mod leader;
 pub mod oneshot;
 pub mod reconcile;

@@ -1,18 +1,22 @@
-//! `fhirlock audit | plan | apply -f endpoint.yaml`: the controller's engine, run once from a
-//! shell or a CI job, without a cluster.
+//! `fhirlock audit | plan | apply -f endpoint.yaml`: the controller's stages (observe, decide,
+//! apply), run once from a shell or a CI job, without a cluster. Resolve reads the manifest and
+//! the flags instead of the cluster; report prints.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
-use fhirlock_api::SecuredFhirEndpoint;
+use fhirlock_api::{SecuredFhirEndpoint, SecuredFhirEndpointStatus};
 use fhirlock_arm::{ArmClient, ArmConfig, ErrorClass, OperationStatus};
 use fhirlock_core::posture::{Finding, Severity};
+use fhirlock_core::status::Outcome;
 use fhirlock_core::{Certificate, Desired, plan, posture, preflight};
 use serde_json::{Value, json};
 
-use crate::azure::{self, Applied};
+use crate::reconcile::apply::{self as stage_apply, Applied};
+use crate::reconcile::decide::{self, Look};
+use crate::reconcile::observe;
 
 #[derive(Args, Debug, Clone)]
 pub struct Target {
@@ -141,7 +145,7 @@ async fn read(t: &Target) -> anyhow::Result<(Desired, fhirlock_core::Observed)> 
     let sfe = load(&t.file)?;
     let d = desired(t, &sfe)?;
     let arm = t.azure.client()?;
-    let o = azure::observe(&arm, &d)
+    let o = observe::read_all(&arm, &d)
         .await
         .map_err(|e| anyhow::anyhow!("reading Azure: {e}"))?;
     Ok((d, o))
@@ -187,7 +191,7 @@ pub async fn audit(t: &Target, output: Output) -> anyhow::Result<i32> {
 
 /// Code scanning (GitHub, Azure DevOps) reads SARIF 2.1.0.
 fn sarif(findings: &[Finding], file: &Path) -> Value {
-    let mut codes: Vec<&str> = findings.iter().map(|f| f.code).collect();
+    let mut codes: Vec<&str> = findings.iter().map(|f| f.code.as_str()).collect();
     codes.sort();
     codes.dedup();
     json!({
@@ -243,13 +247,7 @@ pub async fn plan(t: &Target, output: Output) -> anyhow::Result<i32> {
                 .as_ref()
                 .map(|w| format!(" (after {w})"))
                 .unwrap_or_default();
-            println!(
-                "{}. {:?} {:?} {}{when}",
-                i + 1,
-                s.kind,
-                s.method,
-                s.resource_id
-            );
+            println!("{}. {} {} {}{when}", i + 1, s.kind, s.method, s.resource_id);
             println!("   why: {}", s.reason);
             for c in &s.changes {
                 println!("   {c}");
@@ -259,11 +257,13 @@ pub async fn plan(t: &Target, output: Output) -> anyhow::Result<i32> {
     Ok(if pre.is_empty() { 0 } else { 2 })
 }
 
-/// `fhirlock apply`: run the plan until converged, one long-running operation at a time.
+/// `fhirlock apply`: run the plan until converged, one long-running operation at a time. An
+/// endpoint in Audit mode is never written: exit 0 when Azure already matches, else 1.
 pub async fn apply(t: &Target, timeout: Duration) -> anyhow::Result<i32> {
     let sfe = load(&t.file)?;
     let d = desired(t, &sfe)?;
     let arm = t.azure.client()?;
+    let no_status = SecuredFhirEndpointStatus::default();
     let deadline = Instant::now() + timeout;
     let mut writes = 0usize;
     let mut failed_operations = 0;
@@ -272,7 +272,7 @@ pub async fn apply(t: &Target, timeout: Duration) -> anyhow::Result<i32> {
         if Instant::now() > deadline {
             bail!("not converged after {timeout:?}");
         }
-        let o = match azure::observe(&arm, &d).await {
+        let o = match observe::read_all(&arm, &d).await {
             Ok(o) => o,
             Err(e) if e.class.is_retryable() => {
                 eprintln!("  reading Azure: {e}; retrying");
@@ -282,20 +282,34 @@ pub async fn apply(t: &Target, timeout: Duration) -> anyhow::Result<i32> {
             }
             Err(e) => bail!("reading Azure: {e}"),
         };
-        let pre = preflight::check(&d, &o);
-        if !pre.is_empty() {
-            for f in &pre {
+        let look = Look {
+            desired: &d,
+            outcome: Outcome::assess(&d, &o),
+            gateway: None,
+            previous: &no_status,
+            generation: None,
+        };
+        let decision = decide::decide(&look, None);
+        let outcome = &decision.outcome;
+        if !outcome.preflight.is_empty() {
+            for f in &outcome.preflight {
                 eprintln!("STOP {}: {}", f.code, f.message);
             }
             return Ok(2);
         }
-        let p = plan::plan(&d, &o);
-        if p.is_empty() {
-            println!("converged: {writes} write(s); {}", posture_line(&d, &o));
-            return Ok(0);
-        }
-        match azure::apply(&arm, &p.steps, |s| {
-            println!("→ {:?} {:?} {}", s.kind, s.method, s.resource_id)
+        let Some(pass) = decision.writes else {
+            if outcome.plan.is_empty() {
+                println!("converged: {writes} write(s); {}", posture_line(&d, &o));
+                return Ok(0);
+            }
+            eprintln!(
+                "mode: Audit: fhirlock never writes to Azure for this endpoint; {} change(s) not applied (see fhirlock plan)",
+                outcome.plan.steps.len()
+            );
+            return Ok(1);
+        };
+        match stage_apply::run(&arm, &pass.steps, |s| {
+            println!("→ {} {} {}", s.kind, s.method, s.resource_id)
         })
         .await
         {
@@ -316,25 +330,25 @@ pub async fn apply(t: &Target, timeout: Duration) -> anyhow::Result<i32> {
                 loop {
                     match arm.poll(&operation).await {
                         Ok(OperationStatus::InProgress { retry_after }) => {
-                            println!("  … {:?} in progress", step.kind);
+                            println!("  … {} in progress", step.kind);
                             tokio::time::sleep(retry_after.unwrap_or(Duration::from_secs(2))).await;
                         }
                         Ok(OperationStatus::Succeeded) => {
-                            println!("  ✓ {:?}", step.kind);
+                            println!("  ✓ {}", step.kind);
                             break;
                         }
                         Ok(OperationStatus::Failed(e)) => {
                             failed_operations += 1;
-                            eprintln!("  ✗ {:?} failed: {e}", step.kind);
+                            eprintln!("  ✗ {} failed: {e}", step.kind);
                             if failed_operations > 3 {
-                                bail!("{:?} failed {failed_operations} times: {e}", step.kind);
+                                bail!("{} failed {failed_operations} times: {e}", step.kind);
                             }
                             break;
                         }
                         Err(e) if e.class.is_retryable() => {
                             tokio::time::sleep(e.retry_after.unwrap_or(backoff)).await
                         }
-                        Err(e) => bail!("polling {:?}: {e}", step.kind),
+                        Err(e) => bail!("polling {}: {e}", step.kind),
                     }
                 }
             }

@@ -1,6 +1,7 @@
-//! The *resolve* stage's tenancy and identity: may this namespace touch these Azure scopes, and
-//! as whom. A namespace never acts with another's identity: for workload identity fhirlock mints
-//! the federated token for the namespace's *own* ServiceAccount through the TokenRequest API.
+//! **resolve**: may this namespace touch these Azure scopes, and as whom; the certificate; the
+//! ARM client. Kubernetes I/O only, and anything wrong stalls with zero Azure calls. A namespace
+//! never acts with another's identity: for workload identity fhirlock mints the federated token
+//! for the namespace's *own* ServiceAccount through the TokenRequest API.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,8 +16,14 @@ use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 
+use super::{Context, Exit};
 use crate::config::{self, OperatorConfig};
 use crate::telemetry::Metrics;
+
+/// The stage: the endpoint's desired state and an ARM client acting as its identity.
+pub async fn stage(ctx: &Context, sfe: &SecuredFhirEndpoint) -> Result<Resolved, Exit> {
+    ctx.identities.resolve(sfe).await.map_err(Exit::Stalled)
+}
 
 /// Why an endpoint cannot proceed, before any Azure call.
 #[derive(Debug)]

@@ -1,0 +1,568 @@
+//! **decide**: everything one reconcile concludes, as plain functions of values. No async, no
+//! I/O, no clock and no randomness: the shell passes the time, the jittered resync and the gates'
+//! answers in, and carries out what comes back (the writes, the status, the Events, the
+//! requeue). `fhirlock run` and the one-shot `fhirlock apply` both go through here, so the Audit
+//! rule, the write-ahead rule and the drift rule are written once.
+
+use std::time::Duration;
+
+use fhirlock_api::v1alpha1::{
+    Drift, Finding, GatewayStatus, PendingOperation, PlannedChange, SecuredFhirEndpointStatus,
+};
+use fhirlock_arm::{ArmError, ErrorClass, Operation, OperationKind, OperationStatus};
+use fhirlock_core::json::FieldChange;
+use fhirlock_core::posture::FindingCode;
+use fhirlock_core::status::{self, Outcome};
+use fhirlock_core::{Component, Desired, Step, StepKind, id};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+/// An Event to publish, as data. Events with the same reason and action are aggregated into one
+/// series (showing the first note), so the action names what was done.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub action: String,
+    pub text: String,
+}
+
+impl Note {
+    pub fn normal(
+        reason: &'static str,
+        action: impl Into<String>,
+        text: impl Into<String>,
+    ) -> Note {
+        Note {
+            warning: false,
+            reason,
+            action: action.into(),
+            text: text.into(),
+        }
+    }
+    pub fn warning(
+        reason: &'static str,
+        action: impl Into<String>,
+        text: impl Into<String>,
+    ) -> Note {
+        Note {
+            warning: true,
+            ..Note::normal(reason, action, text)
+        }
+    }
+}
+
+/// How a reconcile ended, as the `fhirlock_reconciles_total` metric labels it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Result {
+    Ok,
+    Error,
+    Stalled,
+}
+
+impl Result {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Result::Ok => "ok",
+            Result::Error => "error",
+            Result::Stalled => "stalled",
+        }
+    }
+}
+
+// ---- before observing ----------------------------------------------------------------------
+
+/// What to do with the long-running operation status holds, after one poll of it.
+#[derive(Debug, PartialEq)]
+pub enum AfterPoll {
+    /// Still running: poll again then.
+    Running(Duration),
+    /// The poll failed in a way worth retrying: try again then.
+    Retry(Duration),
+    /// It ended: say so, and observe.
+    Ended(Note),
+    /// The handle no longer resolves (expired, or not an operation): drop what the last writes
+    /// taught and observe afresh.
+    Lost,
+}
+
+pub fn after_poll(
+    p: &PendingOperation,
+    polled: std::result::Result<OperationStatus, ArmError>,
+) -> AfterPoll {
+    match polled {
+        Ok(OperationStatus::InProgress { retry_after }) => {
+            AfterPoll::Running(retry_after.unwrap_or_else(|| operation_of(p).next_poll_in(None)))
+        }
+        Ok(OperationStatus::Succeeded) => AfterPoll::Ended(Note::normal(
+            "OperationSucceeded",
+            &p.step,
+            format!("{} on {} finished", p.step, p.resource_id),
+        )),
+        Ok(OperationStatus::Failed(e)) => AfterPoll::Ended(Note::warning(
+            "OperationFailed",
+            &p.step,
+            format!("{} on {} failed: {}", p.step, p.resource_id, e),
+        )),
+        Err(e) if e.class.is_retryable() => {
+            AfterPoll::Retry(e.retry_after.unwrap_or(Duration::from_secs(10)))
+        }
+        Err(_) => AfterPoll::Lost,
+    }
+}
+
+/// The operation handle status recorded, as the ARM client polls it.
+pub fn operation_of(p: &PendingOperation) -> Operation {
+    Operation {
+        resource_id: p.resource_id.clone(),
+        method: p.method.clone(),
+        api_version: p.api_version.clone(),
+        status_url: p.status_url.clone(),
+        kind: serde_json::from_value(serde_json::Value::String(p.kind.clone()))
+            .unwrap_or(OperationKind::AsyncOperation),
+        retry_after_secs: None,
+    }
+}
+
+/// Whether a partial look (right after fhirlock's own writes) is enough to act on: only when it
+/// leads to a next write. Anything else, "nothing left to do" included, is judged on a full read.
+pub fn partial_look_suffices(outcome: &Outcome) -> bool {
+    outcome.preflight.is_empty() && outcome.plan.steps.iter().any(Step::ready)
+}
+
+// ---- deciding the writes -------------------------------------------------------------------
+
+/// What one look at Azure found, with what the endpoint's status said before.
+#[derive(Debug)]
+pub struct Look<'a> {
+    pub desired: &'a Desired,
+    pub outcome: Outcome,
+    /// The gateway as observed (kept from the previous status when not observed).
+    pub gateway: Option<GatewayStatus>,
+    pub previous: &'a SecuredFhirEndpointStatus,
+    pub generation: Option<i64>,
+}
+
+/// The writes of one pass.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Writes {
+    /// The ready steps, in order; the pass stops at the first long-running operation.
+    pub steps: Vec<Step>,
+    /// Resources the steps create that status does not list yet. They are recorded before the
+    /// PUT: subnets carry no tags, so `status.createdResources` is the only record that fhirlock
+    /// made them, and a status write lost after the PUT must not turn one into "adopted".
+    pub record_first: Vec<String>,
+    /// Changes to components that had converged: someone changed Azure.
+    pub drift: Vec<(String, FieldChange)>,
+}
+
+/// What to do before any write.
+#[derive(Debug)]
+pub struct Decision {
+    pub outcome: Outcome,
+    /// `None`: no write this pass (Audit, a failed pre-flight, nothing to do, or deferred).
+    pub writes: Option<Writes>,
+    /// Writes deferred to stay within the subscription's write budget, until then.
+    pub deferred: Option<Duration>,
+    pub notes: Vec<Note>,
+}
+
+/// The gates and the writes. `write_wait` is the write budget's answer (`None`: may write now).
+pub fn decide(look: &Look, write_wait: Option<Duration>) -> Decision {
+    let mut outcome = look.outcome.clone();
+    let mut notes = Vec::new();
+    if let Some(f) = outcome.preflight.first() {
+        notes.push(Note::warning(
+            "PreflightFailed",
+            "PreflightFailed",
+            format!("{}: {}", f.code, f.message),
+        ));
+    }
+    let wants_writes = outcome.preflight.is_empty() && !outcome.audit && !outcome.plan.is_empty();
+    if !wants_writes {
+        return Decision {
+            outcome,
+            writes: None,
+            deferred: None,
+            notes,
+        };
+    }
+    if let Some(wait) = write_wait {
+        outcome.throttled = true;
+        return Decision {
+            outcome,
+            writes: None,
+            deferred: Some(wait),
+            notes,
+        };
+    }
+    let steps: Vec<Step> = outcome
+        .plan
+        .steps
+        .iter()
+        .filter(|s| s.ready())
+        .cloned()
+        .collect();
+    let record_first = steps
+        .iter()
+        .filter(|s| s.creates)
+        .map(|s| s.resource_id.clone())
+        .filter(|created| {
+            !look
+                .previous
+                .created_resources
+                .iter()
+                .any(|x| id::same(x, created))
+        })
+        .collect();
+    let converged = converged(look.previous);
+    let drift = outcome
+        .plan
+        .steps
+        .iter()
+        .filter(|s| !s.creates && converged.contains(&s.kind.component()))
+        .flat_map(|s| s.changes.iter().map(|c| (s.resource_id.clone(), c.clone())))
+        .collect();
+    Decision {
+        outcome,
+        writes: Some(Writes {
+            steps,
+            record_first,
+            drift,
+        }),
+        deferred: None,
+        notes,
+    }
+}
+
+/// The components whose condition was True: a change to one of them is drift, not the first
+/// convergence.
+fn converged(previous: &SecuredFhirEndpointStatus) -> Vec<Component> {
+    Component::ALL
+        .into_iter()
+        .filter(|c| {
+            previous
+                .conditions
+                .iter()
+                .any(|x| x.type_ == c.condition_type() && x.status == "True")
+        })
+        .collect()
+}
+
+// ---- after the writes ----------------------------------------------------------------------
+
+/// What the apply stage did.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// Writes ARM accepted, the one that started an operation included.
+    pub count: usize,
+    /// The long-running operation the pass stopped at.
+    pub pending: Option<(Operation, StepKind)>,
+    /// `status.createdResources` after the write-ahead (empty when nothing was recorded).
+    pub created: Vec<String>,
+    /// The write that failed, if one did (the writes before it count).
+    pub failed: Option<ArmError>,
+}
+
+/// Everything the report stage does.
+#[derive(Debug)]
+pub struct Conclusion {
+    pub status: SecuredFhirEndpointStatus,
+    pub notes: Vec<Note>,
+    /// When to look again (when the pass did not fail).
+    pub requeue: Duration,
+    /// Ready now: no pre-flight failure, nothing to do, Enforce, only advisory findings.
+    pub ready: bool,
+    /// Ready now and not before.
+    pub became_ready: bool,
+    /// Resources written back after drift.
+    pub drift_corrected: Vec<String>,
+    pub findings_by_code: Vec<(FindingCode, i64)>,
+    pub result: Result,
+}
+
+/// The conclusion of one pass: status, Events, metrics and the next look. `resync` is the
+/// jittered resync period, `now` the time stamped on status.
+pub fn conclude(
+    look: &Look,
+    decision: Decision,
+    written: &Written,
+    resync: Duration,
+    now: &Time,
+) -> Conclusion {
+    let mut outcome = decision.outcome;
+    let mut notes = decision.notes;
+    let mut drift = None;
+    let mut drift_corrected = Vec::new();
+    let mut pending = None;
+    let mut requeue = decision.deferred.unwrap_or(resync);
+    if let Some(writes) = &decision.writes {
+        let done = &writes.steps[..written.count.min(writes.steps.len())];
+        for s in done {
+            notes.push(Note::normal(
+                "AzureWrite",
+                s.kind.as_str(),
+                format!("{} {} {}", s.kind, s.method, s.resource_id),
+            ));
+        }
+        let corrected: Vec<_> = writes
+            .drift
+            .iter()
+            .filter(|(id, _)| done.iter().any(|s| &s.resource_id == id))
+            .collect();
+        let fields: Vec<String> = corrected
+            .iter()
+            .map(|(id, c)| format!("{}: {c}", short(id)))
+            .collect();
+        for ((id, c), f) in corrected.iter().zip(&fields) {
+            notes.push(Note::normal("DriftCorrected", &c.path, f));
+            drift_corrected.push(id.clone());
+        }
+        if !fields.is_empty() {
+            drift = Some(Drift {
+                time: now.clone(),
+                fields: fields.into_iter().take(64).collect(),
+            });
+        }
+        requeue = if let Some((op, step)) = &written.pending {
+            outcome.operation_pending = true;
+            pending = Some(PendingOperation {
+                resource_id: op.resource_id.clone(),
+                step: step.as_str().to_owned(),
+                method: op.method.clone(),
+                api_version: op.api_version.clone(),
+                status_url: op.status_url.clone(),
+                kind: kind_name(op.kind),
+                started: Some(now.clone()),
+            });
+            op.next_poll_in(None)
+        } else if written.count > 0 {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(5)
+        };
+    }
+    let ready = outcome.preflight.is_empty()
+        && outcome.plan.is_empty()
+        && !outcome.audit
+        && outcome.findings.iter().all(|f| !f.is_blocking());
+    let was_ready = look
+        .previous
+        .conditions
+        .iter()
+        .any(|c| c.type_ == status::READY && c.status == "True");
+    let became_ready = ready && !was_ready && written.failed.is_none();
+    if became_ready {
+        notes.push(Note::normal(
+            "Secured",
+            "Secured",
+            "only the gateway reaches the FHIR API",
+        ));
+    }
+    let extras = Extras {
+        gateway: look.gateway.clone(),
+        pending,
+        drift,
+        created: written.created.clone(),
+    };
+    Conclusion {
+        status: status_of(
+            &outcome,
+            look.previous,
+            look.generation,
+            Some(look.desired),
+            extras,
+            now,
+        ),
+        findings_by_code: finding_counts(&outcome),
+        result: if outcome.preflight.is_empty() {
+            Result::Ok
+        } else {
+            Result::Stalled
+        },
+        notes,
+        requeue,
+        ready,
+        became_ready,
+        drift_corrected,
+    }
+}
+
+/// What a failed ARM call means for the endpoint.
+#[derive(Debug, PartialEq)]
+pub enum OnFailure {
+    /// Throttled, transient or a conflict: back off and try again.
+    Retry,
+    /// Refused for good until the spec, Azure or permissions change: stall with this status and
+    /// Event (a resync looks again).
+    Stall {
+        status: Box<SecuredFhirEndpointStatus>,
+        note: Note,
+    },
+}
+
+pub fn on_failure(
+    e: &ArmError,
+    desired: Option<&Desired>,
+    previous: &SecuredFhirEndpointStatus,
+    generation: Option<i64>,
+    now: &Time,
+) -> OnFailure {
+    let reason = match e.class {
+        ErrorClass::Throttled | ErrorClass::Transient | ErrorClass::Conflict => {
+            return OnFailure::Retry;
+        }
+        ErrorClass::Auth => "AuthorizationFailed",
+        ErrorClass::Terminal => "AzureRejected",
+    };
+    let (status, note) = stalled(reason, &e.to_string(), desired, previous, generation, now);
+    OnFailure::Stall {
+        status: Box::new(status),
+        note,
+    }
+}
+
+/// The status and Event of an endpoint that cannot proceed, for `reason`.
+pub fn stalled(
+    reason: &'static str,
+    message: &str,
+    desired: Option<&Desired>,
+    previous: &SecuredFhirEndpointStatus,
+    generation: Option<i64>,
+    now: &Time,
+) -> (SecuredFhirEndpointStatus, Note) {
+    let outcome = Outcome {
+        terminal_error: Some((reason.to_owned(), message.to_owned())),
+        ..Default::default()
+    };
+    let status = status_of(
+        &outcome,
+        previous,
+        generation,
+        desired,
+        Extras::default(),
+        now,
+    );
+    (status, Note::warning(reason, reason, message))
+}
+
+/// What a pass adds to status beyond the outcome.
+#[derive(Debug, Default)]
+pub struct Extras {
+    pub gateway: Option<GatewayStatus>,
+    pub pending: Option<PendingOperation>,
+    pub drift: Option<Drift>,
+    pub created: Vec<String>,
+}
+
+/// The whole status for an outcome. Conditions keep their lastTransitionTime unless their status
+/// changes, and a finding keeps its `since`, so resyncs do not flap.
+pub fn status_of(
+    o: &Outcome,
+    previous: &SecuredFhirEndpointStatus,
+    generation: Option<i64>,
+    desired: Option<&Desired>,
+    extras: Extras,
+    now: &Time,
+) -> SecuredFhirEndpointStatus {
+    let conditions = status::conditions(o, generation, now, &previous.conditions);
+    let findings: Vec<Finding> = o
+        .findings
+        .iter()
+        .map(|f| Finding {
+            code: f.code.as_str().to_owned(),
+            severity: format!("{:?}", f.severity),
+            resource_id: f.resource_id.clone(),
+            message: f.message.clone(),
+            since: previous
+                .findings
+                .iter()
+                .find(|p| {
+                    p.code == f.code.as_str()
+                        && p.resource_id == f.resource_id
+                        && p.message == f.message
+                })
+                .and_then(|p| p.since.clone())
+                .or_else(|| Some(now.clone())),
+        })
+        .collect();
+    let mut created = previous.created_resources.clone();
+    add_ids(&mut created, extras.created);
+    SecuredFhirEndpointStatus {
+        observed_generation: generation,
+        conditions,
+        gateway: extras.gateway.or(previous.gateway.clone()),
+        finding_count: Some(findings.len() as i32),
+        findings: findings.into_iter().take(64).collect(),
+        pending_operations: extras.pending.into_iter().collect(),
+        plan: planned_changes(o),
+        next_steps: desired
+            .map(|d| status::next_steps(d, None))
+            .unwrap_or_default(),
+        last_sync_time: Some(now.clone()),
+        last_drift: extras.drift.or(previous.last_drift.clone()),
+        created_resources: created,
+    }
+}
+
+/// The plan as status shows it: in Audit mode, and whenever changes remain.
+fn planned_changes(o: &Outcome) -> Vec<PlannedChange> {
+    if !o.audit && o.plan.is_empty() {
+        return Vec::new();
+    }
+    let compact = |v: &serde_json::Value| fhirlock_core::json::compact(v, 200);
+    o.plan
+        .steps
+        .iter()
+        .flat_map(|s| {
+            s.changes.iter().map(move |c| PlannedChange {
+                resource_id: s.resource_id.clone(),
+                field: c.path.clone(),
+                from: c.from.as_ref().map(compact),
+                to: c.to.as_ref().map(compact),
+                reason: s
+                    .waiting_for
+                    .as_ref()
+                    .map(|w| format!("{} (after {w})", s.reason))
+                    .unwrap_or_else(|| s.reason.clone()),
+            })
+        })
+        .take(64)
+        .collect()
+}
+
+/// Adds the resource IDs `list` does not already hold (ARM compares IDs case-insensitively).
+pub fn add_ids(list: &mut Vec<String>, ids: impl IntoIterator<Item = String>) {
+    for new in ids {
+        if !list.iter().any(|x| id::same(x, &new)) {
+            list.push(new);
+        }
+    }
+}
+
+fn finding_counts(o: &Outcome) -> Vec<(FindingCode, i64)> {
+    let mut out: Vec<(FindingCode, i64)> = Vec::new();
+    for f in &o.findings {
+        match out.iter_mut().find(|(c, _)| *c == f.code) {
+            Some((_, n)) => *n += 1,
+            None => out.push((f.code, 1)),
+        }
+    }
+    out
+}
+
+fn kind_name(kind: OperationKind) -> String {
+    match serde_json::to_value(kind) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => format!("{kind:?}"),
+    }
+}
+
+fn short(resource_id: &str) -> String {
+    id::ResourceId::parse(resource_id)
+        .map(|r| r.name().to_owned())
+        .unwrap_or_else(|| resource_id.to_owned())
+}
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

@@ -1,0 +1,134 @@
+//! One reconcile of a SecuredFhirEndpoint, as five stages with typed hand-offs:
+//!
+//! ```text
+//! resolve (kube I/O) → observe (ARM reads) → decide (pure) → apply (ARM writes) → report (kube I/O)
+//! ```
+//!
+//! [`reconcile`] below is the whole driver. Each stage is a module; only `decide` concludes
+//! anything, and it is a plain function of values. What the operator remembers between
+//! reconciles is in [`memory`].
+
+pub mod apply;
+mod cleanup;
+pub mod decide;
+mod finalizer;
+pub mod memory;
+pub mod observe;
+pub mod report;
+pub mod resolve;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fhirlock_api::SecuredFhirEndpoint;
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use kube::runtime::events::Recorder;
+
+use crate::telemetry::Metrics;
+use memory::Memory;
+use resolve::Identities;
+
+/// Shared by every reconcile.
+pub struct Context {
+    pub client: kube::Client,
+    pub identities: Identities,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub settings: Settings,
+    pub is_leader: tokio::sync::watch::Receiver<bool>,
+    pub memory: Memory,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How often a converged endpoint is compared with Azure again (jittered ±10%).
+    pub resync: Duration,
+    /// The share of a subscription's ARM buckets fhirlock may use (0–1).
+    pub budget_share: f64,
+    /// How fast ARM refills the write bucket (writes per second; Azure's is 10).
+    pub write_refill_per_second: f64,
+    /// How fast ARM refills the read bucket (reads per second; Azure's is 25).
+    pub read_refill_per_second: f64,
+    /// The largest bucket sizes fhirlock assumes (Azure's: 200 writes, 250 reads).
+    pub write_bucket_size: u32,
+    pub read_bucket_size: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+impl Error {
+    /// The `error` label of the reconcile metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+        }
+    }
+}
+
+/// `<namespace>/<name>`: the endpoint's key in [`Memory`].
+pub fn key(sfe: &SecuredFhirEndpoint) -> String {
+    format!("{}/{}", sfe.namespace().unwrap_or_default(), sfe.name_any())
+}
+
+/// One reconcile: the finalizer first; deletion runs [`cleanup`]; otherwise the five stages.
+pub async fn reconcile(sfe: Arc<SecuredFhirEndpoint>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if let Some(action) = finalizer::guard(&ctx, &sfe).await? {
+        return Ok(action);
+    }
+    if sfe.metadata.deletion_timestamp.is_some() {
+        return cleanup::run(&ctx, &sfe).await;
+    }
+    let started = Instant::now();
+    match secure(&ctx, &sfe, started).await {
+        Ok(action) => Ok(action),
+        Err(exit) => report::exit(&ctx, &sfe, exit, started).await,
+    }
+}
+
+/// The endpoint should be secured: the five stages.
+async fn secure(
+    ctx: &Context,
+    sfe: &SecuredFhirEndpoint,
+    started: Instant,
+) -> Result<Action, Exit> {
+    gates(ctx, sfe)?;
+    let resolved = resolve::stage(ctx, sfe).await?; // tenancy, identity, certificate
+    let seen = observe::stage(ctx, sfe, &resolved).await?; // one poll, then the reads
+    let look = seen.look(&resolved.desired, sfe);
+    let decision = decide::decide(&look, apply::write_wait(ctx, &resolved)); // pure
+    let written = apply::stage(ctx, sfe, &resolved, &seen, &decision).await?; // ARM writes
+    report::stage(ctx, sfe, &look, decision, written, started).await // status, Events, metrics
+}
+
+/// Why a pass ended before reporting a conclusion; [`report::exit`] says it.
+#[derive(Debug)]
+pub enum Exit {
+    /// Look again after this; counted in the reconcile metrics as `result` when given.
+    Requeue(Duration, Option<decide::Result>),
+    /// Cannot proceed before any Azure call (tenancy, identity, certificate).
+    Stalled(resolve::Stall),
+    /// An ARM call failed; `desired` is what the pass was driving towards.
+    Failed(fhirlock_arm::ArmError, Box<fhirlock_core::Desired>),
+    Kube(kube::Error),
+}
+
+/// Only the leader reads or writes Azure; and a reconcile triggered by fhirlock's own status
+/// write waits for the look it had already scheduled.
+fn gates(ctx: &Context, sfe: &SecuredFhirEndpoint) -> Result<(), Exit> {
+    if !*ctx.is_leader.borrow() {
+        return Err(Exit::Requeue(Duration::from_secs(15), None));
+    }
+    let rv = sfe.resource_version();
+    let echo = ctx
+        .memory
+        .endpoint(&key(sfe), |m| m.echo_wait(rv.as_deref(), Instant::now()));
+    match echo {
+        Some(wait) => Err(Exit::Requeue(wait, None)),
+        None => Ok(()),
+    }
+}

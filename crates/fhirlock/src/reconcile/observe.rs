@@ -1,0 +1,221 @@
+//! **observe**: what Azure holds now. Resumes the long-running operation status records (one
+//! poll), then reads the endpoint's resources: all seven, or right after fhirlock's own writes
+//! only what their answers left unknown. ARM I/O only; what to make of it is `decide`'s.
+
+use std::time::{Duration, Instant};
+
+use fhirlock_api::v1alpha1::GatewayStatus;
+use fhirlock_api::{SecuredFhirEndpoint, SecuredFhirEndpointStatus};
+use fhirlock_arm::{ArmClient, ArmError};
+use fhirlock_core::observed::{Slot, api_version};
+use fhirlock_core::status::Outcome;
+use fhirlock_core::{Desired, Observed, observed};
+use serde_json::Value;
+
+use super::apply::Answer;
+use super::decide::{self, AfterPoll, Look};
+use super::memory::{Bucket, BudgetRule, Followup};
+use super::report::{publish, spread};
+use super::resolve::Resolved;
+use super::{Context, Exit, key};
+
+/// GETs everything the endpoint involves: 7 reads (the VNet carries its subnets). The gateway
+/// and feature reads may be 404; the others become pre-flight failures when missing.
+pub async fn read_all(arm: &ArmClient, d: &Desired) -> Result<Observed, ArmError> {
+    let (config_id, feature_id) = (d.site_config_id(), d.isolation_feature_id());
+    // All six run to their answer even when one fails (`join!`, not `try_join!`): a dropped
+    // request is still counted by ARM, and must be by fhirlock's metrics too.
+    let (vnet, gateway, site, site_config, cosmos, feature) = tokio::join!(
+        arm.get(&d.vnet_id, api_version::NETWORK),
+        arm.get(&d.gateway.id, api_version::NETWORK),
+        arm.get(&d.site_id, api_version::WEB),
+        arm.get(&config_id, api_version::WEB),
+        arm.get(&d.cosmos_id, api_version::COSMOS),
+        arm.get(&feature_id, api_version::FEATURES),
+    );
+    let (vnet, gateway, site, site_config, cosmos, feature) =
+        (vnet?, gateway?, site?, site_config?, cosmos?, feature?);
+    let farm_id = site
+        .as_ref()
+        .and_then(|s| s.pointer("/properties/serverFarmId"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let server_farm = match farm_id {
+        Some(id) => arm.get(&id, api_version::WEB).await?,
+        None => None,
+    };
+    Ok(Observed {
+        vnet,
+        gateway,
+        site,
+        site_config,
+        server_farm,
+        cosmos,
+        isolation_feature: feature.and_then(|f| {
+            f.pointer("/properties/state")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        }),
+    })
+}
+
+/// `known` with the resources in `ids` read again (one GET each). Falls back to a full
+/// [`read_all`] when one of them is not a resource `Observed` holds.
+pub async fn reread(
+    arm: &ArmClient,
+    d: &Desired,
+    mut known: Observed,
+    ids: &[String],
+) -> Result<Observed, ArmError> {
+    for id in ids {
+        let Some(slot) = observed::slot(d, id) else {
+            return read_all(arm, d).await;
+        };
+        known.absorb(&slot, arm.get(id, api_version_of(&slot)).await?);
+    }
+    Ok(known)
+}
+
+/// One look: plans on the followup when it leads to a next write
+/// ([`super::decide::partial_look_suffices`]), otherwise on a full read.
+pub async fn look(
+    arm: &ArmClient,
+    d: &Desired,
+    followup: Option<Followup>,
+) -> Result<(Observed, Outcome), ArmError> {
+    if let Some(f) = followup {
+        let observed = reread(arm, d, f.observed, &f.reread).await?;
+        let outcome = Outcome::assess(d, &observed);
+        if super::decide::partial_look_suffices(&outcome) {
+            return Ok((observed, outcome));
+        }
+    }
+    let observed = read_all(arm, d).await?;
+    let outcome = Outcome::assess(d, &observed);
+    Ok((observed, outcome))
+}
+
+/// What fhirlock knows right after its writes: `before` with ARM's answers taken in, and what
+/// those answers left unknown to read again (a write answered without a body, the resource of a
+/// long-running operation). `None` when nothing was written.
+pub fn after_writes(
+    d: &Desired,
+    before: &Observed,
+    answers: &[Answer],
+    operation: Option<&str>,
+) -> Option<(Observed, Vec<String>)> {
+    if answers.is_empty() && operation.is_none() {
+        return None;
+    }
+    let mut observed = before.clone();
+    let mut reread = Vec::new();
+    for a in answers {
+        match (observed::slot(d, &a.resource_id), &a.body) {
+            (Some(slot), Some(body)) => observed.absorb(&slot, Some(body.clone())),
+            _ => reread.push(a.resource_id.clone()),
+        }
+    }
+    reread.extend(operation.map(str::to_owned));
+    Some((observed, reread))
+}
+
+fn api_version_of(slot: &Slot) -> &'static str {
+    match slot {
+        Slot::Vnet | Slot::Subnet(_) | Slot::Gateway => api_version::NETWORK,
+        Slot::Site | Slot::SiteConfig => api_version::WEB,
+        Slot::Cosmos => api_version::COSMOS,
+    }
+}
+
+// ---- the stage, in the controller ----------------------------------------------------------
+
+/// What the observe stage saw.
+#[derive(Debug)]
+pub struct Seen {
+    pub observed: Observed,
+    pub outcome: Outcome,
+}
+
+impl Seen {
+    /// The hand-off to `decide`.
+    pub fn look<'a>(&self, desired: &'a Desired, sfe: &'a SecuredFhirEndpoint) -> Look<'a> {
+        Look {
+            desired,
+            outcome: self.outcome.clone(),
+            gateway: self.observed.gateway().map(|g| GatewayStatus {
+                id: g.id.clone(),
+                private_ip_address: g.private_ip(),
+                provisioning_state: g.properties.provisioning_state.clone(),
+            }),
+            previous: sfe.status.as_ref().unwrap_or(&NO_STATUS),
+            generation: sfe.metadata.generation,
+        }
+    }
+}
+
+static NO_STATUS: SecuredFhirEndpointStatus = SecuredFhirEndpointStatus {
+    observed_generation: None,
+    conditions: Vec::new(),
+    gateway: None,
+    findings: Vec::new(),
+    finding_count: None,
+    pending_operations: Vec::new(),
+    plan: Vec::new(),
+    next_steps: Vec::new(),
+    last_sync_time: None,
+    last_drift: None,
+    created_resources: Vec::new(),
+};
+
+/// The stage: held back while the read bucket is below fhirlock's share (checked once, before
+/// the poll: a reconcile that polled and was then held back would poll again next time, and many
+/// endpoints doing so would spend the bucket on polls alone); then the operation in flight; then
+/// the look.
+pub async fn stage(ctx: &Context, sfe: &SecuredFhirEndpoint, r: &Resolved) -> Result<Seen, Exit> {
+    if let Some(wait) = read_wait(ctx, &r.arm, &r.desired.subscription) {
+        return Err(Exit::Requeue(spread(wait), Some(decide::Result::Ok)));
+    }
+    let key = key(sfe);
+    if let Some(p) = sfe
+        .status
+        .as_ref()
+        .and_then(|s| s.pending_operations.first())
+    {
+        match decide::after_poll(p, r.arm.poll(&decide::operation_of(p)).await) {
+            AfterPoll::Running(wait) => {
+                return Err(Exit::Requeue(wait, Some(decide::Result::Ok)));
+            }
+            AfterPoll::Retry(wait) => return Err(Exit::Requeue(wait, None)),
+            AfterPoll::Ended(note) => publish(ctx, sfe, &note).await,
+            AfterPoll::Lost => {
+                ctx.memory.endpoint(&key, |m| m.followup = None);
+                tracing::warn!(endpoint = %key, "dropping an operation handle that no longer polls");
+            }
+        }
+    }
+    let followup = ctx.memory.endpoint(&key, |m| {
+        m.take_followup(sfe.metadata.generation, Instant::now())
+    });
+    let (observed, outcome) = look(&r.arm, &r.desired, followup)
+        .await
+        .map_err(|e| Exit::Failed(e, Box::new(r.desired.clone())))?;
+    Ok(Seen { observed, outcome })
+}
+
+/// As [`super::apply::write_wait`], for the read bucket (every GET reports it).
+fn read_wait(ctx: &Context, arm: &ArmClient, subscription: &str) -> Option<Duration> {
+    let budget = arm.budget(subscription)?;
+    let s = &ctx.settings;
+    let rule = BudgetRule {
+        share: s.budget_share,
+        refill: s.read_refill_per_second,
+        size: s.read_bucket_size,
+    };
+    ctx.memory.bucket_wait(
+        subscription,
+        Bucket::Reads,
+        budget.reads?,
+        budget.observed_at.elapsed(),
+        rule,
+    )
+}
