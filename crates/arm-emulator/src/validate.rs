@@ -266,7 +266,39 @@ pub fn gateway_put(
 ) -> Result<(), ArmError> {
     let p = props(body);
     let arr = |k: &str| p[k].as_array().cloned().unwrap_or_default();
-    // Every {"id": …} reference inside the gateway must resolve: children by name, others in the estate.
+    gateway_references(state, agw_id, p)?;
+    // A Key Vault certificate is fetched as a user-assigned identity of the gateway (§2.6).
+    let key_vault = arr("sslCertificates")
+        .iter()
+        .any(|c| c["properties"]["keyVaultSecretId"].is_string());
+    if key_vault && !has_user_assigned_identity(body) {
+        return Err(ArmError::bad_request(
+            "ApplicationGatewayKeyVaultSecretRequiresUserAssignedIdentity",
+            format!(
+                "Application Gateway {agw_id} requires a 'UserAssigned' Identity with 'get' access policy to the referenced KeyVault. Please provide so by using top level 'Identity' property."
+            ),
+        ));
+    }
+    gateway_subnets(state, agw_id, body, isolated)?;
+    gateway_frontends(state, agw_id, body, isolated)?;
+    if api_version >= "2021-08-01" {
+        for r in arr("requestRoutingRules") {
+            if r["properties"]["priority"].is_null() {
+                let name = r["name"].as_str().unwrap_or("");
+                return Err(ArmError::bad_request(
+                    "ApplicationGatewayRequestRoutingRulePriorityCannotBeEmpty",
+                    format!(
+                        "Priority for the request routing rule {agw_id}/requestRoutingRules/{name} cannot be empty. All request routing rules should have a priority defined starting from api-version 2021-08-01"
+                    ),
+                ));
+            }
+        }
+    }
+    gateway_listeners(agw_id, &arr("httpListeners"))
+}
+
+/// Every `{"id": …}` reference inside the gateway must resolve: children by name, others in the estate.
+fn gateway_references(state: &State, agw_id: &str, p: &Value) -> Result<(), ArmError> {
     let mut refs = vec![];
     collect_refs(p, &mut refs);
     for r in &refs {
@@ -303,20 +335,20 @@ pub fn gateway_put(
             }
         }
     }
-    // A Key Vault certificate is fetched as a user-assigned identity of the gateway (§2.6).
-    let key_vault = arr("sslCertificates")
-        .iter()
-        .any(|c| c["properties"]["keyVaultSecretId"].is_string());
-    if key_vault && !has_user_assigned_identity(body) {
-        return Err(ArmError::bad_request(
-            "ApplicationGatewayKeyVaultSecretRequiresUserAssignedIdentity",
-            format!(
-                "Application Gateway {agw_id} requires a 'UserAssigned' Identity with 'get' access policy to the referenced KeyVault. Please provide so by using top level 'Identity' property."
-            ),
-        ));
-    }
-    let gw_subnets: Vec<String> = arr("gatewayIPConfigurations")
-        .iter()
+    Ok(())
+}
+
+/// The gateway's subnets hold only gateways, and are delegated exactly when it is isolated.
+fn gateway_subnets(
+    state: &State,
+    agw_id: &str,
+    body: &Value,
+    isolated: bool,
+) -> Result<(), ArmError> {
+    let gw_subnets: Vec<String> = props(body)["gatewayIPConfigurations"]
+        .as_array()
+        .into_iter()
+        .flatten()
         .filter_map(|c| c["properties"]["subnet"]["id"].as_str().map(str::to_string))
         .collect();
     for s in &gw_subnets {
@@ -357,7 +389,21 @@ pub fn gateway_put(
             ));
         }
     }
-    let fes = arr("frontendIPConfigurations");
+    Ok(())
+}
+
+/// A v2 gateway needs a public frontend unless isolated; private frontends are static and in
+/// their subnet.
+fn gateway_frontends(
+    state: &State,
+    agw_id: &str,
+    body: &Value,
+    isolated: bool,
+) -> Result<(), ArmError> {
+    let fes = props(body)["frontendIPConfigurations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let has_public = fes
         .iter()
         .any(|f| f["properties"]["publicIPAddress"]["id"].is_string());
@@ -403,21 +449,11 @@ pub fn gateway_put(
             }
         }
     }
-    if api_version >= "2021-08-01" {
-        for r in arr("requestRoutingRules") {
-            if r["properties"]["priority"].is_null() {
-                let name = r["name"].as_str().unwrap_or("");
-                return Err(ArmError::bad_request(
-                    "ApplicationGatewayRequestRoutingRulePriorityCannotBeEmpty",
-                    format!(
-                        "Priority for the request routing rule {agw_id}/requestRoutingRules/{name} cannot be empty. All request routing rules should have a priority defined starting from api-version 2021-08-01"
-                    ),
-                ));
-            }
-        }
-    }
-    // Two Basic listeners on one frontend IP + port need distinct host names.
-    let listeners = arr("httpListeners");
+    Ok(())
+}
+
+/// Two Basic listeners on one frontend IP + port need distinct host names.
+fn gateway_listeners(agw_id: &str, listeners: &[Value]) -> Result<(), ArmError> {
     for (i, a) in listeners.iter().enumerate() {
         for b in listeners.iter().skip(i + 1) {
             let key = |l: &Value| {
