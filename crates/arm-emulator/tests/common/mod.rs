@@ -2,6 +2,8 @@
 //! so LRO timing is exact and tests never wait on wall-clock time.
 #![allow(dead_code)]
 
+pub mod estate;
+
 use arm_emulator::config::{self, Config};
 use arm_emulator::engine::{Engine, Outcome, Request, Response};
 use arm_emulator::jwt::SigningKey;
