@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::component::Component;
 use crate::desired::Desired;
 use crate::id;
-use crate::model::{IpRestriction, SiteConfigProperties};
+use crate::model::{CosmosProperties, IpRestriction, Site, SiteConfigProperties};
 use crate::observed::Observed;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -142,77 +142,14 @@ fn finding(code: FindingCode, severity: Severity, resource_id: &str, message: St
     }
 }
 
-/// The findings for one observed estate.
+/// The findings for one observed estate, by resource: site, gateway, subnets, Cosmos DB.
 pub fn findings(d: &Desired, o: &Observed) -> Vec<Finding> {
     let mut out = Vec::new();
-    let gw_subnet = &d.gateway_subnet.id;
-
     if let Some(cfg) = o.site_config() {
-        let p = &cfg.properties;
-        let rules = real_rules(p.ip_security_restrictions.as_deref());
-        for r in rules
-            .iter()
-            .filter(|r| r.allows() && !allows_only(r, gw_subnet))
-        {
-            out.push(finding(
-                FindingCode::SiteAllowsOtherSources,
-                Severity::High,
-                &d.site_id,
-                format!("access restriction {} allows {} to reach the FHIR API directly, bypassing the gateway", rule_name(r), describe_source(r)),
-            ));
-        }
-        if unmatched_allows(p.ip_security_restrictions_default_action.as_deref(), &rules) {
-            out.push(finding(
-                FindingCode::SiteDefaultAllow,
-                Severity::High,
-                &d.site_id,
-                "the site's unmatched action is Allow, so any internet address reaches the FHIR API directly".into(),
-            ));
-        }
-        if let Some(how) = scm_exposure(p, gw_subnet) {
-            out.push(finding(
-                FindingCode::ScmSitePublic,
-                Severity::High,
-                &d.site_id,
-                format!("the SCM (Kudu) site is reachable: {how}"),
-            ));
-        }
-        let tls = p.min_tls_version.as_deref().unwrap_or("1.2");
-        if tls_below_12(tls) {
-            out.push(finding(
-                FindingCode::MinTlsBelow12,
-                Severity::Medium,
-                &d.site_id,
-                format!("the site accepts TLS {tls}, below 1.2"),
-            ));
-        }
-        let ftps = p.ftps_state.as_deref().unwrap_or("AllAllowed");
-        if !ftps.eq_ignore_ascii_case("Disabled") {
-            out.push(finding(FindingCode::FtpEnabled, Severity::Medium, &d.site_id, format!("FTP deployment is allowed (ftpsState {ftps}): a deployment path outside the gateway")));
-        }
+        site_config_findings(d, &cfg.properties, &mut out);
     }
     if let Some(site) = o.site() {
-        if site.properties.https_only != Some(true) {
-            out.push(finding(
-                FindingCode::HttpsOnlyDisabled,
-                Severity::Medium,
-                &d.site_id,
-                "the site answers plain HTTP (httpsOnly is off)".into(),
-            ));
-        }
-        let integrated = site
-            .properties
-            .virtual_network_subnet_id
-            .as_deref()
-            .is_some_and(|s| id::same(s, &d.integration_subnet.id));
-        if !integrated {
-            out.push(finding(
-                FindingCode::SiteNotVnetIntegrated,
-                Severity::Medium,
-                &d.site_id,
-                "the site is not VNet-integrated with the integration subnet, so its calls to Cosmos DB leave over the public internet".into(),
-            ));
-        }
+        site_findings(d, &site, &mut out);
     }
     if let Some(gw) = o.gateway() {
         for fe in gw.public_frontends() {
@@ -224,6 +161,84 @@ pub fn findings(d: &Desired, o: &Observed) -> Vec<Finding> {
             ));
         }
     }
+    subnet_findings(d, o, &mut out);
+    if let Some(c) = o.cosmos() {
+        cosmos_findings(d, &c.properties, &mut out);
+    }
+    out
+}
+
+fn site_config_findings(d: &Desired, p: &SiteConfigProperties, out: &mut Vec<Finding>) {
+    let gw_subnet = &d.gateway_subnet.id;
+    let rules = real_rules(p.ip_security_restrictions.as_deref());
+    for r in rules
+        .iter()
+        .filter(|r| r.allows() && !allows_only(r, gw_subnet))
+    {
+        out.push(finding(
+            FindingCode::SiteAllowsOtherSources,
+            Severity::High,
+            &d.site_id,
+            format!("access restriction {} allows {} to reach the FHIR API directly, bypassing the gateway", rule_name(r), describe_source(r)),
+        ));
+    }
+    if unmatched_allows(p.ip_security_restrictions_default_action.as_deref(), &rules) {
+        out.push(finding(
+            FindingCode::SiteDefaultAllow,
+            Severity::High,
+            &d.site_id,
+            "the site's unmatched action is Allow, so any internet address reaches the FHIR API directly".into(),
+        ));
+    }
+    if let Some(how) = scm_exposure(p, gw_subnet) {
+        out.push(finding(
+            FindingCode::ScmSitePublic,
+            Severity::High,
+            &d.site_id,
+            format!("the SCM (Kudu) site is reachable: {how}"),
+        ));
+    }
+    let tls = p.min_tls_version.as_deref().unwrap_or("1.2");
+    if tls_below_12(tls) {
+        out.push(finding(
+            FindingCode::MinTlsBelow12,
+            Severity::Medium,
+            &d.site_id,
+            format!("the site accepts TLS {tls}, below 1.2"),
+        ));
+    }
+    let ftps = p.ftps_state.as_deref().unwrap_or("AllAllowed");
+    if !ftps.eq_ignore_ascii_case("Disabled") {
+        out.push(finding(FindingCode::FtpEnabled, Severity::Medium, &d.site_id, format!("FTP deployment is allowed (ftpsState {ftps}): a deployment path outside the gateway")));
+    }
+}
+
+fn site_findings(d: &Desired, site: &Site, out: &mut Vec<Finding>) {
+    if site.properties.https_only != Some(true) {
+        out.push(finding(
+            FindingCode::HttpsOnlyDisabled,
+            Severity::Medium,
+            &d.site_id,
+            "the site answers plain HTTP (httpsOnly is off)".into(),
+        ));
+    }
+    let integrated = site
+        .properties
+        .virtual_network_subnet_id
+        .as_deref()
+        .is_some_and(|s| id::same(s, &d.integration_subnet.id));
+    if !integrated {
+        out.push(finding(
+            FindingCode::SiteNotVnetIntegrated,
+            Severity::Medium,
+            &d.site_id,
+            "the site is not VNet-integrated with the integration subnet, so its calls to Cosmos DB leave over the public internet".into(),
+        ));
+    }
+}
+
+fn subnet_findings(d: &Desired, o: &Observed, out: &mut Vec<Finding>) {
+    let gw_subnet = &d.gateway_subnet.id;
     match o.subnet(&d.gateway_subnet.name) {
         Some(s) => {
             if s.endpoint("Microsoft.Web").is_none() {
@@ -261,68 +276,68 @@ pub fn findings(d: &Desired, o: &Observed) -> Vec<Finding> {
             "the integration subnet has no Microsoft.AzureCosmosDB service endpoint, so Cosmos DB cannot admit it by subnet".into(),
         ));
     }
-    if let Some(c) = o.cosmos() {
-        let p = &c.properties;
-        if p.is_virtual_network_filter_enabled != Some(true) {
-            out.push(finding(
-                FindingCode::CosmosVnetFilterOff,
-                Severity::High,
-                &d.cosmos_id,
-                if p.ip_rules.as_ref().is_none_or(Vec::is_empty) {
-                    "the Cosmos DB virtual-network filter is off and there are no IP rules, so every network reaches the data".into()
-                } else {
-                    "the Cosmos DB virtual-network filter is off, so the integration subnet is not how the data is reached".into()
-                },
-            ));
-        }
-        for r in p.ip_rules.iter().flatten() {
-            out.push(finding(
-                FindingCode::CosmosIpRule,
-                Severity::High,
-                &d.cosmos_id,
-                format!(
-                    "Cosmos DB IP rule {} lets that address range reach the data directly",
-                    r.ip_address_or_range
-                ),
-            ));
-        }
-        for r in p
-            .virtual_network_rules
-            .iter()
-            .flatten()
-            .filter(|r| !id::same(&r.id, &d.integration_subnet.id))
-        {
-            out.push(finding(
-                FindingCode::CosmosForeignVnetRule,
-                Severity::High,
-                &d.cosmos_id,
-                format!(
-                    "Cosmos DB admits subnet {}, which is not the integration subnet",
-                    r.id
-                ),
-            ));
-        }
-        if p.network_acl_bypass
-            .as_deref()
-            .is_some_and(|b| b.eq_ignore_ascii_case("AzureServices"))
-        {
-            out.push(finding(
-                FindingCode::CosmosAzureServicesBypass,
-                Severity::High,
-                &d.cosmos_id,
-                "Cosmos DB lets Azure services bypass its firewall (networkAclBypass AzureServices)".into(),
-            ));
-        }
-        if p.disable_local_auth != Some(true) {
-            out.push(finding(
-                FindingCode::CosmosKeyAuthEnabled,
-                Severity::Advisory,
-                &d.cosmos_id,
-                "Cosmos DB accepts account keys; prefer Entra ID data-plane RBAC and disableLocalAuth (fhirlock reports this, it does not change it)".into(),
-            ));
-        }
+}
+
+fn cosmos_findings(d: &Desired, p: &CosmosProperties, out: &mut Vec<Finding>) {
+    if p.is_virtual_network_filter_enabled != Some(true) {
+        out.push(finding(
+            FindingCode::CosmosVnetFilterOff,
+            Severity::High,
+            &d.cosmos_id,
+            if p.ip_rules.as_ref().is_none_or(Vec::is_empty) {
+                "the Cosmos DB virtual-network filter is off and there are no IP rules, so every network reaches the data".into()
+            } else {
+                "the Cosmos DB virtual-network filter is off, so the integration subnet is not how the data is reached".into()
+            },
+        ));
     }
-    out
+    for r in p.ip_rules.iter().flatten() {
+        out.push(finding(
+            FindingCode::CosmosIpRule,
+            Severity::High,
+            &d.cosmos_id,
+            format!(
+                "Cosmos DB IP rule {} lets that address range reach the data directly",
+                r.ip_address_or_range
+            ),
+        ));
+    }
+    for r in p
+        .virtual_network_rules
+        .iter()
+        .flatten()
+        .filter(|r| !id::same(&r.id, &d.integration_subnet.id))
+    {
+        out.push(finding(
+            FindingCode::CosmosForeignVnetRule,
+            Severity::High,
+            &d.cosmos_id,
+            format!(
+                "Cosmos DB admits subnet {}, which is not the integration subnet",
+                r.id
+            ),
+        ));
+    }
+    if p.network_acl_bypass
+        .as_deref()
+        .is_some_and(|b| b.eq_ignore_ascii_case("AzureServices"))
+    {
+        out.push(finding(
+            FindingCode::CosmosAzureServicesBypass,
+            Severity::High,
+            &d.cosmos_id,
+            "Cosmos DB lets Azure services bypass its firewall (networkAclBypass AzureServices)"
+                .into(),
+        ));
+    }
+    if p.disable_local_auth != Some(true) {
+        out.push(finding(
+            FindingCode::CosmosKeyAuthEnabled,
+            Severity::Advisory,
+            &d.cosmos_id,
+            "Cosmos DB accepts account keys; prefer Entra ID data-plane RBAC and disableLocalAuth (fhirlock reports this, it does not change it)".into(),
+        ));
+    }
 }
 
 /// Rules as written, without the synthetic allow/deny-all entry ARM appends on read.

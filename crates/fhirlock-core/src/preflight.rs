@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::desired::Desired;
 use crate::id;
-use crate::model::Subnet;
+use crate::model::{Site, Subnet, VirtualNetwork};
 use crate::net::Cidr;
 use crate::observed::{Observed, same_region};
 
@@ -23,6 +23,8 @@ fn fail(code: &'static str, message: String) -> PreflightFailure {
 /// App Service plan tiers that cannot do regional VNet integration.
 const TIERS_WITHOUT_VNET_INTEGRATION: &[&str] = &["free", "shared", "dynamic"];
 
+/// Every failure, in the order to fix them. Without the VNet or the site nothing else can be
+/// judged, so only that failure is reported.
 pub fn check(d: &Desired, o: &Observed) -> Vec<PreflightFailure> {
     let mut out = Vec::new();
     let Some(vnet) = o.vnet() else {
@@ -54,8 +56,25 @@ pub fn check(d: &Desired, o: &Observed) -> Vec<PreflightFailure> {
             ),
         ));
     }
+    plan_tier(o, &mut out);
+    regions(d, &vnet, &site, &mut out);
+    let subnets = o.subnets();
+    subnet_prefixes(d, &vnet, &subnets, &mut out);
+    if let Some(gw) = subnets.iter().find(|s| is_named(s, &d.gateway_subnet.name)) {
+        gateway_subnet_dedicated(d, gw, &mut out);
+    }
+    if let Some(int) = subnets
+        .iter()
+        .find(|s| is_named(s, &d.integration_subnet.name))
+    {
+        integration_subnet_free(d, int, &site, &mut out);
+    }
+    site_integrated_elsewhere(d, &site, &mut out);
+    gateway_ours_or_creatable(d, o, &mut out);
+    out
+}
 
-    // Plan tier.
+fn plan_tier(o: &Observed, out: &mut Vec<PreflightFailure>) {
     match o.server_farm().and_then(|f| f.sku).and_then(|s| s.tier) {
         Some(tier) if TIERS_WITHOUT_VNET_INTEGRATION.contains(&tier.to_ascii_lowercase().as_str()) => out.push(fail(
             "PlanTierUnsupported",
@@ -67,8 +86,9 @@ pub fn check(d: &Desired, o: &Observed) -> Vec<PreflightFailure> {
         )),
         _ => {}
     }
+}
 
-    // Regions.
+fn regions(d: &Desired, vnet: &VirtualNetwork, site: &Site, out: &mut Vec<PreflightFailure>) {
     let vnet_region = vnet.location.clone().unwrap_or_default();
     if let Some(site_region) = &site.location
         && !same_region(site_region, &vnet_region)
@@ -84,8 +104,16 @@ pub fn check(d: &Desired, o: &Observed) -> Vec<PreflightFailure> {
             format!("spec.gateway.location is {} but the VNet is in {vnet_region}: the gateway must be in the VNet's region", d.gateway.location),
         ));
     }
+}
 
-    // Prefixes inside the VNet, and clear of every other subnet.
+/// Both prefixes inside the VNet, clear of every other subnet, and equal to an existing
+/// subnet's of the same name.
+fn subnet_prefixes(
+    d: &Desired,
+    vnet: &VirtualNetwork,
+    subnets: &[Subnet],
+    out: &mut Vec<PreflightFailure>,
+) {
     let space: Vec<Cidr> = vnet
         .properties
         .address_space
@@ -97,7 +125,6 @@ pub fn check(d: &Desired, o: &Observed) -> Vec<PreflightFailure> {
                 .collect()
         })
         .unwrap_or_default();
-    let subnets = o.subnets();
     for want in [&d.gateway_subnet, &d.integration_subnet] {
         let Some(prefix) = Cidr::parse(&want.prefix) else {
             continue;
@@ -146,82 +173,91 @@ pub fn check(d: &Desired, o: &Observed) -> Vec<PreflightFailure> {
             ));
         }
     }
+}
 
-    // The gateway subnet holds nothing but gateways.
-    if let Some(gw) = subnets.iter().find(|s| is_named(s, &d.gateway_subnet.name)) {
-        let p = &gw.properties;
-        let foreign_ip_configs = p
-            .ip_configurations
-            .iter()
-            .flatten()
-            .filter(|c| {
-                !c.get("id")
-                    .and_then(|v| v.as_str())
-                    .is_some_and(|i| i.to_ascii_lowercase().contains("/applicationgateways/"))
-            })
-            .count();
-        let other_delegation = p.delegations.iter().flatten().find(|x| {
-            !x.properties
-                .service_name
-                .eq_ignore_ascii_case("Microsoft.Network/applicationGateways")
-        });
-        if foreign_ip_configs > 0 || p.private_endpoints.as_ref().is_some_and(|v| !v.is_empty()) {
-            out.push(fail(
-                "GatewaySubnetInUse",
-                format!("subnet {} holds resources other than Application Gateways: it must be dedicated to the gateway", d.gateway_subnet.name),
-            ));
-        }
-        if let Some(x) = other_delegation {
-            out.push(fail(
-                "GatewaySubnetDelegatedElsewhere",
-                format!("subnet {} is delegated to {}; the gateway needs it delegated to Microsoft.Network/applicationGateways", d.gateway_subnet.name, x.properties.service_name),
-            ));
-        }
-    }
-
-    // The integration subnet is free, or already delegated to App Service (and not to another plan).
-    if let Some(int) = subnets
+/// The gateway subnet holds nothing but gateways.
+fn gateway_subnet_dedicated(d: &Desired, gw: &Subnet, out: &mut Vec<PreflightFailure>) {
+    let p = &gw.properties;
+    let foreign_ip_configs = p
+        .ip_configurations
         .iter()
-        .find(|s| is_named(s, &d.integration_subnet.name))
+        .flatten()
+        .filter(|c| {
+            !c.get("id")
+                .and_then(|v| v.as_str())
+                .is_some_and(|i| i.to_ascii_lowercase().contains("/applicationgateways/"))
+        })
+        .count();
+    let other_delegation = p.delegations.iter().flatten().find(|x| {
+        !x.properties
+            .service_name
+            .eq_ignore_ascii_case("Microsoft.Network/applicationGateways")
+    });
+    if foreign_ip_configs > 0 || p.private_endpoints.as_ref().is_some_and(|v| !v.is_empty()) {
+        out.push(fail(
+            "GatewaySubnetInUse",
+            format!("subnet {} holds resources other than Application Gateways: it must be dedicated to the gateway", d.gateway_subnet.name),
+        ));
+    }
+    if let Some(x) = other_delegation {
+        out.push(fail(
+            "GatewaySubnetDelegatedElsewhere",
+            format!("subnet {} is delegated to {}; the gateway needs it delegated to Microsoft.Network/applicationGateways", d.gateway_subnet.name, x.properties.service_name),
+        ));
+    }
+}
+
+/// The integration subnet is free, or already delegated to App Service (and not to another plan).
+fn integration_subnet_free(
+    d: &Desired,
+    int: &Subnet,
+    site: &Site,
+    out: &mut Vec<PreflightFailure>,
+) {
+    let p = &int.properties;
+    if let Some(x) = p.delegations.iter().flatten().find(|x| {
+        !x.properties
+            .service_name
+            .eq_ignore_ascii_case("Microsoft.Web/serverFarms")
+    }) {
+        out.push(fail(
+            "IntegrationSubnetDelegatedElsewhere",
+            format!(
+                "subnet {} is delegated to {}; VNet integration needs Microsoft.Web/serverFarms",
+                d.integration_subnet.name, x.properties.service_name
+            ),
+        ));
+    }
+    if p.ip_configurations.as_ref().is_some_and(|v| !v.is_empty())
+        || p.private_endpoints.as_ref().is_some_and(|v| !v.is_empty())
     {
-        let p = &int.properties;
-        if let Some(x) = p.delegations.iter().flatten().find(|x| {
-            !x.properties
-                .service_name
-                .eq_ignore_ascii_case("Microsoft.Web/serverFarms")
-        }) {
+        out.push(fail(
+            "IntegrationSubnetInUse",
+            format!(
+                "subnet {} holds other resources: VNet integration needs a dedicated subnet",
+                d.integration_subnet.name
+            ),
+        ));
+    }
+    let farm = site.properties.server_farm_id.clone().unwrap_or_default();
+    for link in p.service_association_links.iter().flatten() {
+        let linked = link
+            .pointer("/properties/link")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        if !linked.is_empty() && !farm.is_empty() && !id::same(linked, &farm) {
             out.push(fail(
-                "IntegrationSubnetDelegatedElsewhere",
-                format!("subnet {} is delegated to {}; VNet integration needs Microsoft.Web/serverFarms", d.integration_subnet.name, x.properties.service_name),
-            ));
-        }
-        if p.ip_configurations.as_ref().is_some_and(|v| !v.is_empty())
-            || p.private_endpoints.as_ref().is_some_and(|v| !v.is_empty())
-        {
-            out.push(fail(
-                "IntegrationSubnetInUse",
+                "IntegrationSubnetUsedByAnotherPlan",
                 format!(
-                    "subnet {} holds other resources: VNet integration needs a dedicated subnet",
+                    "subnet {} is used by App Service plan {linked}: one subnet serves one plan",
                     d.integration_subnet.name
                 ),
             ));
         }
-        let farm = site.properties.server_farm_id.clone().unwrap_or_default();
-        for link in p.service_association_links.iter().flatten() {
-            let linked = link
-                .pointer("/properties/link")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default();
-            if !linked.is_empty() && !farm.is_empty() && !id::same(linked, &farm) {
-                out.push(fail(
-                    "IntegrationSubnetUsedByAnotherPlan",
-                    format!("subnet {} is used by App Service plan {linked}: one subnet serves one plan", d.integration_subnet.name),
-                ));
-            }
-        }
     }
+}
 
-    // The site is not integrated into some other subnet.
+fn site_integrated_elsewhere(d: &Desired, site: &Site, out: &mut Vec<PreflightFailure>) {
     if let Some(current) = &site.properties.virtual_network_subnet_id
         && !current.is_empty()
         && !id::same(current, &d.integration_subnet.id)
@@ -231,8 +267,10 @@ pub fn check(d: &Desired, o: &Observed) -> Vec<PreflightFailure> {
             format!("the App Service is VNet-integrated with {current}; remove that integration or name that subnet in spec.network.integrationSubnet"),
         ));
     }
+}
 
-    // The gateway: ours, or not there yet; adoption of someone else's is explicit.
+/// The gateway is ours, or can be created; adopting someone else's is explicit.
+fn gateway_ours_or_creatable(d: &Desired, o: &Observed, out: &mut Vec<PreflightFailure>) {
     match o.gateway() {
         Some(gw) => {
             if gw.tag(crate::OWNER_TAG) != Some(d.owner.as_str()) {
@@ -267,7 +305,6 @@ pub fn check(d: &Desired, o: &Observed) -> Vec<PreflightFailure> {
             }
         }
     }
-    out
 }
 
 fn is_named(s: &Subnet, name: &str) -> bool {
