@@ -10,8 +10,6 @@ use crate::ids;
 use crate::state::op_status_at;
 
 impl Engine {
-    // ---------------------------------------------------------------- control API
-
     pub(crate) fn control(&mut self, req: &Request, now: u64) -> Response {
         let path = req.path.trim_end_matches('/').to_ascii_lowercase();
         let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);

@@ -8,8 +8,6 @@ use crate::jwt;
 use crate::util::{self, form_get, now_ms, rfc3339, uuid4};
 
 impl Engine {
-    // ---------------------------------------------------------------- Entra
-
     pub(crate) fn entra(&mut self, req: &Request, now: u64) -> Outcome {
         let segs: Vec<&str> = req.path.trim_matches('/').split('/').collect();
         let tenant = segs.first().copied().unwrap_or("");

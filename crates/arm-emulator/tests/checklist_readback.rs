@@ -6,8 +6,6 @@ use common::estate::*;
 use common::*;
 use serde_json::{Value, json};
 
-// ------------------------------------------------------------------ 7.5 read-back enrichment
-
 #[test]
 fn s7_5_gateway_identity_reads_back_with_principal_and_client_ids() {
     let mut h = H::new();

@@ -6,8 +6,6 @@ use common::estate::*;
 use common::*;
 use serde_json::json;
 
-// ------------------------------------------------------------------ 7.4 cross-resource validation
-
 #[test]
 fn s7_4_subnet_cidr_must_be_inside_vnet_and_not_overlap() {
     let mut h = H::new();

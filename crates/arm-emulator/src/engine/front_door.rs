@@ -405,8 +405,6 @@ impl Engine {
             ),
         ))
     }
-
-    // ---------------------------------------------------------------- reads
 }
 
 /// The JSON body, or `Null` when there is none.
