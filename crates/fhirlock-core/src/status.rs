@@ -67,193 +67,18 @@ fn c(type_: &'static str, ok: bool, reason: &str, message: impl Into<String>) ->
 }
 
 /// The conditions for this outcome, keeping lastTransitionTime from `previous` when the status
-/// did not change.
+/// did not change. Ready, Reconciling and Stalled come first, then one per component, then
+/// PostureCompliant.
 pub fn conditions(
     o: &Outcome,
     generation: Option<i64>,
     now: &Time,
     previous: &[Condition],
 ) -> Vec<Condition> {
-    let pending = |c: Component| {
-        o.plan
-            .steps
-            .iter()
-            .filter(|s| s.kind.component() == c)
-            .count()
-    };
-    let has_finding = |c: Component| o.findings.iter().any(|f| f.code.component() == Some(c));
-    let stalled = o
-        .preflight
-        .first()
-        .map(|f| (f.code.to_owned(), f.message.clone()))
-        .or_else(|| o.terminal_error.clone());
-
-    let subnets = pending(Component::Subnets) == 0;
-    let gateway = pending(Component::Gateway) == 0 && !has_finding(Component::Gateway);
-    let site = pending(Component::AppService) == 0 && !has_finding(Component::AppService);
-    let cosmos = pending(Component::Cosmos) == 0 && !has_finding(Component::Cosmos);
     let blocking: Vec<_> = o.findings.iter().filter(|f| f.is_blocking()).collect();
-    let compliant = blocking.is_empty();
-
-    let component = |ok: bool, name: &'static str, good: &str, bad: &str| {
-        let (reason, msg) = if ok {
-            ("Converged", good.to_owned())
-        } else if o.audit {
-            ("AuditOnly", format!("{bad} (Audit mode: not changed)"))
-        } else {
-            ("Pending", bad.to_owned())
-        };
-        c(name, ok, reason, msg)
-    };
-    let mut conds = vec![
-        component(
-            subnets,
-            "SubnetsReady",
-            "both subnets have their delegation and service endpoint",
-            "a subnet lacks its delegation or service endpoint",
-        ),
-        component(
-            gateway,
-            "GatewayReady",
-            "the private-only gateway matches the spec",
-            "the gateway is missing, differs from the spec or has a public frontend",
-        ),
-        component(
-            site,
-            "AppServiceLocked",
-            "only the gateway subnet reaches the site; SCM locked; HTTPS only; TLS 1.2+; FTP off; VNet-integrated",
-            "the site is reachable other than through the gateway, or not hardened",
-        ),
-        component(
-            cosmos,
-            "CosmosLocked",
-            "only the integration subnet reaches Cosmos DB",
-            "Cosmos DB is reachable from other networks",
-        ),
-        if compliant {
-            c(
-                "PostureCompliant",
-                true,
-                "NoFindings",
-                "no way in other than the gateway",
-            )
-        } else {
-            c(
-                "PostureCompliant",
-                false,
-                "FindingsPresent",
-                format!("{} finding(s): {}", blocking.len(), codes(&blocking)),
-            )
-        },
-    ];
-
-    let (ready, reconciling, stalled_c) = if let Some((reason, message)) = &stalled {
-        (
-            c(READY, false, "Stalled", message.clone()),
-            c(
-                RECONCILING,
-                false,
-                "Stalled",
-                "waiting for a change to the spec, Azure or permissions",
-            ),
-            c(STALLED, true, reason, message.clone()),
-        )
-    } else if o.audit {
-        let ready = if compliant && o.plan.is_empty() {
-            c(
-                READY,
-                true,
-                "Secured",
-                "only the gateway reaches the FHIR API (Audit mode)",
-            )
-        } else {
-            c(
-                READY,
-                false,
-                "FindingsPresent",
-                format!(
-                    "Audit mode: {} finding(s), {} planned change(s) not applied",
-                    blocking.len(),
-                    o.plan.steps.len()
-                ),
-            )
-        };
-        (
-            ready,
-            c(
-                RECONCILING,
-                false,
-                "AuditOnly",
-                "Audit mode never writes to Azure",
-            ),
-            c(STALLED, false, "AuditOnly", "Audit mode"),
-        )
-    } else if o.plan.is_empty() && compliant {
-        (
-            c(
-                READY,
-                true,
-                "Secured",
-                "only the gateway reaches the FHIR API",
-            ),
-            c(RECONCILING, false, "Converged", "Azure matches the spec"),
-            c(STALLED, false, "Converged", "Azure matches the spec"),
-        )
-    } else if o.plan.is_empty() {
-        // Findings that no step of fhirlock's closes: nothing is in progress, so say so plainly
-        // (GitOps tools show Degraded rather than progressing for ever).
-        let message = format!(
-            "{} finding(s) fhirlock does not close: {}",
-            blocking.len(),
-            codes(&blocking)
-        );
-        (
-            c(READY, false, "FindingsPresent", message.clone()),
-            c(
-                RECONCILING,
-                false,
-                "FindingsPresent",
-                "nothing left to change",
-            ),
-            c(STALLED, false, "FindingsPresent", message),
-        )
-    } else {
-        let (reason, msg) = if o.throttled {
-            (
-                "Throttled",
-                "writes deferred to stay within the subscription's ARM budget".to_owned(),
-            )
-        } else if o.operation_pending {
-            (
-                "WaitingForOperation",
-                "waiting for an Azure long-running operation".to_owned(),
-            )
-        } else {
-            (
-                "Applying",
-                format!("{} change(s) to make", o.plan.steps.len()),
-            )
-        };
-        let first = o.plan.steps.first().map(|s| {
-            format!(
-                "{}: {}",
-                s.kind,
-                s.waiting_for.clone().unwrap_or_else(|| s.reason.clone())
-            )
-        });
-        (
-            c(
-                READY,
-                false,
-                "Reconciling",
-                first.unwrap_or_else(|| format!("{} finding(s) remain", blocking.len())),
-            ),
-            c(RECONCILING, true, reason, msg),
-            c(STALLED, false, reason, "progressing"),
-        )
-    };
-    let mut all = vec![ready, reconciling, stalled_c];
-    all.append(&mut conds);
+    let mut all = Vec::from(progress(o, &blocking));
+    all.extend(Component::ALL.map(|c| component_condition(o, c)));
+    all.push(posture_condition(&blocking));
     all.into_iter()
         .map(|x| {
             let status = if x.ok { "True" } else { "False" };
@@ -272,6 +97,183 @@ pub fn conditions(
             }
         })
         .collect()
+}
+
+/// A component is converged when no step is pending on it and no finding counts against it.
+fn component_condition(o: &Outcome, component: Component) -> Cond {
+    let pending = o.plan.steps.iter().any(|s| s.kind.component() == component);
+    let open = o
+        .findings
+        .iter()
+        .any(|f| f.code.component() == Some(component));
+    let ok = !pending && !open;
+    let (good, bad) = match component {
+        Component::Subnets => (
+            "both subnets have their delegation and service endpoint",
+            "a subnet lacks its delegation or service endpoint",
+        ),
+        Component::Gateway => (
+            "the private-only gateway matches the spec",
+            "the gateway is missing, differs from the spec or has a public frontend",
+        ),
+        Component::AppService => (
+            "only the gateway subnet reaches the site; SCM locked; HTTPS only; TLS 1.2+; FTP off; VNet-integrated",
+            "the site is reachable other than through the gateway, or not hardened",
+        ),
+        Component::Cosmos => (
+            "only the integration subnet reaches Cosmos DB",
+            "Cosmos DB is reachable from other networks",
+        ),
+    };
+    let (reason, msg) = if ok {
+        ("Converged", good.to_owned())
+    } else if o.audit {
+        ("AuditOnly", format!("{bad} (Audit mode: not changed)"))
+    } else {
+        ("Pending", bad.to_owned())
+    };
+    c(component.condition_type(), ok, reason, msg)
+}
+
+fn posture_condition(blocking: &[&Finding]) -> Cond {
+    if blocking.is_empty() {
+        c(
+            "PostureCompliant",
+            true,
+            "NoFindings",
+            "no way in other than the gateway",
+        )
+    } else {
+        c(
+            "PostureCompliant",
+            false,
+            "FindingsPresent",
+            format!("{} finding(s): {}", blocking.len(), codes(blocking)),
+        )
+    }
+}
+
+/// Ready, Reconciling and Stalled, as kstatus reads them.
+fn progress(o: &Outcome, blocking: &[&Finding]) -> [Cond; 3] {
+    let compliant = blocking.is_empty();
+    let stalled = o
+        .preflight
+        .first()
+        .map(|f| (f.code.to_owned(), f.message.clone()))
+        .or_else(|| o.terminal_error.clone());
+    if let Some((reason, message)) = &stalled {
+        [
+            c(READY, false, "Stalled", message.clone()),
+            c(
+                RECONCILING,
+                false,
+                "Stalled",
+                "waiting for a change to the spec, Azure or permissions",
+            ),
+            c(STALLED, true, reason, message.clone()),
+        ]
+    } else if o.audit {
+        audit_progress(o, blocking)
+    } else if o.plan.is_empty() && compliant {
+        [
+            c(
+                READY,
+                true,
+                "Secured",
+                "only the gateway reaches the FHIR API",
+            ),
+            c(RECONCILING, false, "Converged", "Azure matches the spec"),
+            c(STALLED, false, "Converged", "Azure matches the spec"),
+        ]
+    } else if o.plan.is_empty() {
+        // Findings that no step of fhirlock's closes: nothing is in progress, so say so plainly
+        // (GitOps tools show Degraded rather than progressing for ever).
+        let message = format!(
+            "{} finding(s) fhirlock does not close: {}",
+            blocking.len(),
+            codes(blocking)
+        );
+        [
+            c(READY, false, "FindingsPresent", message.clone()),
+            c(
+                RECONCILING,
+                false,
+                "FindingsPresent",
+                "nothing left to change",
+            ),
+            c(STALLED, false, "FindingsPresent", message),
+        ]
+    } else {
+        applying_progress(o, blocking)
+    }
+}
+
+fn audit_progress(o: &Outcome, blocking: &[&Finding]) -> [Cond; 3] {
+    let ready = if blocking.is_empty() && o.plan.is_empty() {
+        c(
+            READY,
+            true,
+            "Secured",
+            "only the gateway reaches the FHIR API (Audit mode)",
+        )
+    } else {
+        c(
+            READY,
+            false,
+            "FindingsPresent",
+            format!(
+                "Audit mode: {} finding(s), {} planned change(s) not applied",
+                blocking.len(),
+                o.plan.steps.len()
+            ),
+        )
+    };
+    [
+        ready,
+        c(
+            RECONCILING,
+            false,
+            "AuditOnly",
+            "Audit mode never writes to Azure",
+        ),
+        c(STALLED, false, "AuditOnly", "Audit mode"),
+    ]
+}
+
+fn applying_progress(o: &Outcome, blocking: &[&Finding]) -> [Cond; 3] {
+    let (reason, msg) = if o.throttled {
+        (
+            "Throttled",
+            "writes deferred to stay within the subscription's ARM budget".to_owned(),
+        )
+    } else if o.operation_pending {
+        (
+            "WaitingForOperation",
+            "waiting for an Azure long-running operation".to_owned(),
+        )
+    } else {
+        (
+            "Applying",
+            format!("{} change(s) to make", o.plan.steps.len()),
+        )
+    };
+    let first = o.plan.steps.first().map(|s| {
+        format!(
+            "{}: {}",
+            s.kind,
+            s.waiting_for.clone().unwrap_or_else(|| s.reason.clone())
+        )
+    });
+    [
+        c(
+            READY,
+            false,
+            "Reconciling",
+            first.unwrap_or_else(|| format!("{} finding(s) remain", blocking.len())),
+        ),
+        c(RECONCILING, true, reason, msg),
+        c(STALLED, false, reason, "progressing"),
+    ]
 }
 
 fn codes(f: &[&Finding]) -> String {
