@@ -7,7 +7,7 @@
 //! and the real apiserver and requires the same verdicts.
 
 use kube::core::cel::Validator;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// The `openAPIV3Schema` of the served version.
 pub fn schema() -> Value {
@@ -42,14 +42,9 @@ pub fn validate(object: &Value, old: Option<&Value>) -> Vec<String> {
     errors
 }
 
+/// The apiserver's structural checks, in its wording: null, type, enum, then the bounds and
+/// children for the value's kind.
 fn structural(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
-    let at = |p: &str| {
-        if p.is_empty() {
-            "<root>".to_owned()
-        } else {
-            p.to_owned()
-        }
-    };
     if value.is_null() {
         if schema.get("nullable").and_then(Value::as_bool) != Some(true) {
             errors.push(format!(
@@ -90,96 +85,116 @@ fn structural(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String
             list.join(", ")
         ));
     }
-    let bound = |k: &str| schema.get(k).and_then(Value::as_f64);
     match value {
-        Value::String(s) => {
-            if let Some(max) = bound("maxLength")
-                && s.chars().count() as f64 > max
-            {
-                errors.push(format!(
-                    "{}: Too long: may not be more than {max} bytes",
-                    at(path)
-                ));
-            }
-            if let Some(min) = bound("minLength")
-                && (s.chars().count() as f64) < min
-            {
-                errors.push(format!(
-                    "{}: Invalid value: \"{s}\": {} in body should be at least {min} chars long",
-                    at(path),
-                    at(path)
-                ));
-            }
-        }
-        Value::Number(n) => {
-            let n = n.as_f64().unwrap_or_default();
-            if let Some(max) = bound("maximum")
-                && n > max
-            {
-                errors.push(format!(
-                    "{}: Invalid value: {n}: {} in body should be less than or equal to {max}",
-                    at(path),
-                    at(path)
-                ));
-            }
-            if let Some(min) = bound("minimum")
-                && n < min
-            {
-                errors.push(format!(
-                    "{}: Invalid value: {n}: {} in body should be greater than or equal to {min}",
-                    at(path),
-                    at(path)
-                ));
-            }
-        }
-        Value::Array(items) => {
-            if let Some(max) = bound("maxItems")
-                && items.len() as f64 > max
-            {
-                errors.push(format!(
-                    "{}: Too many: {}: must have at most {max} items",
-                    at(path),
-                    items.len()
-                ));
-            }
-            if let Some(item_schema) = schema.get("items") {
-                for (i, item) in items.iter().enumerate() {
-                    structural(item_schema, item, &format!("{path}[{i}]"), errors);
-                }
-            }
-        }
-        Value::Object(map) => {
-            let props = schema.get("properties").and_then(Value::as_object);
-            let preserve = schema
-                .get("x-kubernetes-preserve-unknown-fields")
-                .and_then(Value::as_bool)
-                == Some(true);
-            // apiVersion, kind and metadata are the apiserver's own, not the CRD schema's.
-            let builtin =
-                |k: &str| path.is_empty() && matches!(k, "apiVersion" | "kind" | "metadata");
-            for req in schema
-                .get("required")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-            {
-                if !map.contains_key(req) {
-                    errors.push(format!("{}: Required value", join(path, req)));
-                }
-            }
-            for (k, v) in map {
-                let child = join(path, k);
-                match props.and_then(|p| p.get(k)) {
-                    Some(s) => structural(s, v, &child, errors),
-                    None if props.is_some() && !preserve && !builtin(k) => {
-                        errors.push(format!("unknown field \"{child}\""));
-                    }
-                    None => {}
-                }
-            }
-        }
+        Value::String(s) => string_bounds(schema, s, path, errors),
+        Value::Number(n) => number_bounds(schema, n.as_f64().unwrap_or_default(), path, errors),
+        Value::Array(items) => array(schema, items, path, errors),
+        Value::Object(map) => object(schema, map, path, errors),
         _ => {}
+    }
+}
+
+fn bound(schema: &Value, key: &str) -> Option<f64> {
+    schema.get(key).and_then(Value::as_f64)
+}
+
+fn string_bounds(schema: &Value, s: &str, path: &str, errors: &mut Vec<String>) {
+    if let Some(max) = bound(schema, "maxLength")
+        && s.chars().count() as f64 > max
+    {
+        errors.push(format!(
+            "{}: Too long: may not be more than {max} bytes",
+            at(path)
+        ));
+    }
+    if let Some(min) = bound(schema, "minLength")
+        && (s.chars().count() as f64) < min
+    {
+        errors.push(format!(
+            "{}: Invalid value: \"{s}\": {} in body should be at least {min} chars long",
+            at(path),
+            at(path)
+        ));
+    }
+}
+
+fn number_bounds(schema: &Value, n: f64, path: &str, errors: &mut Vec<String>) {
+    if let Some(max) = bound(schema, "maximum")
+        && n > max
+    {
+        errors.push(format!(
+            "{}: Invalid value: {n}: {} in body should be less than or equal to {max}",
+            at(path),
+            at(path)
+        ));
+    }
+    if let Some(min) = bound(schema, "minimum")
+        && n < min
+    {
+        errors.push(format!(
+            "{}: Invalid value: {n}: {} in body should be greater than or equal to {min}",
+            at(path),
+            at(path)
+        ));
+    }
+}
+
+fn array(schema: &Value, items: &[Value], path: &str, errors: &mut Vec<String>) {
+    if let Some(max) = bound(schema, "maxItems")
+        && items.len() as f64 > max
+    {
+        errors.push(format!(
+            "{}: Too many: {}: must have at most {max} items",
+            at(path),
+            items.len()
+        ));
+    }
+    if let Some(item_schema) = schema.get("items") {
+        for (i, item) in items.iter().enumerate() {
+            structural(item_schema, item, &format!("{path}[{i}]"), errors);
+        }
+    }
+}
+
+/// Required fields first, then each field against its schema; a field the schema does not name
+/// is unknown unless the object preserves unknown fields.
+fn object(schema: &Value, map: &Map<String, Value>, path: &str, errors: &mut Vec<String>) {
+    let props = schema.get("properties").and_then(Value::as_object);
+    let preserve = schema
+        .get("x-kubernetes-preserve-unknown-fields")
+        .and_then(Value::as_bool)
+        == Some(true);
+    // apiVersion, kind and metadata are the apiserver's own, not the CRD schema's.
+    let builtin = |k: &str| path.is_empty() && matches!(k, "apiVersion" | "kind" | "metadata");
+    for req in schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        if !map.contains_key(req) {
+            errors.push(format!("{}: Required value", join(path, req)));
+        }
+    }
+    for (k, v) in map {
+        let child = join(path, k);
+        match props.and_then(|p| p.get(k)) {
+            Some(s) => structural(s, v, &child, errors),
+            None if props.is_some() && !preserve && !builtin(k) => {
+                errors.push(format!("unknown field \"{child}\""));
+            }
+            None => {}
+        }
+    }
+}
+
+/// The path as the apiserver prints it; the object itself is `<root>`.
+fn at(path: &str) -> String {
+    if path.is_empty() {
+        "<root>".to_owned()
+    } else {
+        path.to_owned()
     }
 }
 
