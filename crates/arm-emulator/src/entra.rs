@@ -136,21 +136,7 @@ impl Engine {
             )));
         };
         let scope = get("scope").unwrap_or_default();
-        let Some(resource) = scope
-            .split(' ')
-            .next()
-            .and_then(|s| s.strip_suffix("/.default"))
-            .filter(|s| !s.is_empty() && !scope.contains(' '))
-        else {
-            return Err(TokenErr::Resp(entra_error(
-                400,
-                "invalid_scope",
-                70011,
-                &format!(
-                    "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid. The scope must be a single resource's /.default scope."
-                ),
-            )));
-        };
+        let resource = client_credentials_resource(&scope).map_err(TokenErr::Resp)?;
         if let Some(secret) = get("client_secret") {
             if !client.secrets.iter().any(|s| s == &secret) {
                 return Err(TokenErr::Resp(entra_error(
@@ -324,6 +310,47 @@ impl Engine {
     }
 }
 
+/// The OpenID Connect scopes, which Entra accepts beside a resource scope ("Scopes and permissions
+/// in the Microsoft identity platform", OpenID Connect scopes). MSAL for Go adds `openid
+/// offline_access profile` to every token request, the client-credentials grant included
+/// (`AppendDefaultScopes`), and so do the Azure SDK for Go and Azure Service Operator on top of it.
+const OIDC_SCOPES: [&str; 4] = ["openid", "offline_access", "profile", "email"];
+
+/// The resource a client-credentials `scope` asks for: exactly one `<resource>/.default`, beside
+/// any OpenID Connect scopes (the client-credentials flow doc: "the resource identifier
+/// suffixed with .default"). Entra's refusals: no resource scope, or one that is not `.default`,
+/// is AADSTS1002012 (its text as MSAL Go quotes it); two resources is AADSTS70011 (as
+/// Azure/azure-sdk-for-net#9076 shows it for two `.default` scopes); an empty scope is 70011 [U].
+fn client_credentials_resource(scope: &str) -> Result<&str, Response> {
+    let words: Vec<&str> = scope.split(' ').filter(|w| !w.is_empty()).collect();
+    let resources: Vec<&str> = words
+        .iter()
+        .copied()
+        .filter(|w| !OIDC_SCOPES.iter().any(|o| o.eq_ignore_ascii_case(w)))
+        .collect();
+    if let [one] = resources.as_slice()
+        && let Some(r) = one.strip_suffix("/.default").filter(|r| !r.is_empty())
+    {
+        return Ok(r);
+    }
+    let (code, msg) = if words.is_empty() || resources.len() > 1 {
+        (
+            70011,
+            format!(
+                "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."
+            ),
+        )
+    } else {
+        (
+            1002012,
+            format!(
+                "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+            ),
+        )
+    };
+    Err(entra_error(400, "invalid_scope", code, &msg))
+}
+
 enum TokenErr {
     Resp(Response),
     NeedJwks(String, Option<String>, Option<String>),
@@ -344,4 +371,81 @@ fn entra_error(status: u16, error: &str, code: u32, msg: &str) -> Response {
             "correlation_id": corr,
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ARM: &str = "https://management.azure.com/.default";
+
+    #[test]
+    fn client_credentials_scope_table() {
+        // (scope as sent, Ok(resource) or Err(AADSTS code))
+        let cases: [(&str, Result<&str, u32>); 16] = [
+            (ARM, Ok("https://management.azure.com")),
+            // As MSAL for Go (the Azure SDK for Go's azidentity) sends it.
+            (
+                "https://management.azure.com/.default openid offline_access profile",
+                Ok("https://management.azure.com"),
+            ),
+            (
+                "openid https://management.azure.com/.default email",
+                Ok("https://management.azure.com"),
+            ),
+            (
+                "https://management.azure.com//.default",
+                Ok("https://management.azure.com/"),
+            ),
+            (
+                "https://management.azure.com/.default  OpenID profile",
+                Ok("https://management.azure.com"),
+            ),
+            ("api://fhirlock/.default profile", Ok("api://fhirlock")),
+            // No resource scope.
+            ("", Err(70011)),
+            ("   ", Err(70011)),
+            ("openid offline_access profile", Err(1002012)),
+            ("email", Err(1002012)),
+            // A resource scope that is not `.default`.
+            (
+                "https://management.azure.com/user_impersonation",
+                Err(1002012),
+            ),
+            (
+                "https://management.azure.com/user_impersonation openid",
+                Err(1002012),
+            ),
+            ("/.default", Err(1002012)),
+            // Two resource scopes, with or without the OpenID ones.
+            (
+                "https://management.azure.com/.default https://storage.azure.com/.default",
+                Err(70011),
+            ),
+            (
+                "https://management.azure.com/.default https://graph.microsoft.com/.default openid profile",
+                Err(70011),
+            ),
+            (
+                "https://management.azure.com/.default https://management.azure.com/user_impersonation",
+                Err(70011),
+            ),
+        ];
+        for (scope, want) in cases {
+            let got = client_credentials_resource(scope).map_err(|r| {
+                let v: Value = serde_json::from_slice(&r.body).unwrap();
+                assert_eq!(r.status, 400, "{scope}");
+                assert_eq!(v["error"], "invalid_scope", "{scope}");
+                assert!(
+                    v["error_description"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with(&format!("AADSTS{}: ", v["error_codes"][0])),
+                    "{scope}: {v}"
+                );
+                v["error_codes"][0].as_u64().unwrap() as u32
+            });
+            assert_eq!(got, want, "scope {scope:?}");
+        }
+    }
 }
