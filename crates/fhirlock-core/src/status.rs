@@ -10,9 +10,11 @@ use crate::plan::Plan;
 use crate::posture::Finding;
 use crate::preflight::PreflightFailure;
 
-/// What one reconcile concluded.
+/// What one look at Azure means for the endpoint: pre-flight failures, findings and the plan,
+/// plus what the reconcile learnt while acting on it (an operation in flight, writes deferred, a
+/// terminal error).
 #[derive(Clone, Debug, Default)]
-pub struct Outcome {
+pub struct Assessment {
     pub preflight: Vec<PreflightFailure>,
     pub findings: Vec<Finding>,
     pub plan: Plan,
@@ -26,17 +28,17 @@ pub struct Outcome {
     pub terminal_error: Option<(String, String)>,
 }
 
-impl Outcome {
-    /// The decision half of a reconcile, from one look at Azure: pre-flight, then (only if it
-    /// passed) the plan, and the findings either way.
-    pub fn assess(d: &Desired, o: &crate::Observed) -> Outcome {
+impl Assessment {
+    /// From one look at Azure: pre-flight, then (only if it passed) the plan, and the findings
+    /// either way.
+    pub fn of(d: &Desired, o: &crate::Observed) -> Assessment {
         let preflight = crate::preflight::check(d, o);
         let plan = if preflight.is_empty() {
             crate::plan::plan(d, o)
         } else {
             Plan::default()
         };
-        Outcome {
+        Assessment {
             findings: crate::posture::findings(d, o),
             preflight,
             plan,
@@ -66,18 +68,18 @@ fn c(type_: &'static str, ok: bool, reason: &str, message: impl Into<String>) ->
     }
 }
 
-/// The conditions for this outcome, keeping lastTransitionTime from `previous` when the status
+/// The conditions for this assessment, keeping lastTransitionTime from `previous` when the status
 /// did not change. Ready, Reconciling and Stalled come first, then one per component, then
 /// PostureCompliant.
 pub fn conditions(
-    o: &Outcome,
+    a: &Assessment,
     generation: Option<i64>,
     now: &Time,
     previous: &[Condition],
 ) -> Vec<Condition> {
-    let blocking: Vec<_> = o.findings.iter().filter(|f| f.is_blocking()).collect();
-    let mut all = Vec::from(progress(o, &blocking));
-    all.extend(Component::ALL.map(|c| component_condition(o, c)));
+    let blocking: Vec<_> = a.findings.iter().filter(|f| f.is_blocking()).collect();
+    let mut all = Vec::from(progress(a, &blocking));
+    all.extend(Component::ALL.map(|c| component_condition(a, c)));
     all.push(posture_condition(&blocking));
     all.into_iter()
         .map(|x| {
@@ -100,9 +102,9 @@ pub fn conditions(
 }
 
 /// A component is converged when no step is pending on it and no finding counts against it.
-fn component_condition(o: &Outcome, component: Component) -> Cond {
-    let pending = o.plan.steps.iter().any(|s| s.kind.component() == component);
-    let open = o
+fn component_condition(a: &Assessment, component: Component) -> Cond {
+    let pending = a.plan.steps.iter().any(|s| s.kind.component() == component);
+    let open = a
         .findings
         .iter()
         .any(|f| f.code.component() == Some(component));
@@ -127,7 +129,7 @@ fn component_condition(o: &Outcome, component: Component) -> Cond {
     };
     let (reason, msg) = if ok {
         ("Converged", good.to_owned())
-    } else if o.audit {
+    } else if a.audit {
         ("AuditOnly", format!("{bad} (Audit mode: not changed)"))
     } else {
         ("Pending", bad.to_owned())
@@ -154,13 +156,13 @@ fn posture_condition(blocking: &[&Finding]) -> Cond {
 }
 
 /// Ready, Reconciling and Stalled, as kstatus reads them.
-fn progress(o: &Outcome, blocking: &[&Finding]) -> [Cond; 3] {
+fn progress(a: &Assessment, blocking: &[&Finding]) -> [Cond; 3] {
     let compliant = blocking.is_empty();
-    let stalled = o
+    let stalled = a
         .preflight
         .first()
         .map(|f| (f.code.to_owned(), f.message.clone()))
-        .or_else(|| o.terminal_error.clone());
+        .or_else(|| a.terminal_error.clone());
     if let Some((reason, message)) = &stalled {
         [
             c(READY, false, "Stalled", message.clone()),
@@ -172,9 +174,9 @@ fn progress(o: &Outcome, blocking: &[&Finding]) -> [Cond; 3] {
             ),
             c(STALLED, true, reason, message.clone()),
         ]
-    } else if o.audit {
-        audit_progress(o, blocking)
-    } else if o.plan.is_empty() && compliant {
+    } else if a.audit {
+        audit_progress(a, blocking)
+    } else if a.plan.is_empty() && compliant {
         [
             c(
                 READY,
@@ -185,7 +187,7 @@ fn progress(o: &Outcome, blocking: &[&Finding]) -> [Cond; 3] {
             c(RECONCILING, false, "Converged", "Azure matches the spec"),
             c(STALLED, false, "Converged", "Azure matches the spec"),
         ]
-    } else if o.plan.is_empty() {
+    } else if a.plan.is_empty() {
         // Findings that no step of fhirlock's closes: nothing is in progress, so say so plainly
         // (GitOps tools show Degraded rather than progressing for ever).
         let message = format!(
@@ -204,12 +206,12 @@ fn progress(o: &Outcome, blocking: &[&Finding]) -> [Cond; 3] {
             c(STALLED, false, "FindingsPresent", message),
         ]
     } else {
-        applying_progress(o, blocking)
+        applying_progress(a, blocking)
     }
 }
 
-fn audit_progress(o: &Outcome, blocking: &[&Finding]) -> [Cond; 3] {
-    let ready = if blocking.is_empty() && o.plan.is_empty() {
+fn audit_progress(a: &Assessment, blocking: &[&Finding]) -> [Cond; 3] {
+    let ready = if blocking.is_empty() && a.plan.is_empty() {
         c(
             READY,
             true,
@@ -224,7 +226,7 @@ fn audit_progress(o: &Outcome, blocking: &[&Finding]) -> [Cond; 3] {
             format!(
                 "Audit mode: {} finding(s), {} planned change(s) not applied",
                 blocking.len(),
-                o.plan.steps.len()
+                a.plan.steps.len()
             ),
         )
     };
@@ -240,13 +242,13 @@ fn audit_progress(o: &Outcome, blocking: &[&Finding]) -> [Cond; 3] {
     ]
 }
 
-fn applying_progress(o: &Outcome, blocking: &[&Finding]) -> [Cond; 3] {
-    let (reason, msg) = if o.throttled {
+fn applying_progress(a: &Assessment, blocking: &[&Finding]) -> [Cond; 3] {
+    let (reason, msg) = if a.throttled {
         (
             "Throttled",
             "writes deferred to stay within the subscription's ARM budget".to_owned(),
         )
-    } else if o.operation_pending {
+    } else if a.operation_pending {
         (
             "WaitingForOperation",
             "waiting for an Azure long-running operation".to_owned(),
@@ -254,10 +256,10 @@ fn applying_progress(o: &Outcome, blocking: &[&Finding]) -> [Cond; 3] {
     } else {
         (
             "Applying",
-            format!("{} change(s) to make", o.plan.steps.len()),
+            format!("{} change(s) to make", a.plan.steps.len()),
         )
     };
-    let first = o.plan.steps.first().map(|s| {
+    let first = a.plan.steps.first().map(|s| {
         format!(
             "{}: {}",
             s.kind,

@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use fhirlock_api::{SecuredFhirEndpoint, SecuredFhirEndpointStatus};
 use fhirlock_arm::{ArmClient, ArmConfig, ErrorClass, OperationStatus};
 use fhirlock_core::posture::{Finding, Severity};
-use fhirlock_core::status::Outcome;
+use fhirlock_core::status::Assessment;
 use fhirlock_core::{Certificate, Desired, plan, posture, preflight};
 use serde_json::{Value, json};
 
@@ -284,27 +284,27 @@ pub async fn apply(t: &Target, timeout: Duration) -> anyhow::Result<i32> {
         };
         let look = Look {
             desired: &d,
-            outcome: Outcome::assess(&d, &o),
+            assessment: Assessment::of(&d, &o),
             gateway: None,
             previous: &no_status,
             generation: None,
         };
         let decision = decide::decide(&look, None);
-        let outcome = &decision.outcome;
-        if !outcome.preflight.is_empty() {
-            for f in &outcome.preflight {
+        let assessment = &decision.assessment;
+        if !assessment.preflight.is_empty() {
+            for f in &assessment.preflight {
                 eprintln!("STOP {}: {}", f.code, f.message);
             }
             return Ok(2);
         }
         let Some(pass) = decision.writes else {
-            if outcome.plan.is_empty() {
+            if assessment.plan.is_empty() {
                 println!("converged: {writes} write(s); {}", posture_line(&d, &o));
                 return Ok(0);
             }
             eprintln!(
                 "mode: Audit: fhirlock never writes to Azure for this endpoint; {} change(s) not applied (see fhirlock plan)",
-                outcome.plan.steps.len()
+                assessment.plan.steps.len()
             );
             return Ok(1);
         };

@@ -12,7 +12,7 @@ use fhirlock_api::v1alpha1::{
 use fhirlock_arm::{ArmError, ErrorClass, Operation, OperationKind, OperationStatus};
 use fhirlock_core::json::FieldChange;
 use fhirlock_core::posture::FindingCode;
-use fhirlock_core::status::{self, Outcome};
+use fhirlock_core::status::{self, Assessment};
 use fhirlock_core::{Component, Desired, Step, StepKind, id};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -125,8 +125,8 @@ pub fn operation_of(p: &PendingOperation) -> Operation {
 
 /// Whether a partial look (right after fhirlock's own writes) is enough to act on: only when it
 /// leads to a next write. Anything else, "nothing left to do" included, is judged on a full read.
-pub fn partial_look_suffices(outcome: &Outcome) -> bool {
-    outcome.preflight.is_empty() && outcome.plan.steps.iter().any(Step::ready)
+pub fn partial_look_suffices(assessment: &Assessment) -> bool {
+    assessment.preflight.is_empty() && assessment.plan.steps.iter().any(Step::ready)
 }
 
 // ---- deciding the writes -------------------------------------------------------------------
@@ -135,7 +135,7 @@ pub fn partial_look_suffices(outcome: &Outcome) -> bool {
 #[derive(Debug)]
 pub struct Look<'a> {
     pub desired: &'a Desired,
-    pub outcome: Outcome,
+    pub assessment: Assessment,
     /// The gateway as observed (kept from the previous status when not observed).
     pub gateway: Option<GatewayStatus>,
     pub previous: &'a SecuredFhirEndpointStatus,
@@ -158,7 +158,7 @@ pub struct Writes {
 /// What to do before any write.
 #[derive(Debug)]
 pub struct Decision {
-    pub outcome: Outcome,
+    pub assessment: Assessment,
     /// `None`: no write this pass (Audit, a failed pre-flight, nothing to do, or deferred).
     pub writes: Option<Writes>,
     /// Writes deferred to stay within the subscription's write budget, until then.
@@ -168,34 +168,34 @@ pub struct Decision {
 
 /// The gates and the writes. `write_wait` is the write budget's answer (`None`: may write now).
 pub fn decide(look: &Look, write_wait: Option<Duration>) -> Decision {
-    let mut outcome = look.outcome.clone();
+    let mut assessment = look.assessment.clone();
     let mut notes = Vec::new();
-    if let Some(f) = outcome.preflight.first() {
+    if let Some(f) = assessment.preflight.first() {
         notes.push(Note::warning(
             "PreflightFailed",
             "PreflightFailed",
             format!("{}: {}", f.code, f.message),
         ));
     }
-    let wants_writes = outcome.preflight.is_empty() && !outcome.audit && !outcome.plan.is_empty();
+    let wants_writes = assessment.preflight.is_empty() && !assessment.audit && !assessment.plan.is_empty();
     if !wants_writes {
         return Decision {
-            outcome,
+            assessment,
             writes: None,
             deferred: None,
             notes,
         };
     }
     if let Some(wait) = write_wait {
-        outcome.throttled = true;
+        assessment.throttled = true;
         return Decision {
-            outcome,
+            assessment,
             writes: None,
             deferred: Some(wait),
             notes,
         };
     }
-    let steps: Vec<Step> = outcome
+    let steps: Vec<Step> = assessment
         .plan
         .steps
         .iter()
@@ -215,7 +215,7 @@ pub fn decide(look: &Look, write_wait: Option<Duration>) -> Decision {
         })
         .collect();
     let converged = converged(look.previous);
-    let drift = outcome
+    let drift = assessment
         .plan
         .steps
         .iter()
@@ -223,7 +223,7 @@ pub fn decide(look: &Look, write_wait: Option<Duration>) -> Decision {
         .flat_map(|s| s.changes.iter().map(|c| (s.resource_id.clone(), c.clone())))
         .collect();
     Decision {
-        outcome,
+        assessment,
         writes: Some(Writes {
             steps,
             record_first,
@@ -289,7 +289,7 @@ pub fn conclude(
     resync: Duration,
     now: &Time,
 ) -> Conclusion {
-    let mut outcome = decision.outcome;
+    let mut assessment = decision.assessment;
     let mut notes = decision.notes;
     let mut drift = None;
     let mut drift_corrected = Vec::new();
@@ -324,7 +324,7 @@ pub fn conclude(
             });
         }
         requeue = if let Some((op, step)) = &written.pending {
-            outcome.operation_pending = true;
+            assessment.operation_pending = true;
             pending = Some(PendingOperation {
                 resource_id: op.resource_id.clone(),
                 step: step.as_str().to_owned(),
@@ -341,10 +341,10 @@ pub fn conclude(
             Duration::from_secs(5)
         };
     }
-    let ready = outcome.preflight.is_empty()
-        && outcome.plan.is_empty()
-        && !outcome.audit
-        && outcome.findings.iter().all(|f| !f.is_blocking());
+    let ready = assessment.preflight.is_empty()
+        && assessment.plan.is_empty()
+        && !assessment.audit
+        && assessment.findings.iter().all(|f| !f.is_blocking());
     let was_ready = look
         .previous
         .conditions
@@ -366,15 +366,15 @@ pub fn conclude(
     };
     Conclusion {
         status: status_of(
-            &outcome,
+            &assessment,
             look.previous,
             look.generation,
             Some(look.desired),
             extras,
             now,
         ),
-        findings_by_code: finding_counts(&outcome),
-        result: if outcome.preflight.is_empty() {
+        findings_by_code: finding_counts(&assessment),
+        result: if assessment.preflight.is_empty() {
             Result::Ok
         } else {
             Result::Stalled
@@ -430,12 +430,12 @@ pub fn stalled(
     generation: Option<i64>,
     now: &Time,
 ) -> (SecuredFhirEndpointStatus, Note) {
-    let outcome = Outcome {
+    let assessment = Assessment {
         terminal_error: Some((reason.to_owned(), message.to_owned())),
         ..Default::default()
     };
     let status = status_of(
-        &outcome,
+        &assessment,
         previous,
         generation,
         desired,
@@ -445,7 +445,7 @@ pub fn stalled(
     (status, Note::warning(reason, reason, message))
 }
 
-/// What a pass adds to status beyond the outcome.
+/// What a pass adds to status beyond the assessment.
 #[derive(Debug, Default)]
 pub struct Extras {
     pub gateway: Option<GatewayStatus>,
@@ -454,10 +454,10 @@ pub struct Extras {
     pub created: Vec<String>,
 }
 
-/// The whole status for an outcome. Conditions keep their lastTransitionTime unless their status
+/// The whole status for an assessment. Conditions keep their lastTransitionTime unless their status
 /// changes, and a finding keeps its `since`, so resyncs do not flap.
 pub fn status_of(
-    o: &Outcome,
+    o: &Assessment,
     previous: &SecuredFhirEndpointStatus,
     generation: Option<i64>,
     desired: Option<&Desired>,
@@ -505,7 +505,7 @@ pub fn status_of(
 }
 
 /// The plan as status shows it: in Audit mode, and whenever changes remain.
-fn planned_changes(o: &Outcome) -> Vec<PlannedChange> {
+fn planned_changes(o: &Assessment) -> Vec<PlannedChange> {
     if !o.audit && o.plan.is_empty() {
         return Vec::new();
     }
@@ -539,7 +539,7 @@ pub fn add_ids(list: &mut Vec<String>, ids: impl IntoIterator<Item = String>) {
     }
 }
 
-fn finding_counts(o: &Outcome) -> Vec<(FindingCode, i64)> {
+fn finding_counts(o: &Assessment) -> Vec<(FindingCode, i64)> {
     let mut out: Vec<(FindingCode, i64)> = Vec::new();
     for f in &o.findings {
         match out.iter_mut().find(|(c, _)| *c == f.code) {

@@ -9,7 +9,7 @@ use fhirlock_core::json::FieldChange;
 use fhirlock_core::plan::{Method, Plan, Step, StepKind};
 use fhirlock_core::posture::{Finding, FindingCode, Severity};
 use fhirlock_core::preflight::PreflightFailure;
-use fhirlock_core::status::Outcome;
+use fhirlock_core::status::Assessment;
 use fhirlock_core::{Certificate, Desired};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -64,8 +64,8 @@ fn site(ready: bool) -> Step {
     )
 }
 
-fn outcome(steps: Vec<Step>) -> Outcome {
-    Outcome {
+fn assessment(steps: Vec<Step>) -> Assessment {
+    Assessment {
         plan: Plan { steps },
         ..Default::default()
     }
@@ -114,10 +114,10 @@ fn now() -> Time {
     Time(Timestamp::UNIX_EPOCH)
 }
 
-fn look<'a>(d: &'a Desired, o: Outcome, previous: &'a SecuredFhirEndpointStatus) -> Look<'a> {
+fn look<'a>(d: &'a Desired, o: Assessment, previous: &'a SecuredFhirEndpointStatus) -> Look<'a> {
     Look {
         desired: d,
-        outcome: o,
+        assessment: o,
         gateway: None,
         previous,
         generation: Some(3),
@@ -138,19 +138,19 @@ const RESYNC: Duration = Duration::from_secs(300);
 fn gates_decide_whether_anything_is_written() {
     let d = desired();
     let none = SecuredFhirEndpointStatus::default();
-    let preflight = Outcome {
+    let preflight = Assessment {
         preflight: vec![PreflightFailure {
             code: "SiteNotFound",
             message: "no site".into(),
         }],
         ..Default::default()
     };
-    let audit = Outcome {
+    let audit = Assessment {
         audit: true,
-        ..outcome(vec![site(true)])
+        ..assessment(vec![site(true)])
     };
     let wait = Some(Duration::from_secs(7));
-    // (case, outcome, write wait) -> (writes?, deferred, notes, result, Ready reason, Reconciling reason)
+    // (case, assessment, write wait) -> (writes?, deferred, notes, result, Ready reason, Reconciling reason)
     let table = [
         (
             "pre-flight",
@@ -176,7 +176,7 @@ fn gates_decide_whether_anything_is_written() {
         ),
         (
             "nothing to do",
-            outcome(vec![]),
+            assessment(vec![]),
             None,
             false,
             None,
@@ -187,7 +187,7 @@ fn gates_decide_whether_anything_is_written() {
         ),
         (
             "budget low",
-            outcome(vec![site(true)]),
+            assessment(vec![site(true)]),
             wait,
             false,
             wait,
@@ -198,7 +198,7 @@ fn gates_decide_whether_anything_is_written() {
         ),
         (
             "enforce",
-            outcome(vec![site(true)]),
+            assessment(vec![site(true)]),
             None,
             true,
             None,
@@ -230,9 +230,9 @@ fn gates_decide_whether_anything_is_written() {
 fn audit_mode_shows_the_plan_and_never_writes() {
     let d = desired();
     let none = SecuredFhirEndpointStatus::default();
-    let o = Outcome {
+    let o = Assessment {
         audit: true,
-        ..outcome(vec![site(true), subnet(true, true)])
+        ..assessment(vec![site(true), subnet(true, true)])
     };
     let l = look(&d, o, &none);
     let decision = decide(&l, None);
@@ -264,7 +264,7 @@ fn readiness_needs_enforce_an_empty_plan_and_only_advisory_findings() {
         ),
     ];
     for (case, findings, previous, ready, became) in table {
-        let o = Outcome {
+        let o = Assessment {
             findings,
             ..Default::default()
         };
@@ -312,7 +312,7 @@ fn creations_are_recorded_before_the_put_once() {
         ),
     ];
     for (case, steps, previous, want) in table {
-        let l = look(&d, outcome(steps), previous);
+        let l = look(&d, assessment(steps), previous);
         let writes = decide(&l, None).writes.unwrap();
         assert_eq!(writes.record_first, want, "{case}");
         assert!(
@@ -345,7 +345,7 @@ fn drift_is_a_change_to_a_component_that_had_converged() {
         ),
     ];
     for (case, steps, previous, want) in table {
-        let l = look(&d, outcome(steps), previous);
+        let l = look(&d, assessment(steps), previous);
         let decision = decide(&l, None);
         assert_eq!(
             decision.writes.as_ref().unwrap().drift.len(),
@@ -376,7 +376,7 @@ fn drift_is_corrected_only_where_a_write_went_through() {
     let converged = with_conditions(&[("AppServiceLocked", "True"), ("SubnetsReady", "True")]);
     let l = look(
         &d,
-        outcome(vec![subnet(true, false), site(true)]),
+        assessment(vec![subnet(true, false), site(true)]),
         &converged,
     );
     let written = Written {
@@ -418,7 +418,7 @@ fn the_next_look_follows_what_the_writes_did() {
         ),
     ];
     for (case, count, pending, want) in table {
-        let l = look(&d, outcome(vec![site(true)]), &none);
+        let l = look(&d, assessment(vec![site(true)]), &none);
         let has_op = pending.is_some();
         let written = Written {
             count,
@@ -560,7 +560,7 @@ fn a_stall_keeps_what_status_recorded() {
 #[test]
 fn findings_keep_their_since_across_resyncs() {
     let d = desired();
-    let first = Outcome {
+    let first = Assessment {
         findings: vec![finding(FindingCode::SiteDefaultAllow, Severity::High)],
         ..Default::default()
     };

@@ -8,7 +8,7 @@ use fhirlock_api::v1alpha1::GatewayStatus;
 use fhirlock_api::{SecuredFhirEndpoint, SecuredFhirEndpointStatus};
 use fhirlock_arm::{ArmClient, ArmError};
 use fhirlock_core::observed::{Slot, api_version};
-use fhirlock_core::status::Outcome;
+use fhirlock_core::status::Assessment;
 use fhirlock_core::{Desired, Observed, observed};
 use serde_json::Value;
 
@@ -82,17 +82,17 @@ pub async fn look(
     arm: &ArmClient,
     d: &Desired,
     followup: Option<Followup>,
-) -> Result<(Observed, Outcome), ArmError> {
+) -> Result<(Observed, Assessment), ArmError> {
     if let Some(f) = followup {
         let observed = reread(arm, d, f.observed, &f.reread).await?;
-        let outcome = Outcome::assess(d, &observed);
-        if super::decide::partial_look_suffices(&outcome) {
-            return Ok((observed, outcome));
+        let assessment = Assessment::of(d, &observed);
+        if super::decide::partial_look_suffices(&assessment) {
+            return Ok((observed, assessment));
         }
     }
     let observed = read_all(arm, d).await?;
-    let outcome = Outcome::assess(d, &observed);
-    Ok((observed, outcome))
+    let assessment = Assessment::of(d, &observed);
+    Ok((observed, assessment))
 }
 
 /// What fhirlock knows right after its writes: `before` with ARM's answers taken in, and what
@@ -133,7 +133,7 @@ fn api_version_of(slot: &Slot) -> &'static str {
 #[derive(Debug)]
 pub struct Seen {
     pub observed: Observed,
-    pub outcome: Outcome,
+    pub assessment: Assessment,
 }
 
 impl Seen {
@@ -141,7 +141,7 @@ impl Seen {
     pub fn look<'a>(&self, desired: &'a Desired, sfe: &'a SecuredFhirEndpoint) -> Look<'a> {
         Look {
             desired,
-            outcome: self.outcome.clone(),
+            assessment: self.assessment.clone(),
             gateway: self.observed.gateway().map(|g| GatewayStatus {
                 id: g.id.clone(),
                 private_ip_address: g.private_ip(),
@@ -196,10 +196,10 @@ pub async fn stage(ctx: &Context, sfe: &SecuredFhirEndpoint, r: &Resolved) -> Re
     let followup = ctx.memory.endpoint(&key, |m| {
         m.take_followup(sfe.metadata.generation, Instant::now())
     });
-    let (observed, outcome) = look(&r.arm, &r.desired, followup)
+    let (observed, assessment) = look(&r.arm, &r.desired, followup)
         .await
         .map_err(|e| Exit::Failed(e, Box::new(r.desired.clone())))?;
-    Ok(Seen { observed, outcome })
+    Ok(Seen { observed, assessment })
 }
 
 /// As [`super::apply::write_wait`], for the read bucket (every GET reports it).
