@@ -18,7 +18,9 @@ pub const FINALIZER: &str = "fhirlock.io/cleanup";
 /// Field manager fhirlock uses for server-side apply.
 pub const FIELD_MANAGER: &str = "fhirlock";
 /// Azure tag on every resource fhirlock creates: `<namespace>/<name>` of the owning endpoint.
-pub const OWNER_TAG: &str = "fhirlock.io/owner";
+/// Azure tag names may not contain `< > % & \ ? /` (Microsoft Learn, "Use tags to organize your
+/// Azure resources", Limitations), so no `fhirlock.io/` prefix here.
+pub const OWNER_TAG: &str = "fhirlock-owner";
 
 /// The CRD manifests, in the order they are installed.
 pub fn crds()

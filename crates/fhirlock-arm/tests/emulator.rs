@@ -125,7 +125,7 @@ async fn crud_and_long_running_operations_with_a_client_secret() {
         .patch(
             &vnet,
             NET_API,
-            &json!({"tags":{"fhirlock.io/owner":"ns/name"}}),
+            &json!({"tags":{"fhirlock-owner":"ns/name"}}),
         )
         .await
         .unwrap();
@@ -136,7 +136,7 @@ async fn crud_and_long_running_operations_with_a_client_secret() {
         );
     }
     let v = client.get(&vnet, NET_API).await.unwrap().unwrap();
-    assert_eq!(v["tags"]["fhirlock.io/owner"], "ns/name");
+    assert_eq!(v["tags"]["fhirlock-owner"], "ns/name");
 
     // DELETE the subnet: 202 + Location + Azure-AsyncOperation, then gone.
     let op = accepted(client.delete(&subnet, NET_API).await.unwrap());

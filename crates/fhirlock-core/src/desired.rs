@@ -45,7 +45,7 @@ impl std::fmt::Debug for Certificate {
 }
 
 impl Certificate {
-    /// What the gateway's `fhirlock.io/tls` tag records for this certificate. For Key Vault it
+    /// What the gateway's `fhirlock-tls` tag records for this certificate. For Key Vault it
     /// names the secret and a short digest of the identity (case-insensitive, as ARM IDs are), so
     /// a new identity changes the marker too. The whole ID would not fit in a tag value: Azure
     /// allows 256 characters, and the longest secret ID the API admits leaves room for 10 hex digits.

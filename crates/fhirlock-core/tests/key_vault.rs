@@ -73,7 +73,7 @@ fn the_gateway_body_carries_the_identity_beside_properties() {
         body["properties"]["sslCertificates"],
         json!([{"name": "fhir-tls", "properties": {"keyVaultSecretId": SECRET}}])
     );
-    let marker = body["tags"]["fhirlock.io/tls"].as_str().unwrap();
+    let marker = body["tags"]["fhirlock-tls"].as_str().unwrap();
     assert!(
         marker.starts_with(&format!("keyvault:{SECRET};identity:")),
         "{marker}"
@@ -219,7 +219,7 @@ fn a_changed_identity_is_put_again_and_replaces_the_one_fhirlock_attached() {
         paths.contains(&"identity.userAssignedIdentities"),
         "{paths:?}"
     );
-    assert!(paths.contains(&"tags.fhirlock.io/tls"), "{paths:?}");
+    assert!(paths.contains(&"tags.fhirlock-tls"), "{paths:?}");
     // The old identity was fhirlock's (its tag says so) and goes; the other one stays.
     assert_eq!(identity_keys(&steps[0].body), vec![new, other]);
     let after = fhirlock_core::simulate::apply(&o, &steps[0]);

@@ -56,7 +56,7 @@ fn the_remaining_back_doors_are_found_too() {
     let d = desired();
     let mut o = wide_open();
     o.gateway = Some(
-        json!({"id": d.gateway.id, "tags": {"fhirlock.io/owner": "default/patient-records"}, "properties": {
+        json!({"id": d.gateway.id, "tags": {"fhirlock-owner": "default/patient-records"}, "properties": {
         "frontendIPConfigurations": [
             {"name": "private-frontend", "properties": {"privateIPAddress": "10.20.1.10"}},
             {"name": "public", "properties": {"publicIPAddress": {"id": "/subscriptions/x/publicIPAddresses/pip"}}}]}}),
@@ -175,14 +175,14 @@ fn the_plan_converges_to_only_the_gateway_and_the_integration_subnet() {
 fn a_converged_estate_plans_nothing_and_reports_ready() {
     let d = desired();
     let (end, _, _) = converge(&d, &wide_open());
-    let outcome = status::Outcome {
+    let assessment = status::Assessment {
         findings: posture::findings(&d, &end),
         ..Default::default()
     };
     let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
         k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap(),
     );
-    let conds = status::conditions(&outcome, Some(3), &now, &[]);
+    let conds = status::conditions(&assessment, Some(3), &now, &[]);
     let get = |t: &str| conds.iter().find(|c| c.type_ == t).unwrap();
     assert_eq!(get("Ready").status, "True");
     assert_eq!(get("Ready").reason, "Secured");
@@ -197,11 +197,11 @@ fn a_converged_estate_plans_nothing_and_reports_ready() {
     ] {
         assert_eq!(get(c).status, "True", "{c}: {}", get(c).message);
     }
-    // A later resync with the same outcome keeps every lastTransitionTime: no flapping.
+    // A later resync with the same assessment keeps every lastTransitionTime: no flapping.
     let later = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
         k8s_openapi::jiff::Timestamp::from_second(1_800_000_600).unwrap(),
     );
-    let again = status::conditions(&outcome, Some(3), &later, &conds);
+    let again = status::conditions(&assessment, Some(3), &later, &conds);
     assert_eq!(again, conds);
 }
 
@@ -245,7 +245,7 @@ fn a_new_certificate_updates_the_gateway_and_nothing_else() {
         p.steps[0].body["properties"]["sslCertificates"][0]["properties"]["data"],
         "TkVX"
     );
-    assert_eq!(p.steps[0].body["tags"]["fhirlock.io/tls"], "sha256:def456");
+    assert_eq!(p.steps[0].body["tags"]["fhirlock-tls"], "sha256:def456");
 }
 
 #[test]
@@ -319,7 +319,7 @@ fn each_preflight_failure_has_its_reason() {
         }),
         ("GatewayNotOwned", |o| {
             o.gateway =
-                Some(json!({"tags": {"fhirlock.io/owner": "other/endpoint"}, "properties": {}}))
+                Some(json!({"tags": {"fhirlock-owner": "other/endpoint"}, "properties": {}}))
         }),
     ];
     for (code, mutate) in cases {
@@ -432,14 +432,14 @@ fn findings_no_step_closes_are_not_reported_as_progress() {
         resource_id: d.cosmos_id.clone(),
         message: "made up for the test".into(),
     });
-    let outcome = status::Outcome {
+    let assessment = status::Assessment {
         findings,
         ..Default::default()
     };
     let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
         k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap(),
     );
-    let conds = status::conditions(&outcome, Some(1), &now, &[]);
+    let conds = status::conditions(&assessment, Some(1), &now, &[]);
     let get = |t: &str| conds.iter().find(|c| c.type_ == t).unwrap().clone();
     assert_eq!(
         (get("Ready").status.as_str(), get("Ready").reason.as_str()),
