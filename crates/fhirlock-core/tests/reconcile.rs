@@ -215,7 +215,11 @@ fn drift_out_of_band_is_planned_back_with_field_paths() {
     end.cosmos.as_mut().unwrap()["properties"]["ipRules"] =
         json!([{"ipAddressOrRange": "198.51.100.7"}]);
     let p = fhirlock_core::plan::plan(&d, &end);
-    let drift: Vec<String> = p.drift().iter().map(|(_, c)| c.path.clone()).collect();
+    let drift: Vec<String> = p
+        .drift(&fhirlock_core::Component::ALL)
+        .iter()
+        .map(|(_, c)| c.path.clone())
+        .collect();
     assert_eq!(
         drift,
         vec![

@@ -162,11 +162,12 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
     }
-    /// Field changes on resources that already existed: what someone (or something) changed.
-    pub fn drift(&self) -> Vec<(String, FieldChange)> {
+    /// Drift: field changes to resources that already existed, in components that had converged
+    /// (`converged`). Changes made during a component's first convergence are not drift.
+    pub fn drift(&self, converged: &[Component]) -> Vec<(String, FieldChange)> {
         self.steps
             .iter()
-            .filter(|s| !s.creates)
+            .filter(|s| !s.creates && converged.contains(&s.kind.component()))
             .flat_map(|s| {
                 s.changes
                     .iter()

@@ -177,7 +177,8 @@ pub fn decide(look: &Look, write_wait: Option<Duration>) -> Decision {
             format!("{}: {}", f.code, f.message),
         ));
     }
-    let wants_writes = assessment.preflight.is_empty() && !assessment.audit && !assessment.plan.is_empty();
+    let wants_writes =
+        assessment.preflight.is_empty() && !assessment.audit && !assessment.plan.is_empty();
     if !wants_writes {
         return Decision {
             assessment,
@@ -214,14 +215,7 @@ pub fn decide(look: &Look, write_wait: Option<Duration>) -> Decision {
                 .any(|x| id::same(x, created))
         })
         .collect();
-    let converged = converged(look.previous);
-    let drift = assessment
-        .plan
-        .steps
-        .iter()
-        .filter(|s| !s.creates && converged.contains(&s.kind.component()))
-        .flat_map(|s| s.changes.iter().map(|c| (s.resource_id.clone(), c.clone())))
-        .collect();
+    let drift = assessment.plan.drift(&converged(look.previous));
     Decision {
         assessment,
         writes: Some(Writes {
