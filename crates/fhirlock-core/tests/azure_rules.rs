@@ -41,13 +41,23 @@ fn the_tag_rules_refuse_what_azure_refuses() {
     let long_value = "v".repeat(257);
     let table = [
         (json!({"fhirlock.io/owner": "ns/name"}), 1),
-        (json!({"a<b": "", "a>b": "", "a%b": "", "a&b": "", "a\\b": "", "a?b": ""}), 6),
+        (
+            json!({"a<b": "", "a>b": "", "a%b": "", "a&b": "", "a\\b": "", "a?b": ""}),
+            6,
+        ),
         (json!({long_name: "x"}), 1),
         (json!({"ok": long_value}), 1),
-        (json!({"fhirlock-owner": "ns/name", "cost-centre": "nhs-123"}), 0),
+        (
+            json!({"fhirlock-owner": "ns/name", "cost-centre": "nhs-123"}),
+            0,
+        ),
     ];
     for (tags, want) in table {
-        assert_eq!(tag_violations(tags.as_object().unwrap()).len(), want, "{tags}");
+        assert_eq!(
+            tag_violations(tags.as_object().unwrap()).len(),
+            want,
+            "{tags}"
+        );
     }
     let many: serde_json::Map<_, _> = (0..51).map(|i| (format!("t{i}"), json!("x"))).collect();
     assert_eq!(tag_violations(&many).len(), 1);

@@ -199,7 +199,10 @@ pub async fn stage(ctx: &Context, sfe: &SecuredFhirEndpoint, r: &Resolved) -> Re
     let (observed, assessment) = look(&r.arm, &r.desired, followup)
         .await
         .map_err(|e| Exit::Failed(e, Box::new(r.desired.clone())))?;
-    Ok(Seen { observed, assessment })
+    Ok(Seen {
+        observed,
+        assessment,
+    })
 }
 
 /// As [`super::apply::write_wait`], for the read bucket (every GET reports it).
