@@ -1,4 +1,4 @@
-//! The control API under `/_emulator/`: stats, faults, throttle sizes, minted tokens, runtime
+//! The control API under `/_emulator/`: stats, the request log, faults, throttle sizes, minted tokens, runtime
 //! role assignments, the exposure oracle, and debugging views. Loopback use only: no auth.
 
 use serde_json::{Value, json};
@@ -22,6 +22,17 @@ impl Engine {
             ("DELETE", "/_emulator/stats") | ("POST", "/_emulator/stats/reset") => {
                 self.stats.reset();
                 Response::json(200, &self.stats.to_json())
+            }
+            ("GET", "/_emulator/requests") => {
+                let writes_only = req
+                    .query
+                    .iter()
+                    .any(|(k, v)| k == "writesOnly" && v != "false");
+                Response::json(200, &self.requests.to_json(writes_only))
+            }
+            ("DELETE", "/_emulator/requests") | ("POST", "/_emulator/requests/reset") => {
+                self.requests.clear();
+                Response::json(200, &self.requests.to_json(false))
             }
             ("GET", "/_emulator/faults") => Response::json(200, &json!({"faults": self.faults})),
             ("POST", "/_emulator/faults") => {

@@ -18,6 +18,7 @@ pub mod exposure;
 pub mod faults;
 pub mod ids;
 pub mod jwt;
+pub mod requests;
 pub mod server;
 pub mod state;
 pub mod stats;

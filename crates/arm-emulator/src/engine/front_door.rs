@@ -29,7 +29,7 @@ impl Engine {
             delay = f.latency_ms.unwrap_or(0);
             drop_after = f.drop_connection && f.after_processing;
             if f.drop_connection && !f.after_processing {
-                self.stats.record(&req.method, &rtype, &principal_name, 0);
+                self.count(req, &rtype, &principal_name, 0, now);
                 return (Outcome::Drop, delay);
             }
             if let Some(status) = f.status {
@@ -59,8 +59,7 @@ impl Engine {
                         ),
                     );
                 }
-                self.stats
-                    .record(&req.method, &rtype, &principal_name, status);
+                self.count(req, &rtype, &principal_name, status, now);
                 return (Outcome::Respond(r), delay);
             }
             fail_lro = f.fail_lro.clone();
@@ -81,12 +80,26 @@ impl Engine {
             },
         };
         if drop_after {
-            self.stats.record(&req.method, &rtype, &principal_name, 0);
+            self.count(req, &rtype, &principal_name, 0, now);
             return (Outcome::Drop, delay);
         }
-        self.stats
-            .record(&req.method, &rtype, &principal_name, resp.status);
+        self.count(req, &rtype, &principal_name, resp.status, now);
         (Outcome::Respond(resp), delay)
+    }
+
+    /// Counts one ARM request in the stats and records it in the request log.
+    fn count(&mut self, req: &Request, rtype: &str, principal: &str, status: u16, now: u64) {
+        self.stats.record(&req.method, rtype, principal, status);
+        self.requests.record(crate::requests::Entry {
+            time: crate::util::rfc3339(now),
+            principal,
+            method: &req.method,
+            path: &req.path,
+            resource_type: rtype,
+            api_version: req.api_version(),
+            status,
+            body: &req.body,
+        });
     }
 
     fn arm_authenticated(

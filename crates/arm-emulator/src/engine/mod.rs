@@ -32,6 +32,7 @@ use crate::error::ArmError;
 use crate::faults::Fault;
 use crate::ids::ArmPath;
 use crate::jwt::SigningKey;
+use crate::requests::RequestLog;
 use crate::state::{Feature, State};
 use crate::stats::Stats;
 use crate::throttle::Throttler;
@@ -47,6 +48,8 @@ pub struct Engine {
     pub throttler: Throttler,
     pub faults: Vec<Fault>,
     pub stats: Stats,
+    /// The last ARM requests, for `/_emulator/requests`.
+    pub requests: RequestLog,
     pub key: SigningKey,
     pub jwks_cache: HashMap<String, Value>,
     pub state_path: Option<PathBuf>,
@@ -84,6 +87,7 @@ impl Engine {
             throttler: Throttler::default(),
             faults: vec![],
             stats: Stats::default(),
+            requests: RequestLog::default(),
             key,
             jwks_cache: HashMap::new(),
             state_path,
