@@ -17,6 +17,7 @@ pub mod plan;
 pub mod posture;
 pub mod preflight;
 #[cfg(feature = "simulate")]
+#[cfg(feature = "simulate")]
 pub mod simulate;
 pub mod status;
 
