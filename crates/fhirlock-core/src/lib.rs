@@ -17,7 +17,6 @@ pub mod plan;
 pub mod posture;
 pub mod preflight;
 #[cfg(feature = "simulate")]
-#[cfg(feature = "simulate")]
 pub mod simulate;
 pub mod status;
 
