@@ -14,17 +14,34 @@ pub fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// The server's requested wait: `x-ms-retry-after-ms` / `retry-after-ms` (milliseconds) win over
-/// `Retry-After` (integer seconds, as ARM sends it). An HTTP-date or garbage is ignored.
+/// The longest wait fhirlock takes from a server. ARM's throttling windows are at most an hour
+/// (Microsoft Learn, "Understand how Azure Resource Manager throttles requests"); a larger figure
+/// is a broken or hostile answer, and would overflow the clock arithmetic after it.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// The server's requested wait, at most [`MAX_RETRY_AFTER`]: `x-ms-retry-after-ms` /
+/// `retry-after-ms` (milliseconds) win over `Retry-After` (integer seconds, as ARM sends it). An
+/// HTTP-date or garbage is ignored.
 pub fn retry_after(headers: &Headers) -> Option<Duration> {
     for name in ["x-ms-retry-after-ms", "retry-after-ms"] {
-        if let Some(ms) = header(headers, name).and_then(|v| v.trim().parse::<u64>().ok()) {
-            return Some(Duration::from_millis(ms));
+        if let Some(ms) = header(headers, name).and_then(whole_number) {
+            return Some(Duration::from_millis(
+                ms.min(MAX_RETRY_AFTER.as_millis()) as u64
+            ));
         }
     }
     header(headers, "retry-after")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
+        .and_then(whole_number)
+        .map(|s| Duration::from_secs(s.min(MAX_RETRY_AFTER.as_secs().into()) as u64))
+}
+
+/// A non-negative integer of any length, saturated.
+fn whole_number(v: &str) -> Option<u128> {
+    let v = v.trim();
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(v.parse::<u128>().unwrap_or(u128::MAX))
 }
 
 #[cfg(test)]
@@ -55,6 +72,21 @@ mod tests {
                 &[("retry-after-ms", "1500")],
                 Some(Duration::from_millis(1500)),
             ),
+            // Larger than any clock can add: clamped, not a panic later.
+            (
+                &[("Retry-After", "10000000000000000000")],
+                Some(MAX_RETRY_AFTER),
+            ),
+            (
+                &[("Retry-After", "999999999999999999999999999999999999999999")],
+                Some(MAX_RETRY_AFTER),
+            ),
+            (
+                &[("x-ms-retry-after-ms", "18446744073709551615")],
+                Some(MAX_RETRY_AFTER),
+            ),
+            (&[("Retry-After", "3601")], Some(MAX_RETRY_AFTER)),
+            (&[("Retry-After", "+5")], None),
         ];
         for (hdrs, want) in cases {
             assert_eq!(retry_after(&h(hdrs)), *want, "{hdrs:?}");
