@@ -623,10 +623,10 @@ fn cosmos_lockdown(d: &Desired, o: &Observed) -> Option<Step> {
         .pointer_mut("/properties/virtualNetworkRules")
         .and_then(Value::as_array_mut)
     {
-        for r in rules {
-            if r.get("ignoreMissingVNetServiceEndpoint").is_none() {
-                r["ignoreMissingVNetServiceEndpoint"] = json!(false);
-            }
+        // A rule that is not an object is left as it is: the diff replaces it.
+        for r in rules.iter_mut().filter_map(Value::as_object_mut) {
+            r.entry("ignoreMissingVNetServiceEndpoint")
+                .or_insert(json!(false));
         }
     }
     let changes = managed_diff(&current, &want);
