@@ -1,7 +1,6 @@
 //! ARM-wide rules every body fhirlock writes must meet, whatever the resource type. Azure refuses
 //! a tag name with `< > % & \ ? /` (Microsoft Learn, "Use tags to organize your Azure resources",
-//! Limitations); fhirlock's first tag names (`fhirlock.io/owner`, `fhirlock.io/tls`) did, and
-//! every gateway PUT would have been refused.
+//! Limitations), so a tag name such as `fhirlock.io/owner` would make every gateway PUT fail.
 
 mod common;
 
