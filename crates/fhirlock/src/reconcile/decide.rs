@@ -15,6 +15,7 @@ use fhirlock_core::posture::FindingCode;
 use fhirlock_core::status::{self, Assessment};
 use fhirlock_core::{Component, Desired, Step, StepKind, id};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 
 /// An Event to publish, as data. Events with the same reason and action are aggregated into one
 /// series (showing the first note), so the action names what was done.
@@ -108,6 +109,70 @@ pub fn after_poll(
         }
         Err(_) => AfterPoll::Lost,
     }
+}
+
+/// The longest fhirlock waits on one long-running operation before it stops polling the handle
+/// and looks at Azure afresh. Application Gateway operations, the slowest fhirlock starts, take
+/// minutes; an hour covers them with room to spare [U: Azure documents no upper bound]. Without
+/// a bound, a handle that answers 404 (ARM reports a just-created operation as not found for a
+/// moment, so 404 reads as "still running") would be polled for ever, and nothing else observed.
+pub const MAX_OPERATION_AGE: Duration = Duration::from_secs(3600);
+
+/// Whether the operation status records may be polled at all: it must act on one of this
+/// endpoint's own resources, with a write method, poll a URL in the endpoint's subscription (the
+/// ARM client also refuses any host but ARM's), and be younger than [`MAX_OPERATION_AGE`].
+/// Anyone who may patch `/status` could otherwise make fhirlock GET any ARM URL with the
+/// namespace's identity. `Some` is the Event that says why the handle is dropped.
+pub fn reject_pending(p: &PendingOperation, d: &Desired, now: Timestamp) -> Option<Note> {
+    let own = [
+        d.gateway_subnet.id.as_str(),
+        d.integration_subnet.id.as_str(),
+        d.gateway.id.as_str(),
+        d.site_id.as_str(),
+        &d.site_config_id(),
+        d.cosmos_id.as_str(),
+    ]
+    .iter()
+    .any(|x| id::same(x, &p.resource_id));
+    let method = ["PUT", "PATCH", "DELETE"].contains(&p.method.as_str());
+    let prefix = format!("/subscriptions/{}/", d.subscription).to_ascii_lowercase();
+    let in_subscription =
+        url_path(&p.status_url).is_some_and(|path| path.to_ascii_lowercase().starts_with(&prefix));
+    let why = if !own {
+        format!("{} is not one of this endpoint's resources", p.resource_id)
+    } else if !method {
+        format!("{:?} is not a write method", p.method)
+    } else if !in_subscription {
+        format!("its status URL is not in subscription {}", d.subscription)
+    } else {
+        let age = p
+            .started
+            .as_ref()
+            .map(|t| now.duration_since(t.0).unsigned_abs());
+        match age {
+            Some(age) if age <= MAX_OPERATION_AGE => return None,
+            Some(age) => format!(
+                "it has run for {}s, longer than fhirlock waits",
+                age.as_secs()
+            ),
+            None => "it has no start time".to_owned(),
+        }
+    };
+    Some(Note::warning(
+        "OperationDropped",
+        "OperationDropped",
+        format!(
+            "not polling the operation recorded in status ({} on {}): {why}; looking at Azure afresh",
+            p.step, p.resource_id
+        ),
+    ))
+}
+
+/// The path of an absolute URL (`https://host/path?query`), without parsing anything else.
+fn url_path(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("https://")?;
+    let path = &rest[rest.find('/')?..];
+    Some(path.split(['?', '#']).next().unwrap_or(path))
 }
 
 /// The operation handle status recorded, as the ARM client polls it.

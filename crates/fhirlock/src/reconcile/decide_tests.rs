@@ -574,3 +574,83 @@ fn findings_keep_their_since_across_resyncs() {
     assert_eq!(c.status.last_sync_time, Some(later));
     assert_eq!(c.findings_by_code, vec![(FindingCode::SiteDefaultAllow, 1)]);
 }
+
+#[test]
+fn only_this_endpoints_own_recent_operations_are_polled() {
+    let d = desired();
+    let at = |secs: i64| Some(Time(Timestamp::from_second(1_800_000_000 + secs).unwrap()));
+    let now = Timestamp::from_second(1_800_000_000 + 600).unwrap();
+    let ours = |resource_id: String, url: &str| fhirlock_api::v1alpha1::PendingOperation {
+        resource_id,
+        status_url: url.into(),
+        started: at(0),
+        ..pending("AsyncOperation")
+    };
+    let own_url = format!(
+        "https://management.azure.com{SUB}/providers/Microsoft.Network/locations/uksouth/operations/1?api-version=2024-05-01"
+    );
+    let gateway = d.gateway.id.clone();
+    let other_sub = "https://management.azure.com/subscriptions/00000000-0000-4000-8000-000000000099/providers/Microsoft.Network/locations/uksouth/operations/1";
+    let other_rg =
+        format!("{SUB}/resourceGroups/someone-else/providers/Microsoft.Web/sites/their-app");
+    // (case, handle) -> polled?
+    let table = [
+        (
+            "the gateway's own operation",
+            ours(gateway.clone(), &own_url),
+            true,
+        ),
+        (
+            "the ID in other letter case",
+            ours(gateway.to_uppercase(), &own_url),
+            true,
+        ),
+        (
+            "the site's config",
+            ours(d.site_config_id(), &own_url),
+            true,
+        ),
+        ("another team's site", ours(other_rg, &own_url), false),
+        (
+            "a status URL in another subscription",
+            ours(gateway.clone(), other_sub),
+            false,
+        ),
+        (
+            "not an https URL",
+            ours(gateway.clone(), "file:///etc/passwd"),
+            false,
+        ),
+        (
+            "a GET dressed as an operation",
+            fhirlock_api::v1alpha1::PendingOperation {
+                method: "GET".into(),
+                ..ours(gateway.clone(), &own_url)
+            },
+            false,
+        ),
+        (
+            "older than fhirlock waits",
+            fhirlock_api::v1alpha1::PendingOperation {
+                started: at(-3601 + 600),
+                ..ours(gateway.clone(), &own_url)
+            },
+            false,
+        ),
+        (
+            "no start time",
+            fhirlock_api::v1alpha1::PendingOperation {
+                started: None,
+                ..ours(gateway.clone(), &own_url)
+            },
+            false,
+        ),
+    ];
+    for (case, p, polled) in table {
+        let note = reject_pending(&p, &d, now);
+        assert_eq!(note.is_none(), polled, "{case}: {note:?}");
+        if let Some(n) = note {
+            assert!(n.warning && n.reason == "OperationDropped", "{case}");
+        }
+    }
+}

@@ -10,6 +10,7 @@ use fhirlock_arm::{ArmClient, ArmError};
 use fhirlock_core::observed::{Slot, api_version};
 use fhirlock_core::status::Assessment;
 use fhirlock_core::{Desired, Observed, observed};
+use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 
 use super::apply::Answer;
@@ -176,11 +177,16 @@ pub async fn stage(ctx: &Context, sfe: &SecuredFhirEndpoint, r: &Resolved) -> Re
         return Err(Exit::Requeue(spread(wait), Some(decide::Result::Ok)));
     }
     let key = key(sfe);
-    if let Some(p) = sfe
+    let pending = sfe
         .status
         .as_ref()
-        .and_then(|s| s.pending_operations.first())
-    {
+        .and_then(|s| s.pending_operations.first());
+    let rejected = pending.and_then(|p| decide::reject_pending(p, &r.desired, Timestamp::now()));
+    if let Some(note) = &rejected {
+        publish(ctx, sfe, note).await;
+        ctx.memory.endpoint(&key, |m| m.followup = None);
+    }
+    if let Some(p) = pending.filter(|_| rejected.is_none()) {
         match decide::after_poll(p, r.arm.poll(&decide::operation_of(p)).await) {
             AfterPoll::Running(wait) => {
                 return Err(Exit::Requeue(wait, Some(decide::Result::Ok)));
