@@ -98,9 +98,9 @@ impl OperatorConfig {
                 );
             }
             for s in &t.scopes {
-                if !s.to_ascii_lowercase().starts_with("/subscriptions/") {
+                if let Err(why) = check_scope(s) {
                     anyhow::bail!(
-                        "{}: tenant {}: scope {s:?} is not an ARM scope",
+                        "{}: tenant {}: scope {s:?} {why}",
                         path.display(),
                         t.namespace
                     );
@@ -115,14 +115,63 @@ impl OperatorConfig {
     }
 }
 
-/// Every ARM resource an endpoint names, for the scope check.
+/// A tenant's scope must name a subscription by its ID, optionally narrowed to a resource group
+/// and below: `/subscriptions/<guid>[/resourceGroups/<name>[/…]]`. Anything looser (`/`,
+/// `/subscriptions/`, a wildcard) would match every resource fhirlock can reach.
+pub fn check_scope(scope: &str) -> Result<(), &'static str> {
+    let segments: Vec<&str> = scope.strip_prefix('/').unwrap_or("").split('/').collect();
+    if segments.iter().any(|s| s.is_empty()) {
+        return Err("has an empty segment: write /subscriptions/<id>[/resourceGroups/<name>]");
+    }
+    match segments.as_slice() {
+        [subs, sub, rest @ ..] if subs.eq_ignore_ascii_case("subscriptions") => {
+            if !is_guid(sub) {
+                return Err("must name a subscription by its ID (a GUID)");
+            }
+            match rest {
+                [] => Ok(()),
+                [rgs, rg, ..] if rgs.eq_ignore_ascii_case("resourceGroups") && is_rg_name(rg) => {
+                    Ok(())
+                }
+                _ => Err("may narrow a subscription only to /resourceGroups/<name>[/…]"),
+            }
+        }
+        _ => Err("must start /subscriptions/<subscription id>"),
+    }
+}
+
+fn is_guid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups
+            .iter()
+            .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Resource group names (Microsoft Learn, "Naming rules and restrictions for Azure resources",
+/// Microsoft.Resources): 1–90 characters, alphanumerics, underscores, parentheses, hyphens and
+/// periods, not ending in a period.
+fn is_rg_name(s: &str) -> bool {
+    (1..=90).contains(&s.chars().count())
+        && !s.ends_with('.')
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || "_()-.".contains(c))
+}
+
+/// Every ARM resource an endpoint names, for the scope check: the ones it reads or writes, and
+/// the user-assigned identity it attaches to the gateway (attaching another team's identity
+/// would hand this namespace that team's Key Vault certificates).
 pub fn resources_of(d: &fhirlock_core::Desired) -> Vec<String> {
-    vec![
+    let mut ids = vec![
         d.vnet_id.clone(),
         d.site_id.clone(),
         d.cosmos_id.clone(),
         d.gateway.id.clone(),
-    ]
+    ];
+    if let fhirlock_core::Certificate::KeyVault { identity_id, .. } = &d.gateway.certificate {
+        ids.push(identity_id.clone());
+    }
+    ids
 }
 
 /// The first resource outside every scope, if any. Scopes match on whole path segments, without case.
@@ -165,6 +214,63 @@ mod tests {
         assert!(!ok(
             "/subscriptions/S/resourceGroups/other/providers/Microsoft.Web/sites/a"
         ));
+    }
+
+    #[test]
+    fn a_scope_names_a_subscription_by_id_and_at_most_narrows_it() {
+        let sub = "/subscriptions/6f1c2a52-0000-4000-8000-000000000001";
+        let table = [
+            (sub.to_owned(), true),
+            (format!("{sub}/resourceGroups/fhir"), true),
+            (format!("{sub}/resourcegroups/FHIR-prod.1"), true),
+            (
+                format!("{sub}/resourceGroups/fhir/providers/Microsoft.Web/sites/a"),
+                true,
+            ),
+            ("/subscriptions/".to_owned(), false),
+            ("/subscriptions".to_owned(), false),
+            ("/".to_owned(), false),
+            (String::new(), false),
+            ("/subscriptions/*".to_owned(), false),
+            ("/subscriptions/my-sub".to_owned(), false),
+            (format!("{sub}/"), false),
+            (format!("{sub}/resourceGroups"), false),
+            (format!("{sub}/resourceGroups/"), false),
+            (format!("{sub}/resourceGroups/bad."), false),
+            (format!("{sub}/providers/Microsoft.Web"), false),
+            (format!("{sub}//resourceGroups/fhir"), false),
+        ];
+        for (scope, ok) in table {
+            assert_eq!(check_scope(&scope).is_ok(), ok, "{scope:?}");
+        }
+    }
+
+    #[test]
+    fn a_key_vault_identity_is_checked_against_the_scopes_too() {
+        let sub = "/subscriptions/6f1c2a52-0000-4000-8000-000000000001";
+        let mut d = fhirlock_core::Desired::from_spec(
+            "fhir",
+            "e",
+            &serde_yaml::from_str::<fhirlock_api::SecuredFhirEndpoint>(include_str!(
+                "../../../examples/fhir-endpoint.yaml"
+            ))
+            .unwrap()
+            .spec,
+            fhirlock_core::Certificate::Unresolved { reason: "t".into() },
+        );
+        let scopes = vec![
+            format!("{sub}/resourceGroups/hscn-net"),
+            format!("{sub}/resourceGroups/fhir"),
+        ];
+        assert_eq!(outside_scopes(&resources_of(&d), &scopes), None);
+        let theirs = format!(
+            "{sub}/resourceGroups/other-team/providers/Microsoft.ManagedIdentity/userAssignedIdentities/their-id"
+        );
+        d.gateway.certificate = fhirlock_core::Certificate::KeyVault {
+            secret_id: "https://v.vault.azure.net/secrets/s".into(),
+            identity_id: theirs.clone(),
+        };
+        assert_eq!(outside_scopes(&resources_of(&d), &scopes), Some(theirs));
     }
 
     #[test]
