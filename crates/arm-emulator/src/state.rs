@@ -1,6 +1,8 @@
 //! The emulated estate and its durability: one JSON document, written atomically (temp file,
 //! fsync, rename, fsync directory) before any write is acknowledged, so `kill -9` loses nothing
 //! that was accepted. Operations carry wall-clock deadlines, so after a restart they finish.
+//! Secrets that Azure accepts but never returns are not kept (`without_secrets`), and the file is
+//! created owner-only (0600).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -79,6 +81,28 @@ pub struct Feature {
     pub namespace: String,
     pub name: String,
     pub state: String,
+}
+
+/// A resource body as the emulator keeps it: without the write-only secrets in it. Azure takes a
+/// gateway certificate's PFX and its password on PUT and never returns them (the
+/// `ApplicationGatewaySslCertificatePropertiesFormat` model: `data` and `password` are "Only
+/// applicable in PUT Request", `publicCertData` "Only applicable in GET request"), so nothing the
+/// emulator answers needs them, and they stay out of `state.json` and `/_emulator/state`. A Key
+/// Vault secret id is a reference, not a secret: it stays.
+pub fn without_secrets(rtype: &str, mut body: Value) -> Value {
+    if rtype.eq_ignore_ascii_case("Microsoft.Network/applicationGateways")
+        && let Some(Value::Array(certs)) = body
+            .get_mut("properties")
+            .and_then(|p| p.get_mut("sslCertificates"))
+    {
+        for cert in certs {
+            if let Some(Value::Object(p)) = cert.get_mut("properties") {
+                p.remove("data");
+                p.remove("password");
+            }
+        }
+    }
+    body
 }
 
 /// What one operation looks like at time `now` (pure LRO state machine).
@@ -197,20 +221,35 @@ impl State {
         !due.is_empty()
     }
 
+    /// Reads the state; secrets written by an older emulator are dropped (and gone from the file
+    /// at the next save).
     pub fn load(path: &Path) -> std::io::Result<Option<State>> {
-        match std::fs::read(path) {
+        let mut state: State = match std::fs::read(path) {
             Ok(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        for r in state.resources.values_mut() {
+            r.body = without_secrets(&r.rtype, std::mem::take(&mut r.body));
         }
+        Ok(Some(state))
     }
 
+    /// Writes the state atomically, owner-only: the temporary file is created with mode 0600 (a
+    /// left-over one is removed first, as it may have other permissions) and renamed over `path`.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let tmp = path.with_extension("json.tmp");
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         {
-            let mut f = std::fs::File::create(&tmp)?;
+            let mut o = std::fs::OpenOptions::new();
+            o.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+            let mut f = o.open(&tmp)?;
             f.write_all(&serde_json::to_vec(self)?)?;
             f.sync_all()?;
         }
@@ -320,6 +359,50 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn without_secrets_table() {
+        let agw = "Microsoft.Network/applicationGateways";
+        let cert =
+            |p: Value| json!({"properties": {"sslCertificates": [{"name": "c", "properties": p}]}});
+        // (type, body, expected)
+        let cases = [
+            (
+                agw,
+                cert(json!({"data": "PFX", "password": "pw", "x": 1})),
+                cert(json!({"x": 1})),
+            ),
+            (
+                "microsoft.network/APPLICATIONGATEWAYS",
+                cert(json!({"data": "PFX"})),
+                cert(json!({})),
+            ),
+            (
+                agw,
+                cert(json!({"keyVaultSecretId": "https://v.vault.azure.net/secrets/s"})),
+                cert(json!({"keyVaultSecretId": "https://v.vault.azure.net/secrets/s"})),
+            ),
+            // Public certificates (trusted roots) are not secrets.
+            (
+                agw,
+                json!({"properties": {"trustedRootCertificates": [{"name": "r", "properties": {"data": "CER"}}]}}),
+                json!({"properties": {"trustedRootCertificates": [{"name": "r", "properties": {"data": "CER"}}]}}),
+            ),
+            (
+                agw,
+                json!({"location": "uksouth"}),
+                json!({"location": "uksouth"}),
+            ),
+            (
+                "Microsoft.Web/sites",
+                cert(json!({"data": "PFX"})),
+                cert(json!({"data": "PFX"})),
+            ),
+        ];
+        for (rtype, body, want) in cases {
+            assert_eq!(without_secrets(rtype, body.clone()), want, "{rtype} {body}");
+        }
     }
 
     #[test]

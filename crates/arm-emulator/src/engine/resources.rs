@@ -110,7 +110,7 @@ impl Engine {
             pending_op: None,
             firewall_history: vec![],
         });
-        r.body = body;
+        r.body = crate::state::without_secrets(rtype, body);
         r.etag = etag;
         created
     }
