@@ -77,6 +77,8 @@ const SUB_PREFIX: &str = "(?i)^/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4
         .message("spec.appService.id must be in spec.subscriptionId"))]
 #[x_kube(validation = Rule::new("self.cosmosDb.id.lowerAscii().startsWith('/subscriptions/' + self.subscriptionId.lowerAscii() + '/')")
         .message("spec.cosmosDb.id must be in spec.subscriptionId"))]
+#[x_kube(validation = Rule::new("!has(self.gateway.tls.keyVaultIdentityId) || self.gateway.tls.keyVaultIdentityId.lowerAscii().startsWith('/subscriptions/' + self.subscriptionId.lowerAscii() + '/')")
+        .message("spec.gateway.tls.keyVaultIdentityId must be in spec.subscriptionId"))]
 #[serde(rename_all = "camelCase")]
 pub struct SecuredFhirEndpointSpec {
     /// The Azure subscription that holds the VNet, the App Service, the Cosmos DB account and the

@@ -149,8 +149,9 @@ fn every_spec_field_has_a_description() {
 
 #[test]
 fn key_vault_identity_ids_are_judged_as_arm_judges_them() {
-    // ARM IDs are case-insensitive, and the identity may live in another subscription of the
-    // tenant; the name is 3-128 letters, digits, '-' or '_', starting with a letter or digit.
+    // ARM IDs are case-insensitive; the name is 3-128 letters, digits, '-' or '_', starting with
+    // a letter or digit. Azure would take an identity from another subscription of the tenant;
+    // fhirlock ties every ID a spec names to spec.subscriptionId, as the tenancy scopes are.
     let with = |id: &str| {
         let mut obj = fixtures::base_example();
         obj["spec"]["gateway"]["tls"] = json!({
@@ -168,13 +169,17 @@ fn key_vault_identity_ids_are_judged_as_arm_judges_them() {
         format!(
             "/subscriptions/{sub}/resourcegroups/fhir/providers/microsoft.managedidentity/userassignedidentities/id_agw"
         ),
-        format!(
-            "/subscriptions/{other}/resourceGroups/shared-identities/providers/Microsoft.ManagedIdentity/userAssignedIdentities/agw"
-        ),
     ] {
         let errors = with(&ok);
         assert!(errors.is_empty(), "{ok} rejected: {errors:#?}");
     }
+    let elsewhere = format!(
+        "/subscriptions/{other}/resourceGroups/shared-identities/providers/Microsoft.ManagedIdentity/userAssignedIdentities/agw"
+    );
+    assert_eq!(
+        with(&elsewhere),
+        vec!["spec: Invalid value: spec.gateway.tls.keyVaultIdentityId must be in spec.subscriptionId"]
+    );
     for bad in [
         "id-agw-fhir".to_owned(),
         format!(
