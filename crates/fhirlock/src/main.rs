@@ -29,14 +29,20 @@ enum Command {
         #[arg(short, long, value_enum, default_value = "table")]
         output: oneshot::Output,
     },
-    /// Show the changes apply would make: resource, field, from -> to, why.
+    /// Show the changes apply would make: resource, field, from -> to, why. Exit 2 when
+    /// pre-flight stops it.
     Plan {
         #[command(flatten)]
         target: oneshot::Target,
         #[arg(short, long, value_enum, default_value = "table")]
         output: oneshot::Output,
+        /// Exit 0 when Azure matches the spec, 1 when changes are pending, 2 on errors (as
+        /// `terraform plan -detailed-exitcode`).
+        #[arg(long)]
+        detailed_exitcode: bool,
     },
-    /// Make the changes, one long-running operation at a time, until Azure matches the spec.
+    /// Make the changes, one long-running operation at a time, until Azure matches the spec. An
+    /// endpoint in Audit mode is never written: exit 0 if Azure matches, else 1.
     Apply {
         #[command(flatten)]
         target: oneshot::Target,
@@ -74,7 +80,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Audit { target, output } => rt()?.block_on(oneshot::audit(&target, output)),
-        Command::Plan { target, output } => rt()?.block_on(oneshot::plan(&target, output)),
+        Command::Plan {
+            target,
+            output,
+            detailed_exitcode,
+        } => rt()?.block_on(oneshot::plan(&target, output, detailed_exitcode)),
         Command::Apply {
             target,
             timeout_seconds,

@@ -151,42 +151,60 @@ async fn read(t: &Target) -> anyhow::Result<(Desired, fhirlock_core::Observed)> 
     Ok((d, o))
 }
 
-/// `fhirlock audit`: exit 0 compliant, 1 findings, 2 error.
+/// `fhirlock audit`: exit 0 compliant, 1 findings, 2 error. A resource the manifest names that
+/// does not exist (or is not readable) is an error, not "compliant": a typo in an ID must not
+/// pass a CI gate.
 pub async fn audit(t: &Target, output: Output) -> anyhow::Result<i32> {
     let (d, o) = read(t).await?;
     let findings = posture::findings(&d, &o);
     let pre = preflight::check(&d, &o);
+    let missing: Vec<_> = pre
+        .iter()
+        .filter(|p| p.code.ends_with("NotFound"))
+        .collect();
+    let compliant = missing.is_empty() && blocking(&findings) == 0;
     match output {
         Output::Json => println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({"findings": findings, "preflight": pre, "compliant": blocking(&findings) == 0})
+                &json!({"findings": findings, "preflight": pre, "compliant": compliant})
             )?
         ),
         Output::Sarif => println!(
             "{}",
             serde_json::to_string_pretty(&sarif(&findings, &t.file))?
         ),
-        Output::Table => {
-            if findings.is_empty() {
-                println!("no findings: only the gateway reaches {}", d.site_id);
-            } else {
-                println!("{:<9} {:<40} MESSAGE", "SEVERITY", "CODE");
-                for f in &findings {
-                    println!("{:<9} {:<40} {}", severity(f.severity), f.code, f.message);
-                }
-            }
-            for p in &pre {
-                println!("pre-flight {}: {}", p.code, p.message);
-            }
-            println!(
-                "{} finding(s), {} blocking",
-                findings.len(),
-                blocking(&findings)
-            );
+        Output::Table => print_findings(&d, &findings, &pre),
+    }
+    for m in &missing {
+        eprintln!("error: {}: {}", m.code, m.message);
+    }
+    Ok(if !missing.is_empty() {
+        2
+    } else if compliant {
+        0
+    } else {
+        1
+    })
+}
+
+fn print_findings(d: &Desired, findings: &[Finding], pre: &[preflight::PreflightFailure]) {
+    if findings.is_empty() {
+        println!("no findings: only the gateway reaches {}", d.site_id);
+    } else {
+        println!("{:<9} {:<40} MESSAGE", "SEVERITY", "CODE");
+        for f in findings {
+            println!("{:<9} {:<40} {}", severity(f.severity), f.code, f.message);
         }
     }
-    Ok(if blocking(&findings) == 0 { 0 } else { 1 })
+    for p in pre {
+        println!("pre-flight {}: {}", p.code, p.message);
+    }
+    println!(
+        "{} finding(s), {} blocking",
+        findings.len(),
+        blocking(findings)
+    );
 }
 
 /// Code scanning (GitHub, Azure DevOps) reads SARIF 2.1.0.
@@ -216,8 +234,10 @@ fn sarif(findings: &[Finding], file: &Path) -> Value {
     })
 }
 
-/// `fhirlock plan`: the steps, resource, field, from → to, why.
-pub async fn plan(t: &Target, output: Output) -> anyhow::Result<i32> {
+/// `fhirlock plan`: the steps, resource, field, from → to, why. Exit 2 when pre-flight stops it;
+/// otherwise 0, or with `detailed` (like `terraform plan -detailed-exitcode`) 0 when Azure
+/// matches the spec and 1 when changes are pending.
+pub async fn plan(t: &Target, output: Output, detailed: bool) -> anyhow::Result<i32> {
     let (d, o) = read(t).await?;
     let pre = preflight::check(&d, &o);
     let p = plan::plan(&d, &o);
@@ -254,7 +274,13 @@ pub async fn plan(t: &Target, output: Output) -> anyhow::Result<i32> {
             }
         }
     }
-    Ok(if pre.is_empty() { 0 } else { 2 })
+    Ok(if !pre.is_empty() {
+        2
+    } else if detailed && !p.is_empty() {
+        1
+    } else {
+        0
+    })
 }
 
 /// `fhirlock apply`: run the plan until converged, one long-running operation at a time. An
