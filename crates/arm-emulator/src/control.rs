@@ -16,23 +16,15 @@ impl Engine {
         let bad = |m: String| {
             Response::json(400, &json!({"error": {"code": "BadRequest", "message": m}}))
         };
+        if let Some(r) = self.request_log(req, &path) {
+            return r;
+        }
         match (req.method.as_str(), path.as_str()) {
             ("GET", "/_emulator/health") => Response::json(200, &json!({"ok": true})),
             ("GET", "/_emulator/stats") => Response::json(200, &self.stats.to_json()),
             ("DELETE", "/_emulator/stats") | ("POST", "/_emulator/stats/reset") => {
                 self.stats.reset();
                 Response::json(200, &self.stats.to_json())
-            }
-            ("GET", "/_emulator/requests") => {
-                let writes_only = req
-                    .query
-                    .iter()
-                    .any(|(k, v)| k == "writesOnly" && v != "false");
-                Response::json(200, &self.requests.to_json(writes_only))
-            }
-            ("DELETE", "/_emulator/requests") | ("POST", "/_emulator/requests/reset") => {
-                self.requests.clear();
-                Response::json(200, &self.requests.to_json(false))
             }
             ("GET", "/_emulator/faults") => Response::json(200, &json!({"faults": self.faults})),
             ("POST", "/_emulator/faults") => {
@@ -132,6 +124,24 @@ impl Engine {
                 404,
                 &json!({"error": {"code": "NotFound", "message": format!("no control endpoint {} {}", req.method, req.path)}}),
             ),
+        }
+    }
+
+    /// `GET /_emulator/requests[?writesOnly=true]`, `DELETE` (or `POST …/reset`) to clear it.
+    fn request_log(&mut self, req: &Request, path: &str) -> Option<Response> {
+        match (req.method.as_str(), path) {
+            ("GET", "/_emulator/requests") => {
+                let writes_only = req
+                    .query
+                    .iter()
+                    .any(|(k, v)| k == "writesOnly" && v != "false");
+                Some(Response::json(200, &self.requests.to_json(writes_only)))
+            }
+            ("DELETE", "/_emulator/requests") | ("POST", "/_emulator/requests/reset") => {
+                self.requests.clear();
+                Some(Response::json(200, &self.requests.to_json(false)))
+            }
+            _ => None,
         }
     }
 }

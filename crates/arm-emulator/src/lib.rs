@@ -2,10 +2,11 @@
 //! HTTPS, for fhirlock's tests and demo. It shares no model code with the operator: both are
 //! written from `shared/reference/azure-arm.md`, so a misunderstanding in one is caught by the other.
 //!
-//! Layout: pure decision logic (`validate`, `enrich`, `exposure`, `throttle`, `state` LRO machine,
+//! Layout: pure decision logic (`body_rules`, `validate`, `enrich`, `exposure`, `throttle`, `state` LRO machine,
 //! `faults`) is plain functions tested by tables; `engine` applies them to an ARM request, `entra`
 //! answers the token endpoint, `control` the `/_emulator/` API; `server` is the HTTPS edge.
 
+pub mod body_rules;
 pub mod cidr;
 pub mod client;
 pub mod config;

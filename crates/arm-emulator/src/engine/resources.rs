@@ -137,6 +137,7 @@ impl Engine {
         if !body.is_object() {
             body = json!({});
         }
+        crate::body_rules::check(&rtype, "PUT", &body)?;
         if rtype != WEB_NETWORK_CONFIG {
             strip_read_only(&rtype, &mut body);
         }
@@ -182,6 +183,7 @@ impl Engine {
         if !body.is_object() {
             body = json!({});
         }
+        crate::body_rules::check(&rtype, "PATCH", &body)?;
         strip_read_only(&rtype, &mut body);
         if rtype == WEB_CONFIG {
             return self.patch_site_config(p, &body);
