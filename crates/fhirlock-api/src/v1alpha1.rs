@@ -432,7 +432,8 @@ pub struct SecuredFhirEndpointStatus {
     #[schemars(length(max = 64))]
     pub findings: Vec<Finding>,
 
-    /// Number of findings (shown by `kubectl get sfe`).
+    /// Number of blocking findings, the ways in other than the gateway (shown by `kubectl get sfe`);
+    /// advisory findings are listed in `findings` but not counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finding_count: Option<i32>,
 

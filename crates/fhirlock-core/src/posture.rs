@@ -21,6 +21,18 @@ pub enum Severity {
     Advisory,
 }
 
+impl Severity {
+    /// The name, as serialized and as status, audit output and metrics show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::High => "High",
+            Severity::Medium => "Medium",
+            Severity::Low => "Low",
+            Severity::Advisory => "Advisory",
+        }
+    }
+}
+
 /// A finding's stable code; part of the API (status, audit output, metrics), documented in
 /// `docs/posture.md`. Serialized as its name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -218,6 +218,26 @@ fn audit_progress(a: &Assessment, blocking: &[&Finding]) -> [Cond; 3] {
             "Secured",
             "only the gateway reaches the FHIR API (Audit mode)",
         )
+    } else if blocking.is_empty() {
+        // No way in, but Azure differs from the spec: say where, since no finding explains it.
+        let mut differ: Vec<&str> = a
+            .plan
+            .steps
+            .iter()
+            .map(|s| s.kind.component().condition_type())
+            .collect();
+        differ.sort();
+        differ.dedup();
+        c(
+            READY,
+            false,
+            "ChangesPending",
+            format!(
+                "Audit mode: no finding, but {} planned change(s) not applied ({})",
+                a.plan.steps.len(),
+                differ.join(", ")
+            ),
+        )
     } else {
         c(
             READY,

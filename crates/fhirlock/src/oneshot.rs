@@ -125,15 +125,6 @@ pub fn desired(t: &Target, sfe: &SecuredFhirEndpoint) -> anyhow::Result<Desired>
     Ok(Desired::from_spec(&ns, &name, &sfe.spec, cert))
 }
 
-fn severity(s: Severity) -> &'static str {
-    match s {
-        Severity::High => "High",
-        Severity::Medium => "Medium",
-        Severity::Low => "Low",
-        Severity::Advisory => "Advisory",
-    }
-}
-
 fn blocking(f: &[Finding]) -> usize {
     f.iter()
         .filter(|f| f.severity != Severity::Advisory)
@@ -194,7 +185,7 @@ fn print_findings(d: &Desired, findings: &[Finding], pre: &[preflight::Preflight
     } else {
         println!("{:<9} {:<40} MESSAGE", "SEVERITY", "CODE");
         for f in findings {
-            println!("{:<9} {:<40} {}", severity(f.severity), f.code, f.message);
+            println!("{:<9} {:<40} {}", f.severity.as_str(), f.code, f.message);
         }
     }
     for p in pre {
@@ -314,6 +305,7 @@ pub async fn apply(t: &Target, timeout: Duration) -> anyhow::Result<i32> {
             gateway: None,
             previous: &no_status,
             generation: None,
+            created: None,
         };
         let decision = decide::decide(&look, None);
         let assessment = &decision.assessment;

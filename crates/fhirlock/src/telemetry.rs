@@ -51,6 +51,8 @@ struct FindingLabels {
     namespace: String,
     name: String,
     code: String,
+    /// High, Medium, Low or Advisory: alerts count all but Advisory.
+    severity: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -77,6 +79,11 @@ struct BudgetLabels {
     kind: String,
 }
 
+/// `(namespace, name)` of an endpoint.
+type Endpoint = (String, String);
+/// A finding series' `code` and `severity` labels.
+type CodeAndSeverity = (String, String);
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn arm_duration_histogram() -> Histogram {
@@ -99,7 +106,7 @@ pub struct Metrics {
     arm_request_duration: HistogramFamily<ArmDurationLabels>,
     arm_budget_remaining: Family<BudgetLabels, Gauge>,
     /// The finding codes last exported per endpoint, so codes that disappear can be removed.
-    finding_codes: Mutex<HashMap<(String, String), Vec<String>>>,
+    finding_codes: Mutex<HashMap<Endpoint, Vec<CodeAndSeverity>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -150,7 +157,7 @@ impl Metrics {
         ]);
         registry.register_with_unit(
             "time_to_ready",
-            "Time from an endpoint's creation (or spec change) to Ready",
+            "Time an endpoint was not Ready before it became Ready: from its creation, or from the spec change or drift that made Ready False",
             Unit::Seconds,
             time_to_ready.clone(),
         );
@@ -217,47 +224,55 @@ impl Metrics {
             .inc();
     }
 
-    /// The endpoint's readiness and its current findings. Codes exported before but absent from
-    /// `findings_by_code` now are removed (a cleared finding must not linger as a stale series).
+    /// The endpoint's readiness and its current findings as `(code, severity, count)`. Codes
+    /// exported before but absent now are removed (a cleared finding must not linger as a stale
+    /// series).
     pub fn set_endpoint(
         &self,
         namespace: &str,
         name: &str,
         ready: bool,
-        findings_by_code: &[(&str, i64)],
+        findings: &[(&str, &str, i64)],
     ) {
-        self.endpoint_ready
-            .get_or_create(&EndpointLabels {
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-            })
-            .set(i64::from(ready));
-        let finding = |code: &str| FindingLabels {
+        self.set_ready(namespace, name, ready);
+        let labels = |(code, severity): &(String, String)| FindingLabels {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
-            code: code.to_owned(),
+            code: code.clone(),
+            severity: severity.clone(),
         };
         // Held across the family updates so two concurrent calls for one endpoint can't interleave
         // their removals and sets.
         let mut codes = self.finding_codes.lock().unwrap_or_else(|p| p.into_inner());
         let key = (namespace.to_owned(), name.to_owned());
-        let now: Vec<String> = findings_by_code
+        let now: Vec<(String, String)> = findings
             .iter()
-            .map(|(c, _)| c.to_string())
+            .map(|(c, s, _)| (c.to_string(), s.to_string()))
             .collect();
         if let Some(before) = codes.get(&key) {
-            for code in before.iter().filter(|c| !now.contains(c)) {
-                self.findings.remove(&finding(code));
+            for gone in before.iter().filter(|c| !now.contains(c)) {
+                self.findings.remove(&labels(gone));
             }
         }
-        for (code, count) in findings_by_code {
-            self.findings.get_or_create(&finding(code)).set(*count);
+        for (series, (_, _, count)) in now.iter().zip(findings) {
+            self.findings.get_or_create(&labels(series)).set(*count);
         }
         if now.is_empty() {
             codes.remove(&key);
         } else {
             codes.insert(key, now);
         }
+    }
+
+    /// The endpoint's readiness alone: a stall before fhirlock could look at Azure (identity,
+    /// tenancy, a refusal) leaves its findings as last seen, but it is not Ready.
+    pub fn set_ready(&self, namespace: &str, name: &str, ready: bool) {
+        self.endpoint_ready
+            .get_or_create(&EndpointLabels {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            })
+            .set(i64::from(ready));
     }
 
     /// The endpoint is gone: remove all its series.
@@ -268,11 +283,12 @@ impl Metrics {
         });
         let mut codes = self.finding_codes.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(before) = codes.remove(&(namespace.to_owned(), name.to_owned())) {
-            for code in before {
+            for (code, severity) in before {
                 self.findings.remove(&FindingLabels {
                     namespace: namespace.to_owned(),
                     name: name.to_owned(),
                     code,
+                    severity,
                 });
             }
         }
@@ -491,7 +507,12 @@ mod tests {
         m.reconcile("ok", Duration::from_millis(100));
         m.reconcile("error", Duration::from_secs(2));
         m.drift_corrected("Microsoft.Network/applicationGateways");
-        m.set_endpoint("fhir", "prod", true, &[("PublicNetworkAccessEnabled", 1)]);
+        m.set_endpoint(
+            "fhir",
+            "prod",
+            true,
+            &[("PublicNetworkAccessEnabled", "High", 1)],
+        );
         m.time_to_ready(420.0);
         m.deferred_writes("sub-1");
         let text = m.render();
@@ -509,14 +530,19 @@ mod tests {
         ));
         assert!(text.contains("fhirlock_endpoint_ready{namespace=\"fhir\",name=\"prod\"} 1"));
         assert!(text.contains(
-            "fhirlock_findings{namespace=\"fhir\",name=\"prod\",code=\"PublicNetworkAccessEnabled\"} 1"
+            "fhirlock_findings{namespace=\"fhir\",name=\"prod\",code=\"PublicNetworkAccessEnabled\",severity=\"High\"} 1"
         ));
         assert!(text.contains("fhirlock_time_to_ready_seconds_bucket{le=\"600.0\"} 1"));
         assert!(text.contains("fhirlock_time_to_ready_seconds_bucket{le=\"300.0\"} 0"));
         assert!(text.contains("fhirlock_arm_deferred_writes_total{subscription=\"sub-1\"} 1"));
         assert!(text.trim_end().ends_with("# EOF"));
 
-        m.set_endpoint("fhir", "prod", false, &[("PublicNetworkAccessEnabled", 1)]);
+        m.set_endpoint(
+            "fhir",
+            "prod",
+            false,
+            &[("PublicNetworkAccessEnabled", "High", 1)],
+        );
         assert!(
             m.render()
                 .contains("fhirlock_endpoint_ready{namespace=\"fhir\",name=\"prod\"} 0")
@@ -526,9 +552,9 @@ mod tests {
     #[test]
     fn set_endpoint_removes_finding_codes_no_longer_reported() {
         let m = Metrics::new();
-        m.set_endpoint("ns", "a", false, &[("A", 2), ("B", 1)]);
-        m.set_endpoint("ns", "b", false, &[("A", 5)]);
-        m.set_endpoint("ns", "a", false, &[("B", 3), ("C", 1)]);
+        m.set_endpoint("ns", "a", false, &[("A", "High", 2), ("B", "High", 1)]);
+        m.set_endpoint("ns", "b", false, &[("A", "High", 5)]);
+        m.set_endpoint("ns", "a", false, &[("B", "High", 3), ("C", "High", 1)]);
         let text = m.render();
         let findings = samples(&text, "fhirlock_findings{");
         assert_eq!(
@@ -536,9 +562,15 @@ mod tests {
             3,
             "a/A must be gone, b/A must stay: {findings:#?}"
         );
-        assert!(text.contains("fhirlock_findings{namespace=\"ns\",name=\"a\",code=\"B\"} 3"));
-        assert!(text.contains("fhirlock_findings{namespace=\"ns\",name=\"a\",code=\"C\"} 1"));
-        assert!(text.contains("fhirlock_findings{namespace=\"ns\",name=\"b\",code=\"A\"} 5"));
+        assert!(text.contains(
+            "fhirlock_findings{namespace=\"ns\",name=\"a\",code=\"B\",severity=\"High\"} 3"
+        ));
+        assert!(text.contains(
+            "fhirlock_findings{namespace=\"ns\",name=\"a\",code=\"C\",severity=\"High\"} 1"
+        ));
+        assert!(text.contains(
+            "fhirlock_findings{namespace=\"ns\",name=\"b\",code=\"A\",severity=\"High\"} 5"
+        ));
 
         m.set_endpoint("ns", "a", true, &[]);
         let text = m.render();
@@ -549,8 +581,8 @@ mod tests {
     #[test]
     fn forget_endpoint_removes_its_series_only() {
         let m = Metrics::new();
-        m.set_endpoint("ns", "gone", true, &[("A", 1), ("B", 2)]);
-        m.set_endpoint("ns", "kept", false, &[("A", 1)]);
+        m.set_endpoint("ns", "gone", true, &[("A", "High", 1), ("B", "High", 2)]);
+        m.set_endpoint("ns", "kept", false, &[("A", "High", 1)]);
         m.forget_endpoint("ns", "gone");
         let text = m.render();
         assert!(!text.contains("name=\"gone\""), "{text}");
@@ -563,8 +595,8 @@ mod tests {
     #[test]
     fn forget_all_endpoints_leaves_no_per_endpoint_series_but_keeps_the_rest() {
         let m = Metrics::new();
-        m.set_endpoint("ns", "a", true, &[("A", 1)]);
-        m.set_endpoint("other", "b", false, &[("B", 2)]);
+        m.set_endpoint("ns", "a", true, &[("A", "High", 1)]);
+        m.set_endpoint("other", "b", false, &[("B", "High", 2)]);
         m.reconcile("ok", std::time::Duration::from_millis(5));
         m.forget_all_endpoints();
         let text = m.render();
@@ -575,7 +607,7 @@ mod tests {
         assert!(samples(&text, "fhirlock_findings{").is_empty(), "{text}");
         assert!(text.contains("fhirlock_reconciles_total"), "{text}");
         // Series come back when this replica leads again.
-        m.set_endpoint("ns", "a", false, &[("A", 1)]);
+        m.set_endpoint("ns", "a", false, &[("A", "High", 1)]);
         assert_eq!(samples(&m.render(), "fhirlock_findings{").len(), 1);
     }
 

@@ -11,7 +11,7 @@ use fhirlock_api::v1alpha1::{
 };
 use fhirlock_arm::{ArmError, ErrorClass, Operation, OperationKind, OperationStatus};
 use fhirlock_core::json::FieldChange;
-use fhirlock_core::posture::FindingCode;
+use fhirlock_core::posture::{FindingCode, Severity};
 use fhirlock_core::status::{self, Assessment};
 use fhirlock_core::{Component, Desired, Step, StepKind, id};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -205,6 +205,8 @@ pub struct Look<'a> {
     pub gateway: Option<GatewayStatus>,
     pub previous: &'a SecuredFhirEndpointStatus,
     pub generation: Option<i64>,
+    /// When the endpoint was created (for the first time-to-Ready).
+    pub created: Option<Time>,
 }
 
 /// The writes of one pass.
@@ -333,9 +335,13 @@ pub struct Conclusion {
     pub ready: bool,
     /// Ready now and not before.
     pub became_ready: bool,
+    /// When `became_ready`: how long it was not Ready, from the moment Ready went False (a spec
+    /// change, drift) or, for a new endpoint, from its creation.
+    pub time_to_ready: Option<Duration>,
     /// Resources written back after drift.
     pub drift_corrected: Vec<String>,
-    pub findings_by_code: Vec<(FindingCode, i64)>,
+    /// Findings by code, with the code's severity.
+    pub findings_by_code: Vec<(FindingCode, Severity, i64)>,
     pub result: Result,
 }
 
@@ -410,6 +416,16 @@ pub fn conclude(
         .iter()
         .any(|c| c.type_ == status::READY && c.status == "True");
     let became_ready = ready && !was_ready && written.failed.is_none();
+    let not_ready_since = look
+        .previous
+        .conditions
+        .iter()
+        .find(|c| c.type_ == status::READY && c.status == "False")
+        .map(|c| &c.last_transition_time)
+        .or(look.created.as_ref());
+    let time_to_ready = not_ready_since
+        .filter(|_| became_ready)
+        .map(|since| now.0.duration_since(since.0).unsigned_abs());
     if became_ready {
         notes.push(Note::normal(
             "Secured",
@@ -442,6 +458,7 @@ pub fn conclude(
         requeue,
         ready,
         became_ready,
+        time_to_ready,
         drift_corrected,
     }
 }
@@ -529,7 +546,7 @@ pub fn status_of(
         .iter()
         .map(|f| Finding {
             code: f.code.as_str().to_owned(),
-            severity: format!("{:?}", f.severity),
+            severity: f.severity.as_str().to_owned(),
             resource_id: f.resource_id.clone(),
             message: f.message.clone(),
             since: previous
@@ -550,7 +567,7 @@ pub fn status_of(
         observed_generation: generation,
         conditions,
         gateway: extras.gateway.or(previous.gateway.clone()),
-        finding_count: Some(findings.len() as i32),
+        finding_count: Some(o.findings.iter().filter(|f| f.is_blocking()).count() as i32),
         findings: findings.into_iter().take(64).collect(),
         pending_operations: extras.pending.into_iter().collect(),
         plan: planned_changes(o),
@@ -598,12 +615,15 @@ pub fn add_ids(list: &mut Vec<String>, ids: impl IntoIterator<Item = String>) {
     }
 }
 
-fn finding_counts(o: &Assessment) -> Vec<(FindingCode, i64)> {
-    let mut out: Vec<(FindingCode, i64)> = Vec::new();
+fn finding_counts(o: &Assessment) -> Vec<(FindingCode, Severity, i64)> {
+    let mut out: Vec<(FindingCode, Severity, i64)> = Vec::new();
     for f in &o.findings {
-        match out.iter_mut().find(|(c, _)| *c == f.code) {
-            Some((_, n)) => *n += 1,
-            None => out.push((f.code, 1)),
+        match out
+            .iter_mut()
+            .find(|(c, s, _)| *c == f.code && *s == f.severity)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => out.push((f.code, f.severity, 1)),
         }
     }
     out

@@ -121,6 +121,7 @@ fn look<'a>(d: &'a Desired, o: Assessment, previous: &'a SecuredFhirEndpointStat
         gateway: None,
         previous,
         generation: Some(3),
+        created: Some(now()),
     }
 }
 
@@ -149,6 +150,10 @@ fn gates_decide_whether_anything_is_written() {
         audit: true,
         ..assessment(vec![site(true)])
     };
+    let audit_with_finding = Assessment {
+        findings: vec![finding(FindingCode::SiteDefaultAllow, Severity::High)],
+        ..audit.clone()
+    };
     let wait = Some(Duration::from_secs(7));
     // (case, assessment, write wait) -> (writes?, deferred, notes, result, Ready reason, Reconciling reason)
     let table = [
@@ -164,8 +169,19 @@ fn gates_decide_whether_anything_is_written() {
             "Stalled",
         ),
         (
-            "audit",
+            "audit, no finding",
             audit,
+            None,
+            false,
+            None,
+            vec![],
+            Result::Ok,
+            "ChangesPending",
+            "AuditOnly",
+        ),
+        (
+            "audit, a finding",
+            audit_with_finding,
             None,
             false,
             None,
@@ -239,6 +255,13 @@ fn audit_mode_shows_the_plan_and_never_writes() {
     assert!(decision.writes.is_none());
     let c = conclude(&l, decision, &Written::default(), RESYNC, &now());
     assert_eq!(c.status.plan.len(), 2, "Audit mode always shows the plan");
+    let ready = cond(&c.status, "Ready");
+    assert_eq!(ready.reason, "ChangesPending");
+    assert!(
+        ready.message.contains("AppServiceLocked, SubnetsReady"),
+        "names the components that differ: {}",
+        ready.message
+    );
     assert!(!c.ready);
     assert_eq!(c.requeue, RESYNC);
 }
@@ -572,7 +595,10 @@ fn findings_keep_their_since_across_resyncs() {
     let c = conclude(&l, decide(&l, None), &Written::default(), RESYNC, &later);
     assert_eq!(c.status.findings[0].since, Some(now()));
     assert_eq!(c.status.last_sync_time, Some(later));
-    assert_eq!(c.findings_by_code, vec![(FindingCode::SiteDefaultAllow, 1)]);
+    assert_eq!(
+        c.findings_by_code,
+        vec![(FindingCode::SiteDefaultAllow, Severity::High, 1)]
+    );
 }
 
 #[test]
@@ -652,5 +678,45 @@ fn only_this_endpoints_own_recent_operations_are_polled() {
         if let Some(n) = note {
             assert!(n.warning && n.reason == "OperationDropped", "{case}");
         }
+    }
+}
+
+#[test]
+fn time_to_ready_runs_from_when_ready_went_false_or_from_creation() {
+    let d = desired();
+    let at = |secs: i64| Time(Timestamp::from_second(secs).unwrap());
+    let went_false = SecuredFhirEndpointStatus {
+        conditions: vec![Condition {
+            last_transition_time: at(1_000),
+            ..condition("Ready", "False")
+        }],
+        ..Default::default()
+    };
+    let new = SecuredFhirEndpointStatus::default();
+    let was_ready = with_conditions(&[("Ready", "True")]);
+    // (case, previous, created) -> time to Ready at t = 1,300
+    let table = [
+        (
+            "drift or a spec change",
+            &went_false,
+            Some(at(0)),
+            Some(300),
+        ),
+        ("a new endpoint", &new, Some(at(100)), Some(1_200)),
+        ("already Ready", &was_ready, Some(at(0)), None),
+    ];
+    for (case, previous, created, want) in table {
+        let l = Look {
+            created,
+            ..look(&d, Assessment::default(), previous)
+        };
+        let c = conclude(
+            &l,
+            decide(&l, None),
+            &Written::default(),
+            RESYNC,
+            &at(1_300),
+        );
+        assert_eq!(c.time_to_ready, want.map(Duration::from_secs), "{case}");
     }
 }

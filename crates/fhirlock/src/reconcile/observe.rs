@@ -150,6 +150,7 @@ impl Seen {
             }),
             previous: sfe.status.as_ref().unwrap_or(&NO_STATUS),
             generation: sfe.metadata.generation,
+            created: sfe.metadata.creation_timestamp.clone(),
         }
     }
 }

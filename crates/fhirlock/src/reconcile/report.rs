@@ -72,21 +72,13 @@ pub async fn conclusion(
             .drift_corrected(&fhirlock_arm::resource_type(id));
     }
     if complete {
-        if c.became_ready {
-            // Measured from creation: what a new endpoint's owner waits for.
-            let since = sfe
-                .meta()
-                .creation_timestamp
-                .as_ref()
-                .map(|t| Timestamp::now().duration_since(t.0).as_secs_f64());
-            if let Some(s) = since {
-                ctx.metrics.time_to_ready(s.max(0.0));
-            }
+        if let Some(t) = c.time_to_ready {
+            ctx.metrics.time_to_ready(t.as_secs_f64());
         }
-        let codes: Vec<(&str, i64)> = c
+        let codes: Vec<(&str, &str, i64)> = c
             .findings_by_code
             .iter()
-            .map(|(code, n)| (code.as_str(), *n))
+            .map(|(code, s, n)| (code.as_str(), s.as_str(), *n))
             .collect();
         ctx.metrics.set_endpoint(
             &sfe.namespace().unwrap_or_default(),
@@ -169,6 +161,7 @@ pub async fn exit(
             let (status, note) =
                 decide::stalled(s.reason, &s.message, None, &previous, generation, &now());
             stalled(ctx, sfe, &status, &note).await?;
+            set_not_ready(ctx, sfe);
             (Some(decide::Result::Stalled), Action::await_change())
         }
         Exit::Failed(e, d) => {
@@ -182,6 +175,7 @@ pub async fn exit(
                 }
                 OnFailure::Stall { status, note } => {
                     stalled(ctx, sfe, &status, &note).await?;
+                    set_not_ready(ctx, sfe);
                     let again = Action::requeue(jitter(ctx.settings.resync));
                     (Some(decide::Result::Stalled), again)
                 }
@@ -192,6 +186,13 @@ pub async fn exit(
         ctx.metrics.reconcile(r.as_str(), started.elapsed());
     }
     Ok(action)
+}
+
+/// A stalled endpoint is not Ready, whatever it was: `FhirlockEndpointNotReady` must fire when,
+/// say, its client secret expires.
+fn set_not_ready(ctx: &Context, sfe: &SecuredFhirEndpoint) {
+    let ns = sfe.namespace().unwrap_or_default();
+    ctx.metrics.set_ready(&ns, &sfe.name_any(), false);
 }
 
 fn now() -> Time {
