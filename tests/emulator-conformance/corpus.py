@@ -4,8 +4,9 @@
 in their own resource group (`corpus`) so they touch nothing else in the suite's emulator. From
 each, `variants` makes the invalid ones the models describe: every enum-typed field present gets a
 value outside its enum; every required field is removed; the top-level tags get reserved
-characters; and every read-only field the model declares at the top level is added (these are the
-ones ARM's RPC has resource providers ignore, so the emulator must accept them, not refuse).
+characters; and every read-only string field the model declares at the top level is added. ARM's
+RPC (v1.0/async-api-reference.md) has resource providers ignore a `provisioningState` that matches
+the server's, so that is the value sent; the emulator must accept these, not refuse them.
 """
 
 from __future__ import annotations
@@ -234,7 +235,7 @@ def variants(base: Base) -> list[Variant]:
             if f.readonly and len(f.wire) <= 2 and f.type == "str" and f.wire[0] in ("properties", "etag", "type"):
                 if len(f.wire) == 2 and not isinstance(base.body.get("properties"), dict):
                     continue
-                out.append(Variant(base, "read-only", ".".join(f.wire), _set(base.body, list(f.wire), "Failed" if f.wire[-1] == "provisioningState" else "x")))
+                out.append(Variant(base, "read-only", ".".join(f.wire), _set(base.body, list(f.wire), "Succeeded" if f.wire[-1] == "provisioningState" else "x")))
     return out
 
 

