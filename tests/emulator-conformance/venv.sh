@@ -9,9 +9,12 @@ models="$here/requirements-models.txt"
 hash="$(cat "$req" "$models" | sha256sum | cut -c1-16)"
 cache="${FHIRLOCK_CACHE_DIR:-$HOME/.cache/fhirlock}"
 venv="$cache/venv-$hash"
+mkdir -p "$cache"
+# One maker at a time (run.sh and check-bodies.sh may start together).
+exec 9>"$cache/venv.lock"
+flock 9
 if [ ! -f "$venv/.complete" ]; then
-  mkdir -p "$cache"
-  rm -rf "$venv.tmp" "$venv"
+  rm -rf "$venv"
   # Made in place (not renamed afterwards), so the scripts' interpreter paths stay right.
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" >&2
