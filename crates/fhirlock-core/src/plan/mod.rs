@@ -129,7 +129,8 @@ impl fmt::Display for Method {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// `Debug` is written out below: a gateway body carries the listener certificate and its password.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
     pub kind: StepKind,
     pub resource_id: String,
@@ -150,6 +151,44 @@ pub struct Step {
 impl Step {
     pub fn ready(&self) -> bool {
         self.waiting_for.is_none()
+    }
+}
+
+impl fmt::Debug for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Step")
+            .field("kind", &self.kind)
+            .field("resource_id", &self.resource_id)
+            .field("method", &self.method)
+            .field("api_version", &self.api_version)
+            .field("body", &redacted(&self.body))
+            .field("changes", &self.changes)
+            .field("reason", &self.reason)
+            .field("waiting_for", &self.waiting_for)
+            .field("creates", &self.creates)
+            .finish()
+    }
+}
+
+/// `v` with every certificate secret (a PFX's `data`, any `password`) replaced, for logs and
+/// `Debug`. ARM never returns them, so only request bodies hold them.
+pub fn redacted(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| {
+                    let secret = k == "password" || (k == "data" && x.is_string());
+                    let x = if secret {
+                        json!("<redacted>")
+                    } else {
+                        redacted(x)
+                    };
+                    (k.clone(), x)
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(redacted).collect()),
+        other => other.clone(),
     }
 }
 
