@@ -75,6 +75,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(p) => OperatorConfig::load(p)?,
         None => OperatorConfig::default(),
     };
+    let tenant_secrets = tenant_secrets(&config);
     let identity = args
         .identity
         .clone()
@@ -152,7 +153,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     controller
         .with_config(Config::default().concurrency(args.concurrency))
-        // A changed TLS or identity Secret reconciles the endpoints that name it.
+        // A changed TLS or identity Secret reconciles the endpoints that name it, and a tenant's
+        // client-secret Secret every endpoint of its namespace: an endpoint stalled because it
+        // was missing recovers as soon as it appears.
         .watches(
             Api::<Secret>::all(client.clone()),
             watcher::Config::default(),
@@ -162,7 +165,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     .state()
                     .into_iter()
                     .filter_map(|g| g.0.as_ref().ok().cloned())
-                    .filter(|sfe| sfe.namespace() == ns && references(sfe, &name))
+                    .filter(|sfe| sfe.namespace() == ns)
+                    .filter(|sfe| {
+                        references(sfe, &name)
+                            || tenant_secrets
+                                .contains(&(sfe.namespace().unwrap_or_default(), name.clone()))
+                    })
                     .map(|sfe| {
                         ObjectRef::new(&sfe.name_any()).within(&sfe.namespace().unwrap_or_default())
                     })
@@ -203,6 +211,18 @@ fn settings(args: &RunArgs) -> Settings {
         write_bucket_size: args.arm_write_bucket_size.max(1),
         read_bucket_size: args.arm_read_bucket_size.max(1),
     }
+}
+
+/// `(namespace, Secret)` of every tenant whose identity is a client secret.
+fn tenant_secrets(config: &OperatorConfig) -> Vec<(String, String)> {
+    config
+        .tenants
+        .iter()
+        .filter_map(|t| {
+            let c = t.identity.client_secret.as_ref()?;
+            Some((t.namespace.clone(), c.secret_name.clone()))
+        })
+        .collect()
 }
 
 fn references(sfe: &SecuredFhirEndpoint, secret: &str) -> bool {
