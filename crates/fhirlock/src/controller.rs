@@ -120,24 +120,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         memory: Default::default(),
     });
 
-    // One malformed object must not stop the watch: DeserializeGuard keeps it out of the cache.
-    let endpoints: Api<DeserializeGuard<SecuredFhirEndpoint>> = Api::all(client.clone());
-    // Ready (`/readyz`) once the first list of endpoints is in the cache. Signalled from the watch
-    // stream itself rather than `Store::wait_until_ready`: in kube-runtime 5 that future wakes only
-    // its latest waiter, and the Controller waits on it too, so a second waiter would never wake.
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
-    let (store, writer) = reflector::store();
-    let stream = watcher(endpoints, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .reflect(writer)
-        .inspect(move |event| {
-            if matches!(event, Ok(watcher::Event::InitDone)) && !*ready_tx.borrow() {
-                ready_tx.send_replace(true);
-                tracing::info!("the endpoint cache is synced: ready");
-            }
-        })
-        .applied_objects();
-    let controller = Controller::for_stream(stream, store.clone());
+    let (controller, store) = endpoint_controller(&client, ready_tx);
     let secrets_store = store;
     tokio::spawn(telemetry::serve(
         args.metrics_addr,
@@ -189,6 +173,32 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         l.step_down().await;
     }
     Ok(())
+}
+
+type Endpoints = DeserializeGuard<SecuredFhirEndpoint>;
+
+/// The controller over every endpoint, and the cache it reads. `ready` turns true once the first
+/// list of endpoints is in the cache (`/readyz`). Signalled from the watch stream itself rather
+/// than `Store::wait_until_ready`: in kube-runtime 5 that future wakes only its latest waiter, and
+/// the Controller waits on it too, so a second waiter would never wake.
+fn endpoint_controller(
+    client: &kube::Client,
+    ready: tokio::sync::watch::Sender<bool>,
+) -> (Controller<Endpoints>, reflector::Store<Endpoints>) {
+    // One malformed object must not stop the watch: DeserializeGuard keeps it out of the cache.
+    let endpoints: Api<Endpoints> = Api::all(client.clone());
+    let (store, writer) = reflector::store();
+    let stream = watcher(endpoints, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .inspect(move |event| {
+            if matches!(event, Ok(watcher::Event::InitDone)) && !*ready.borrow() {
+                ready.send_replace(true);
+                tracing::info!("the endpoint cache is synced: ready");
+            }
+        })
+        .applied_objects();
+    (Controller::for_stream(stream, store.clone()), store)
 }
 
 /// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
