@@ -29,10 +29,11 @@ soak: k8s-bins ## the long resilience run (FHIRLOCK_SOAK=1): every fault kind in
 	FHIRLOCK_SOAK=1 FHIRLOCK_K8S_BINS="$(K8S_BINS)" $(CARGO) test --locked -p fhirlock-tests --test resilience -- --nocapture
 
 .PHONY: lint
-lint: ## cargo fmt --check and clippy with warnings as errors
+lint: ## cargo fmt --check, clippy with warnings as errors, the core's dependency graph, function and file sizes
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	hack/check-deps.sh
+	hack/check-size.py
 
 .PHONY: k8s-bins
 k8s-bins: ## build the pinned kube-apiserver, kubectl and etcd (skips when cached)
