@@ -98,11 +98,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let (_always, always_leader) = tokio::sync::watch::channel(true);
-    let is_leader = leadership
+    let leader = leadership
         .as_ref()
-        .map(|l| l.is_leader.clone())
-        .unwrap_or(always_leader);
+        .map(|l| l.gate())
+        .unwrap_or_else(crate::leader::Gate::always);
 
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -116,7 +115,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ),
         metrics: metrics.clone(),
         settings: settings(&args),
-        is_leader,
+        leader,
         memory: Default::default(),
     });
 
@@ -262,7 +261,7 @@ async fn reconcile_guarded(
             return Ok(Action::await_change());
         }
     };
-    if !*ctx.is_leader.borrow() {
+    if !ctx.leader.is_leader() {
         // What a former leadership learnt is stale: its writes' answers by the time it leads
         // again, its per-endpoint metrics at once (the new leader exports them).
         ctx.memory.forget_followups();

@@ -25,8 +25,52 @@ use tokio::task::JoinHandle;
 #[derive(Debug)]
 pub struct Leadership {
     pub is_leader: watch::Receiver<bool>,
+    /// Until when the Lease was last confirmed to be ours (see [`Gate`]).
+    until: watch::Receiver<Option<Instant>>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
+}
+
+/// Asked before every write, to Azure or to the apiserver: may this replica act now? Leadership
+/// alone is checked when the guard task runs; a process stopped (SIGSTOP, a frozen VM, a long GC
+/// pause) past its lease resumes with every task at once, and a reconcile in flight could write
+/// before the guard noticed. So the gate also compares the monotonic clock with the instant the
+/// Lease was last confirmed valid until, which needs no task to run.
+#[derive(Clone, Debug)]
+pub struct Gate {
+    leading: watch::Receiver<bool>,
+    until: Option<watch::Receiver<Option<Instant>>>,
+}
+
+impl Gate {
+    /// No election: this replica always acts.
+    pub fn always() -> Gate {
+        // A receiver keeps reading the last value after its sender is gone.
+        let (_, leading) = watch::channel(true);
+        Gate {
+            leading,
+            until: None,
+        }
+    }
+
+    pub fn may_act(&self) -> bool {
+        let until = self.until.as_ref().map(|u| *u.borrow());
+        may_act(*self.leading.borrow(), until, Instant::now())
+    }
+
+    /// Whether the guard reports this replica as leader (without the clock check).
+    pub fn is_leader(&self) -> bool {
+        *self.leading.borrow()
+    }
+}
+
+/// `until`: `None` without an election; `Some(None)` when no claim is confirmed.
+fn may_act(leading: bool, until: Option<Option<Instant>>, now: Instant) -> bool {
+    leading
+        && match until {
+            None => true,
+            Some(until) => until.is_some_and(|u| now < u),
+        }
 }
 
 /// Joins the election for `namespace/lease_name` as `identity` (use the pod name). The Lease is
@@ -62,6 +106,7 @@ pub async fn elect(
         .with_context(|| format!("joining the election on Lease {namespace}/{lease_name}"))?;
     let (inner, manager_task) = manager.watch().await;
     let (out, is_leader) = watch::channel(false);
+    let (until_tx, until) = watch::channel(None);
     let (stop, stop_rx) = oneshot::channel();
     let guard = Guard {
         api: Api::namespaced(client, namespace),
@@ -70,7 +115,7 @@ pub async fn elect(
         duration: Duration::from_secs(duration_secs),
         grace: Duration::from_secs(grace_secs),
     };
-    let task = tokio::spawn(guard.run(inner, manager_task, out, stop_rx));
+    let task = tokio::spawn(guard.run(inner, manager_task, (out, until_tx), stop_rx));
     tracing::info!(
         namespace,
         lease = lease_name,
@@ -79,12 +124,21 @@ pub async fn elect(
     );
     Ok(Leadership {
         is_leader,
+        until,
         stop,
         task,
     })
 }
 
 impl Leadership {
+    /// The gate every write asks.
+    pub fn gate(&self) -> Gate {
+        Gate {
+            leading: self.is_leader.clone(),
+            until: Some(self.until.clone()),
+        }
+    }
+
     /// Stops leading (the receivers see `false`), then releases the Lease so another replica can
     /// take it without waiting for it to expire. The others notice at their next look at the
     /// Lease, which `kube-lease-manager` schedules for when the old claim would have expired, so
@@ -118,7 +172,7 @@ impl Guard {
         self,
         mut inner: watch::Receiver<bool>,
         manager_task: JoinHandle<kube_lease_manager::Result<LeaseManager>>,
-        out: watch::Sender<bool>,
+        (out, until_out): (watch::Sender<bool>, watch::Sender<Option<Instant>>),
         mut stop: oneshot::Receiver<()>,
     ) {
         // Until when the Lease was last seen to name us with a fresh renewal (minus a margin).
@@ -128,6 +182,7 @@ impl Guard {
             let manager_says = *inner.borrow_and_update();
             let now = Instant::now();
             let leading = manager_says && confirmed_until.is_some_and(|u| now < u);
+            until_out.send_replace(confirmed_until.filter(|_| manager_says));
             out.send_if_modified(|v| {
                 let changed = *v != leading;
                 if changed {
@@ -166,6 +221,7 @@ impl Guard {
             }
         }
         out.send_replace(false);
+        until_out.send_replace(None);
         // Closing the manager's channel makes it release the Lease and return.
         drop(inner);
         match tokio::time::timeout(self.duration, manager_task).await {
@@ -214,5 +270,34 @@ impl Guard {
             .unwrap_or_default()
             .saturating_sub(self.grace / 2);
         Some(Claim::HeldUntil(Instant::now() + left))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replica_acts_only_while_its_confirmed_claim_lasts_by_its_own_clock() {
+        let now = Instant::now();
+        let s = Duration::from_secs;
+        // (leading, until, now) -> may act
+        let table = [
+            (true, None, now, true),
+            (false, None, now, false),
+            (true, Some(Some(now + s(5))), now, true),
+            (true, Some(Some(now + s(5))), now + s(5), false),
+            // Resumed after a SIGSTOP longer than the lease: the guard still says leading.
+            (true, Some(Some(now + s(5))), now + s(60), false),
+            (true, Some(None), now, false),
+            (false, Some(Some(now + s(5))), now, false),
+        ];
+        for (leading, until, at, want) in table {
+            assert_eq!(
+                may_act(leading, until, at),
+                want,
+                "{leading} {until:?} {at:?}"
+            );
+        }
     }
 }

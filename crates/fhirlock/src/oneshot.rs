@@ -327,11 +327,12 @@ pub async fn apply(t: &Target, timeout: Duration) -> anyhow::Result<i32> {
             return Ok(1);
         };
         match stage_apply::run(&arm, &pass.steps, |s| {
-            println!("→ {} {} {}", s.kind, s.method, s.resource_id)
+            println!("→ {} {} {}", s.kind, s.method, s.resource_id);
+            true
         })
         .await
         {
-            Ok(Applied::Done { answers }) => {
+            Ok(Applied::Done { answers } | Applied::Stopped { answers }) => {
                 let n = answers.len();
                 writes += n;
                 if n == 0 {

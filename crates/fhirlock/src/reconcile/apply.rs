@@ -15,7 +15,7 @@ use super::decide::{Decision, Written, add_ids};
 use super::memory::{Bucket, BudgetRule, Followup};
 use super::observe::{self, Seen};
 use super::resolve::Resolved;
-use super::{Context, Exit, key};
+use super::{Context, Exit, key, still_leading};
 
 /// What ARM answered to one write that finished at once: the resource as it now is (`None` when
 /// the answer carried no body).
@@ -30,6 +30,8 @@ pub struct Answer {
 pub enum Applied {
     /// Every step finished synchronously.
     Done { answers: Vec<Answer> },
+    /// `before_write` said no (leadership lost): the writes before stand, nothing more was sent.
+    Stopped { answers: Vec<Answer> },
     /// A step started a long-running operation; nothing else runs until it ends, which also
     /// serialises writes to one VNet.
     Pending {
@@ -43,28 +45,32 @@ impl Applied {
     /// Writes sent, the one that started an operation included.
     pub fn writes(&self) -> usize {
         match self {
-            Applied::Done { answers } => answers.len(),
+            Applied::Done { answers } | Applied::Stopped { answers } => answers.len(),
             Applied::Pending { answers, .. } => answers.len() + 1,
         }
     }
 
     pub fn answers(&self) -> &[Answer] {
         match self {
-            Applied::Done { answers } | Applied::Pending { answers, .. } => answers,
+            Applied::Done { answers }
+            | Applied::Stopped { answers }
+            | Applied::Pending { answers, .. } => answers,
         }
     }
 }
 
-/// Runs `steps` (all ready) in order, stopping at the first long-running operation. On an error,
-/// also says how many writes went through before it.
+/// Runs `steps` (all ready) in order, stopping at the first long-running operation, or before a
+/// write `before_write` refuses. On an error, also says how many writes went through before it.
 pub async fn run(
     arm: &ArmClient,
     steps: &[Step],
-    mut before_write: impl FnMut(&Step),
+    mut before_write: impl FnMut(&Step) -> bool,
 ) -> Result<Applied, (usize, ArmError)> {
     let mut answers = Vec::new();
     for step in steps {
-        before_write(step);
+        if !before_write(step) {
+            return Ok(Applied::Stopped { answers });
+        }
         let outcome = match step.method {
             Method::Put => {
                 arm.put(&step.resource_id, &step.api_version, &step.body)
@@ -149,17 +155,25 @@ pub async fn stage(
         return Ok((written, echoes));
     };
     if !writes.record_first.is_empty() {
+        still_leading(ctx)?;
         let (rv, all) = record_creations(&ctx.client, sfe, &writes.record_first)
             .await
             .map_err(Exit::Kube)?;
         echoes.extend(rv);
         written.created = all;
     }
-    match run(&r.arm, &writes.steps, |_| {}).await {
+    match run(&r.arm, &writes.steps, |_| ctx.leader.may_act()).await {
+        Ok(Applied::Stopped { .. }) => {
+            // What was written is seen at the next full read, by whoever leads then.
+            ctx.memory.endpoint(&key(sfe), |m| m.followup = None);
+            return Err(still_leading(ctx)
+                .err()
+                .unwrap_or(Exit::Requeue(Duration::from_secs(15), None)));
+        }
         Ok(applied) => {
             written.count = applied.writes();
             let operation = match &applied {
-                Applied::Done { .. } => None,
+                Applied::Done { .. } | Applied::Stopped { .. } => None,
                 Applied::Pending { step, .. } => Some(step.resource_id.as_str()),
             };
             let after =

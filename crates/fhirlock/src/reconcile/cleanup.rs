@@ -23,6 +23,9 @@ pub async fn run(ctx: &Context, sfe: &SecuredFhirEndpoint) -> Result<Action, Err
             ctx.metrics
                 .forget_endpoint(&sfe.namespace().unwrap_or_default(), &sfe.name_any());
             ctx.memory.forget(&key(sfe));
+            if !ctx.leader.may_act() {
+                return Ok(Action::requeue(Duration::from_secs(15)));
+            }
             finalizer::release(ctx, sfe).await?;
             Ok(Action::await_change())
         }
@@ -40,7 +43,7 @@ async fn teardown(ctx: &Context, sfe: &SecuredFhirEndpoint) -> Result<(), (Strin
         publish(ctx, sfe, &Note::normal("Retained", "Retained", note)).await;
         return Ok(());
     }
-    if !*ctx.is_leader.borrow() {
+    if !ctx.leader.may_act() {
         return Err(("waiting for leadership".into(), Duration::from_secs(15)));
     }
     let resolved = ctx.identities.resolve(sfe).await.map_err(|s| {
@@ -67,7 +70,8 @@ async fn teardown(ctx: &Context, sfe: &SecuredFhirEndpoint) -> Result<(), (Strin
         return Ok(());
     }
     let ready: Vec<_> = teardown.steps.into_iter().filter(|s| s.ready()).collect();
-    match apply::run(&arm, &ready, |_| {}).await {
+    match apply::run(&arm, &ready, |_| ctx.leader.may_act()).await {
+        Ok(Applied::Stopped { .. }) => Err(("leadership lost".into(), Duration::from_secs(15))),
         Ok(Applied::Done { answers }) => Err((
             format!("{} removal(s) done, more to do", answers.len()),
             Duration::from_millis(500),

@@ -36,7 +36,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
-    pub is_leader: tokio::sync::watch::Receiver<bool>,
+    /// Asked before every write to Azure or to the apiserver.
+    pub leader: crate::leader::Gate,
     pub memory: Memory,
 }
 
@@ -77,6 +78,9 @@ pub fn key(sfe: &SecuredFhirEndpoint) -> String {
 
 /// One reconcile: the finalizer first; deletion runs [`cleanup`]; otherwise the five stages.
 pub async fn reconcile(sfe: Arc<SecuredFhirEndpoint>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.leader.may_act() {
+        return Ok(Action::requeue(Duration::from_secs(15)));
+    }
     if let Some(action) = finalizer::guard(&ctx, &sfe).await? {
         return Ok(action);
     }
@@ -117,12 +121,20 @@ pub enum Exit {
     Kube(kube::Error),
 }
 
+/// Before every write: a replica that is not (or no longer) the leader stops the pass, and
+/// writes nothing more, to Azure or to status.
+pub fn still_leading(ctx: &Context) -> Result<(), Exit> {
+    if ctx.leader.may_act() {
+        Ok(())
+    } else {
+        Err(Exit::Requeue(Duration::from_secs(15), None))
+    }
+}
+
 /// Only the leader reads or writes Azure; and a reconcile triggered by fhirlock's own status
 /// write waits for the look it had already scheduled.
 fn gates(ctx: &Context, sfe: &SecuredFhirEndpoint) -> Result<(), Exit> {
-    if !*ctx.is_leader.borrow() {
-        return Err(Exit::Requeue(Duration::from_secs(15), None));
-    }
+    still_leading(ctx)?;
     let rv = sfe.resource_version();
     let echo = ctx
         .memory

@@ -13,7 +13,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::decide::{self, Conclusion, Decision, Look, Note, OnFailure, Written};
-use super::{Context, Error, Exit, key};
+use super::{Context, Error, Exit, key, still_leading};
 
 /// Writes the whole status; returns the resourceVersion it got.
 pub async fn write_status(
@@ -124,6 +124,7 @@ pub async fn stage(
     started: Instant,
 ) -> Result<Action, Exit> {
     let failed = written.failed.take();
+    still_leading(ctx)?;
     let c = decide::conclude(
         look,
         decision,
@@ -157,6 +158,9 @@ pub async fn exit(
     let (result, action) = match exit {
         Exit::Requeue(after, result) => (result, Action::requeue(after)),
         Exit::Kube(e) => return Err(Error::Kube(e)),
+        Exit::Stalled(_) | Exit::Failed(..) if !ctx.leader.may_act() => {
+            (None, Action::requeue(Duration::from_secs(15)))
+        }
         Exit::Stalled(s) => {
             let (status, note) =
                 decide::stalled(s.reason, &s.message, None, &previous, generation, &now());
