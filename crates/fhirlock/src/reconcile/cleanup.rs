@@ -51,7 +51,7 @@ async fn teardown(ctx: &Context, sfe: &SecuredFhirEndpoint) -> Result<(), (Strin
         (why, Duration::from_secs(60))
     })?;
     let (d, arm) = (resolved.desired, resolved.arm);
-    let observed = observe::read_all(&arm, &d)
+    let observed = observe::read_for_teardown(&arm, &d)
         .await
         .map_err(|e| (format!("reading Azure: {e}"), backoff_for(&e)))?;
     let created = sfe

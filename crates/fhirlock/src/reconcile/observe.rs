@@ -23,6 +23,44 @@ use super::{Context, Exit, key};
 /// GETs everything the endpoint involves: 7 reads (the VNet carries its subnets). The gateway
 /// and feature reads may be 404; the others become pre-flight failures when missing.
 pub async fn read_all(arm: &ArmClient, d: &Desired) -> Result<Observed, ArmError> {
+    read(arm, d, |r| r).await
+}
+
+/// As [`read_all`], for deletion: a resource whose resource group (or subscription) is gone is
+/// gone too. ARM answers its GET with 404 `ResourceGroupNotFound`, which in a reconcile is an
+/// error (the spec names something that is not there), but a teardown must take it as "nothing
+/// left to remove", or the finalizer would never be released.
+pub async fn read_for_teardown(arm: &ArmClient, d: &Desired) -> Result<Observed, ArmError> {
+    read(arm, d, parent_gone_is_absent).await
+}
+
+/// One GET's result: the resource, `None` when absent.
+type Read = Result<Option<Value>, ArmError>;
+
+/// A 404 because a parent of the resource does not exist means the resource does not either.
+pub fn parent_gone_is_absent(r: Read) -> Read {
+    match r {
+        Err(e)
+            if e.is_not_found()
+                && [
+                    "ResourceGroupNotFound",
+                    "ParentResourceNotFound",
+                    "SubscriptionNotFound",
+                ]
+                .iter()
+                .any(|c| e.code.eq_ignore_ascii_case(c)) =>
+        {
+            Ok(None)
+        }
+        other => other,
+    }
+}
+
+async fn read(
+    arm: &ArmClient,
+    d: &Desired,
+    absent: fn(Read) -> Read,
+) -> Result<Observed, ArmError> {
     let (config_id, feature_id) = (d.site_config_id(), d.isolation_feature_id());
     // All six run to their answer even when one fails (`join!`, not `try_join!`): a dropped
     // request is still counted by ARM, and must be by fhirlock's metrics too.
@@ -34,15 +72,21 @@ pub async fn read_all(arm: &ArmClient, d: &Desired) -> Result<Observed, ArmError
         arm.get(&d.cosmos_id, api_version::COSMOS),
         arm.get(&feature_id, api_version::FEATURES),
     );
-    let (vnet, gateway, site, site_config, cosmos, feature) =
-        (vnet?, gateway?, site?, site_config?, cosmos?, feature?);
+    let (vnet, gateway, site, site_config, cosmos, feature) = (
+        absent(vnet)?,
+        absent(gateway)?,
+        absent(site)?,
+        absent(site_config)?,
+        absent(cosmos)?,
+        absent(feature)?,
+    );
     let farm_id = site
         .as_ref()
         .and_then(|s| s.pointer("/properties/serverFarmId"))
         .and_then(Value::as_str)
         .map(str::to_owned);
     let server_farm = match farm_id {
-        Some(id) => arm.get(&id, api_version::WEB).await?,
+        Some(id) => absent(arm.get(&id, api_version::WEB).await)?,
         None => None,
     };
     Ok(Observed {
@@ -228,4 +272,36 @@ fn read_wait(ctx: &Context, arm: &ArmClient, subscription: &str) -> Option<Durat
         budget.observed_at.elapsed(),
         rule,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fhirlock_arm::ErrorClass;
+
+    #[test]
+    fn for_a_teardown_a_missing_parent_means_a_missing_resource() {
+        let err = |status: u16, code: &str| {
+            Err(ArmError {
+                status: Some(status),
+                ..ArmError::new(ErrorClass::Terminal, code, "m")
+            })
+        };
+        let table = [
+            (err(404, "ResourceGroupNotFound"), Some(None)),
+            (err(404, "resourcegroupnotfound"), Some(None)),
+            (err(404, "ParentResourceNotFound"), Some(None)),
+            (err(404, "SubscriptionNotFound"), Some(None)),
+            (err(403, "AuthorizationFailed"), None),
+            (err(400, "ResourceGroupNotFound"), None),
+            (Ok(None), Some(None)),
+        ];
+        for (given, want) in table {
+            let got = parent_gone_is_absent(given.clone());
+            match want {
+                Some(v) => assert_eq!(got.ok(), Some(v), "{given:?}"),
+                None => assert!(got.is_err(), "{given:?}"),
+            }
+        }
+    }
 }
