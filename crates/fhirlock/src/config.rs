@@ -44,6 +44,48 @@ pub struct Tenant {
     pub namespace: String,
     pub scopes: Vec<String>,
     pub identity: Identity,
+    /// Whether endpoints of this namespace may name their own identity (`spec.identityRef`), and
+    /// which. Absent: they may not, and an endpoint that does stalls with `IdentityRefNotAllowed`.
+    /// Without this gate anyone who may create a Secret, or a ServiceAccount, in the namespace
+    /// could make fhirlock act as any identity whose secret they hold, or mint tokens for any
+    /// ServiceAccount of the namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_ref: Option<IdentityRefPolicy>,
+}
+
+/// What `spec.identityRef` may name in one tenant namespace.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdentityRefPolicy {
+    /// An identity Secret holding a `clientSecret`.
+    #[serde(default)]
+    pub client_secrets: bool,
+    /// The ServiceAccounts an identity Secret may name for workload identity (key
+    /// `serviceAccount`, `default` when absent).
+    #[serde(default)]
+    pub service_accounts: Vec<String>,
+}
+
+impl IdentityRefPolicy {
+    /// `Err` says why `spec.identityRef`'s Secret may not be used: with a client secret
+    /// (`service_account` `None`), or federated as `service_account`.
+    pub fn check(&self, service_account: Option<&str>) -> Result<(), String> {
+        match service_account {
+            None if self.client_secrets => Ok(()),
+            None => {
+                Err("client secrets in spec.identityRef are not allowed for this namespace".into())
+            }
+            Some(sa) if self.service_accounts.iter().any(|x| x == sa) => Ok(()),
+            Some(sa) => Err(format!(
+                "ServiceAccount {sa} is not one spec.identityRef may use in this namespace (allowed: {})",
+                if self.service_accounts.is_empty() {
+                    "none".to_owned()
+                } else {
+                    self.service_accounts.join(", ")
+                }
+            )),
+        }
+    }
 }
 
 /// Exactly one of the three ways to act in Azure.
@@ -271,6 +313,42 @@ mod tests {
             identity_id: theirs.clone(),
         };
         assert_eq!(outside_scopes(&resources_of(&d), &scopes), Some(theirs));
+    }
+
+    #[test]
+    fn identity_ref_is_opt_in_per_tenant_with_an_allowlist_of_service_accounts() {
+        let cfg: OperatorConfig = serde_yaml::from_str(
+            "tenants:\n- namespace: a\n  scopes: []\n  identity: {operator: {}}\n- namespace: b\n  scopes: []\n  identity: {operator: {}}\n  identityRef: {clientSecrets: true, serviceAccounts: [fhir-azure]}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.tenant("a").unwrap().identity_ref,
+            None,
+            "off unless opted in"
+        );
+        let b = cfg.tenant("b").unwrap().identity_ref.clone().unwrap();
+        assert!(b.check(None).is_ok());
+        assert!(b.check(Some("fhir-azure")).is_ok());
+        assert!(
+            b.check(Some("default"))
+                .unwrap_err()
+                .contains("allowed: fhir-azure")
+        );
+        let secrets_only = IdentityRefPolicy {
+            client_secrets: true,
+            service_accounts: vec![],
+        };
+        assert!(
+            secrets_only
+                .check(Some("default"))
+                .unwrap_err()
+                .contains("allowed: none")
+        );
+        let federated_only = IdentityRefPolicy {
+            client_secrets: false,
+            service_accounts: vec!["x".into()],
+        };
+        assert!(federated_only.check(None).is_err());
     }
 
     #[test]

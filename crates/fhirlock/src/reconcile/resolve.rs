@@ -108,7 +108,7 @@ impl Identities {
                 ),
             ));
         }
-        let (cache_key, credential) = self.credential(sfe, &ns, &tenant.identity).await?;
+        let (cache_key, credential) = self.credential(sfe, &ns, tenant).await?;
         let arm = {
             let mut cache = self.cache.lock().unwrap();
             if let Some(c) = cache.get(&cache_key) {
@@ -128,6 +128,7 @@ impl Identities {
                         )
                     })?
                     .with_observer(self.metrics.clone());
+                evict_replaced(&mut cache, &cache_key);
                 cache.insert(cache_key, c.clone());
                 c
             }
@@ -189,10 +190,20 @@ impl Identities {
         &self,
         sfe: &SecuredFhirEndpoint,
         ns: &str,
-        identity: &config::Identity,
+        tenant: &config::Tenant,
     ) -> Result<(String, CredentialConfig), Stall> {
-        // identityRef in the spec names a Secret of this namespace; otherwise the tenant's identity.
+        let identity = &tenant.identity;
+        // identityRef in the spec names a Secret of this namespace, where the tenancy allows it;
+        // otherwise the tenant's identity.
         if let Some(r) = &sfe.spec.identity_ref {
+            let Some(policy) = &tenant.identity_ref else {
+                return Err(stall(
+                    "IdentityRefNotAllowed",
+                    format!(
+                        "namespace {ns} may not name its own identity (spec.identityRef): remove it to use the namespace's identity, or ask the platform team to allow it in the tenancy configuration"
+                    ),
+                ));
+            };
             let (version, get) = self.identity_secret(ns, &r.name, "identity Secret").await?;
             let (Some(tenant_id), Some(client_id)) = (get("tenantId"), get("clientId")) else {
                 return Err(stall(
@@ -203,22 +214,29 @@ impl Identities {
                     ),
                 ));
             };
-            return Ok(match get("clientSecret") {
+            let secret = get("clientSecret");
+            let sa = get("serviceAccount").unwrap_or_else(|| "default".into());
+            policy
+                .check(secret.is_none().then_some(sa.as_str()))
+                .map_err(|why| {
+                    stall(
+                        "IdentityRefNotAllowed",
+                        format!("identity Secret {ns}/{}: {why}", r.name),
+                    )
+                })?;
+            return Ok(match secret {
                 Some(secret) => (
-                    format!("secret:{ns}/{}@{version}", r.name),
+                    format!("secret:{tenant_id}/{client_id}/{ns}/{}@{version}", r.name),
                     CredentialConfig::ClientSecret {
                         tenant_id,
                         client_id,
                         secret,
                     },
                 ),
-                None => {
-                    let sa = get("serviceAccount").unwrap_or_else(|| "default".into());
-                    (
-                        format!("wi:{ns}/{sa}/{client_id}"),
-                        self.federated(ns, &sa, tenant_id, client_id),
-                    )
-                }
+                None => (
+                    format!("wi:{ns}/{sa}/{client_id}"),
+                    self.federated(ns, &sa, tenant_id, client_id),
+                ),
             });
         }
         if let Some(w) = &identity.workload_identity {
@@ -241,7 +259,10 @@ impl Identities {
                 )
             })?;
             return Ok((
-                format!("secret:{ns}/{}@{version}", c.secret_name),
+                format!(
+                    "secret:{}/{}/{ns}/{}@{version}",
+                    c.tenant_id, c.client_id, c.secret_name
+                ),
                 CredentialConfig::ClientSecret {
                     tenant_id: c.tenant_id.clone(),
                     client_id: c.client_id.clone(),
@@ -309,6 +330,14 @@ impl Identities {
     }
 }
 
+/// Drops the clients built from earlier versions of the Secret `key` comes from (`…@<version>`):
+/// a rotated client secret must not stay in memory, nor the cache grow with every rotation.
+fn evict_replaced<V>(cache: &mut HashMap<String, V>, key: &str) {
+    if let Some((source, _)) = key.rsplit_once('@') {
+        cache.retain(|k, _| k.rsplit_once('@').is_none_or(|(s, _)| s != source));
+    }
+}
+
 /// A federated credential: a token for this namespace's ServiceAccount, audience
 /// `api://AzureADTokenExchange`, minted by the apiserver on every exchange.
 pub struct ServiceAccountToken {
@@ -345,5 +374,30 @@ impl AssertionSource for ServiceAccountToken {
                 self.name
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rotated_secret_replaces_its_client_and_nothing_else() {
+        let mut cache: HashMap<String, u8> = [
+            ("secret:t1/c1/ns/s@1".to_owned(), 1),
+            ("secret:t2/c1/ns/s@1".to_owned(), 2),
+            ("secret:t1/c1/other/s@1".to_owned(), 3),
+            ("wi:ns/sa/c1".to_owned(), 4),
+            ("operator".to_owned(), 5),
+        ]
+        .into();
+        evict_replaced(&mut cache, "secret:t1/c1/ns/s@2");
+        let mut left: Vec<_> = cache.values().copied().collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [2, 3, 4, 5],
+            "another tenant's client with the same Secret name stays"
+        );
     }
 }
