@@ -256,8 +256,10 @@ pub struct Behaviour {
     /// A gateway operation also locks the VNet of its subnet (409 on subnet writes meanwhile).
     #[serde(default = "yes")]
     pub gateway_locks_vnet: bool,
-    /// Enforce `If-Match` on Network resources (real ARM does not, §5.5).
-    #[serde(default)]
+    /// Enforce `If-Match` and `If-None-Match` on PUT, PATCH and DELETE, as the ARM RPC says
+    /// resource providers do (`engine/preconditions.rs`). `false` ignores them, as an RP that does
+    /// not implement them would ([U] for Network subnets and gateways; reference §5.5).
+    #[serde(default = "yes")]
     pub enforce_if_match: bool,
 }
 
@@ -281,7 +283,7 @@ impl Default for Behaviour {
             network_conflict_status: 409,
             network_isolation: default_isolation(),
             gateway_locks_vnet: true,
-            enforce_if_match: false,
+            enforce_if_match: true,
         }
     }
 }

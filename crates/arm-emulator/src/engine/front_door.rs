@@ -8,7 +8,6 @@ use crate::error::ArmError;
 use crate::faults::{self, Fault};
 use crate::ids::{self, ArmPath};
 use crate::throttle::Kind;
-use crate::validate::NET_SUBNET;
 
 impl Engine {
     pub(super) fn arm(&mut self, req: &Request, now: u64) -> (Outcome, u64) {
@@ -282,7 +281,9 @@ impl Engine {
         now: u64,
         fail: Option<Value>,
     ) -> R<Response> {
-        let if_match = req.header("if-match").map(str::to_string);
+        if matches!(req.method.as_str(), "PUT" | "PATCH" | "DELETE") {
+            self.check_preconditions(req, p, now)?;
+        }
         match req.method.as_str() {
             "GET" => self.get(p, now),
             "HEAD" => Ok(if self.visible(&p.id(), now) {
@@ -291,19 +292,18 @@ impl Engine {
                 Response::empty(404)
             }),
             "PUT" => {
-                self.check_if_match(p, if_match.as_deref())?;
                 let r = self.put(p, body, api, now, fail);
                 if r.is_ok() {
                     self.persist();
                 }
-                r
+                r.map(|resp| self.with_etag(resp, &p.id()))
             }
             "PATCH" => {
                 let r = self.patch(p, body, api, now, fail);
                 if r.is_ok() {
                     self.persist();
                 }
-                r
+                r.map(|resp| self.with_etag(resp, &p.id()))
             }
             "DELETE" => {
                 let r = self.delete(p, api, now, fail);
@@ -316,31 +316,6 @@ impl Engine {
                 405,
                 "MethodNotAllowed",
                 format!("The method '{}' is not supported.", req.method),
-            )),
-        }
-    }
-
-    fn check_if_match(&self, p: &ArmPath, if_match: Option<&str>) -> R<()> {
-        let (Some(m), true) = (if_match, self.cfg.behaviour.enforce_if_match) else {
-            return Ok(());
-        };
-        let current = self.state.get(&p.id()).map(|r| {
-            if r.rtype == NET_SUBNET {
-                self.state
-                    .get(&ids::parent(&r.id))
-                    .map(|v| v.etag.clone())
-                    .unwrap_or_default()
-            } else {
-                r.etag.clone()
-            }
-        });
-        match (m, current) {
-            ("*", Some(_)) => Ok(()),
-            (m, Some(e)) if m == e => Ok(()),
-            _ => Err(ArmError::new(
-                412,
-                "PreconditionFailed",
-                "The condition specified using HTTP conditional header(s) is not met.",
             )),
         }
     }

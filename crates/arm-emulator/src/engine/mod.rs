@@ -14,6 +14,7 @@ mod front_door;
 mod message;
 mod network;
 mod operations;
+mod preconditions;
 mod resources;
 mod web;
 

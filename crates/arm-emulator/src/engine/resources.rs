@@ -58,19 +58,8 @@ impl Engine {
             return Err(self.not_found(p));
         }
         let r = self.state.get(&id).ok_or_else(|| self.not_found(p))?;
-        let mut resp = Response::json(200, &render(&self.state, r));
-        if rtype.starts_with("Microsoft.Network") {
-            let etag = if rtype == NET_SUBNET {
-                self.state
-                    .get(&ids::parent(&id))
-                    .map(|v| v.etag.clone())
-                    .unwrap_or_default()
-            } else {
-                r.etag.clone()
-            };
-            resp = resp.header("ETag", etag);
-        }
-        Ok(resp)
+        let resp = Response::json(200, &render(&self.state, r));
+        Ok(self.with_etag(resp, &id))
     }
 
     pub(super) fn list(&self, p: &ArmPath, now: u64) -> Response {
