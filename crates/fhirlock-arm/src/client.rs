@@ -170,6 +170,42 @@ pub fn absent_on_404(id: &str, code: &str) -> bool {
         || (is("SubscriptionNotFound") && resource_type(id) == "Microsoft.Resources/subscriptions")
 }
 
+/// A write's HTTP precondition. ARM's resource provider checks it, not the front door (ARM RPC,
+/// `Addendum.md`, "ETags for Resources"): a PUT, PATCH or DELETE whose `If-Match` names an etag
+/// the resource no longer has, or a PUT with `If-None-Match: *` on a resource that exists, is
+/// answered 412 `PreconditionFailed` (classified [`ErrorClass::Conflict`]: read again, then
+/// decide again). Which resource types honour it is the caller's business.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Precondition {
+    /// `If-Match: <etag>`, the etag exactly as ARM returned it (`W/"…"` included).
+    IfMatch(String),
+    /// `If-None-Match: *`: create only.
+    IfNoneMatch,
+}
+
+impl Precondition {
+    fn header(&self) -> (&'static str, &str) {
+        match self {
+            Precondition::IfMatch(etag) => ("if-match", etag),
+            Precondition::IfNoneMatch => ("if-none-match", "*"),
+        }
+    }
+}
+
+/// One ARM request: JSON in and out, with the write's precondition header if it has one.
+fn request(url: &Url, method: Method, body: Option<&[u8]>, pre: Option<&Precondition>) -> Request {
+    let mut req = Request::new(url.clone(), method);
+    req.insert_header("accept", "application/json");
+    if let Some((name, value)) = pre.map(Precondition::header) {
+        req.insert_header(name, value.to_owned());
+    }
+    if let Some(b) = body {
+        req.insert_header("content-type", "application/json");
+        req.set_body(b.to_vec());
+    }
+    req
+}
+
 fn invalid_request(message: String) -> ArmError {
     ArmError::new(ErrorClass::Terminal, "InvalidRequest", message)
 }
@@ -284,7 +320,7 @@ impl ArmClient {
     /// re-sent once at once (GET is idempotent).
     pub async fn get(&self, id: &str, api_version: &str) -> Result<Option<Value>, ArmError> {
         let url = self.url_for(id, api_version)?;
-        let r = self.send(Method::Get, url, None, false).await?;
+        let r = self.send(Method::Get, url, None, None, false).await?;
         match r.status {
             200..=299 => Ok(Some(serde_json::from_slice(&r.body).unwrap_or(Value::Null))),
             404 => {
@@ -306,7 +342,19 @@ impl ArmClient {
         api_version: &str,
         body: &Value,
     ) -> Result<WriteOutcome, ArmError> {
-        self.write(Method::Put, id, api_version, Some(body)).await
+        self.put_with(id, api_version, body, None).await
+    }
+
+    /// [`ArmClient::put`] with a precondition header.
+    pub async fn put_with(
+        &self,
+        id: &str,
+        api_version: &str,
+        body: &Value,
+        precondition: Option<&Precondition>,
+    ) -> Result<WriteOutcome, ArmError> {
+        self.write(Method::Put, id, api_version, Some(body), precondition)
+            .await
     }
 
     /// PATCH (merge; tags only on some Network types).
@@ -316,12 +364,35 @@ impl ArmClient {
         api_version: &str,
         body: &Value,
     ) -> Result<WriteOutcome, ArmError> {
-        self.write(Method::Patch, id, api_version, Some(body)).await
+        self.patch_with(id, api_version, body, None).await
+    }
+
+    /// [`ArmClient::patch`] with a precondition header.
+    pub async fn patch_with(
+        &self,
+        id: &str,
+        api_version: &str,
+        body: &Value,
+        precondition: Option<&Precondition>,
+    ) -> Result<WriteOutcome, ArmError> {
+        self.write(Method::Patch, id, api_version, Some(body), precondition)
+            .await
     }
 
     /// DELETE. A resource that is already gone (204, or 404) is `Done`.
     pub async fn delete(&self, id: &str, api_version: &str) -> Result<WriteOutcome, ArmError> {
-        self.write(Method::Delete, id, api_version, None).await
+        self.delete_with(id, api_version, None).await
+    }
+
+    /// [`ArmClient::delete`] with a precondition header.
+    pub async fn delete_with(
+        &self,
+        id: &str,
+        api_version: &str,
+        precondition: Option<&Precondition>,
+    ) -> Result<WriteOutcome, ArmError> {
+        self.write(Method::Delete, id, api_version, None, precondition)
+            .await
     }
 
     /// POST an action, e.g. `…/providers/Microsoft.Features/providers/{ns}/features/{f}/register`.
@@ -331,7 +402,8 @@ impl ArmClient {
         api_version: &str,
         body: Option<&Value>,
     ) -> Result<WriteOutcome, ArmError> {
-        self.write(Method::Post, path, api_version, body).await
+        self.write(Method::Post, path, api_version, body, None)
+            .await
     }
 
     async fn write(
@@ -340,11 +412,14 @@ impl ArmClient {
         id: &str,
         api_version: &str,
         body: Option<&Value>,
+        precondition: Option<&Precondition>,
     ) -> Result<WriteOutcome, ArmError> {
         let url = self.url_for(id, api_version)?;
         let bytes = body.map(|b| serde_json::to_vec(b).unwrap_or_default());
         let is_delete = method == Method::Delete;
-        let r = self.send(method, url.clone(), bytes, false).await?;
+        let r = self
+            .send(method, url.clone(), bytes, precondition, false)
+            .await?;
         match r.status {
             200..=299 => Ok(write_outcome(
                 id,
@@ -378,17 +453,19 @@ impl ArmClient {
                 self.inner.arm_endpoint.origin().ascii_serialization()
             )));
         }
-        let r = self.send(Method::Get, url, None, true).await?;
+        let r = self.send(Method::Get, url, None, None, true).await?;
         poll_outcome(op, r.status, &r.headers, &r.body)
     }
 
     /// Sends one request; re-sends at most once: after a 401 that asks for a fresh token, or
-    /// (GET only) after a connection that dropped without an answer.
+    /// (GET only) after a connection that dropped without an answer. The re-send carries the same
+    /// precondition: a 401 means the resource provider never saw the first.
     async fn send(
         &self,
         method: Method,
         url: Url,
         body: Option<Vec<u8>>,
+        precondition: Option<&Precondition>,
         poll: bool,
     ) -> Result<Response, ArmError> {
         let rtype = resource_type(url.path());
@@ -397,12 +474,7 @@ impl ArmClient {
         let mut resent_after_drop = false;
         let mut attempt = 0u32;
         loop {
-            let mut req = Request::new(url.clone(), method);
-            req.insert_header("accept", "application/json");
-            if let Some(b) = &body {
-                req.insert_header("content-type", "application/json");
-                req.set_body(b.clone());
-            }
+            let mut req = request(&url, method, body.as_deref(), precondition);
             let started = Instant::now();
             let sent = self
                 .inner

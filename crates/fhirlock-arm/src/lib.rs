@@ -23,7 +23,7 @@ mod lro;
 
 pub use azure_core::http::Url;
 pub use budget::{Budget, RateLimitHeaders};
-pub use client::{ArmClient, RequestEvent, RequestObserver, absent_on_404};
+pub use client::{ArmClient, Precondition, RequestEvent, RequestObserver, absent_on_404};
 pub use config::{ArmConfig, AssertionSource, Cloud, CredentialConfig, env};
 pub use error::{
     ArmError, ErrorClass, class_of_code, classify, error_envelope, wants_token_refresh,
