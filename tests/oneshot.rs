@@ -5,48 +5,19 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use fhirlock_arm::{ArmClient, WriteOutcome};
-use fhirlock_tests::emulator::{Emulator, SUBSCRIPTION, fhirlock};
+use fhirlock_tests::emulator::{Emulator, cosmos, emulator, fhirlock, gateway, rg, site, vnet};
 use serde_json::{Value, json};
 
 const NET: &str = "2025-01-01";
 const WEB: &str = "2024-11-01";
 const COSMOS: &str = "2025-04-15";
 
-fn rg(name: &str) -> String {
-    format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/{name}")
-}
-fn vnet() -> String {
-    format!(
-        "{}/providers/Microsoft.Network/virtualNetworks/hscn-vnet",
-        rg("hscn-net")
-    )
-}
-fn site() -> String {
-    format!("{}/providers/Microsoft.Web/sites/fhir-server", rg("fhir"))
-}
-fn cosmos() -> String {
-    format!(
-        "{}/providers/Microsoft.DocumentDB/databaseAccounts/fhir-cosmos",
-        rg("fhir")
-    )
-}
-fn gateway() -> String {
-    format!(
-        "{}/providers/Microsoft.Network/applicationGateways/agw-fhir",
-        rg("fhir")
-    )
-}
-
 /// A self-signed certificate for the listener, as PEM files.
 fn tls_files(emu: &Emulator) -> (PathBuf, PathBuf) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["fhir.trust.nhs.uk".into()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
+    let (cert, key) = testenv::self_signed("fhir.trust.nhs.uk").unwrap();
     let (c, k) = (emu.dir().join("tls.crt"), emu.dir().join("tls.key"));
-    std::fs::write(&c, cert.pem()).unwrap();
-    std::fs::write(&k, key.serialize_pem()).unwrap();
+    std::fs::write(&c, cert).unwrap();
+    std::fs::write(&k, key).unwrap();
     (c, k)
 }
 
@@ -85,7 +56,7 @@ async fn settle(arm: &ArmClient, outcome: WriteOutcome) {
 async fn settled_exposure(emu: &Emulator) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let e = emu.exposure().await;
+        let e = emu.control.exposure().await.unwrap();
         let pending = e["cosmos"]
             .as_object()
             .unwrap()
@@ -111,8 +82,8 @@ fn sources(v: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn audit_lists_the_back_doors_apply_closes_them_and_the_oracle_agrees() {
-    let emu = Emulator::start("arm-emulator-estate.yaml", 0.01);
-    let portal = emu.portal();
+    let emu = emulator("arm-emulator-estate.yaml", 0.01);
+    let portal = emu.portal().unwrap();
     // Someone also lowered the TLS floor in the portal.
     settle(
         &portal,
@@ -222,22 +193,22 @@ async fn audit_lists_the_back_doors_apply_closes_them_and_the_oracle_agrees() {
 
 #[tokio::test]
 async fn a_second_apply_on_a_converged_estate_only_reads() {
-    let emu = Emulator::start("arm-emulator-estate.yaml", 0.01);
+    let emu = emulator("arm-emulator-estate.yaml", 0.01);
     let tls = tls_files(&emu);
     let (code, out, err) = fhirlock(&emu, &apply_args("examples/fhir-endpoint.yaml", &tls));
     assert_eq!(code, 0, "{out}\n{err}");
-    emu.reset_stats().await;
+    emu.control.reset_stats().await.unwrap();
     let (code, out, _) = fhirlock(&emu, &apply_args("examples/fhir-endpoint.yaml", &tls));
     assert_eq!(code, 0);
     assert!(out.contains("converged: 0 write(s)"), "{out}");
     // VNet, gateway, site, config/web, Cosmos, the feature registration, the plan: 7 reads.
-    assert_eq!(emu.operator_requests().await, (7, 0, 0));
+    assert_eq!(emu.control.operator_requests().await.unwrap(), (7, 0, 0));
 }
 
 #[tokio::test]
 async fn fields_set_out_of_band_survive_a_full_convergence() {
-    let emu = Emulator::start("arm-emulator-estate.yaml", 0.01);
-    let portal = emu.portal();
+    let emu = emulator("arm-emulator-estate.yaml", 0.01);
+    let portal = emu.portal().unwrap();
     let int = format!("{}/subnets/snet-fhir-int", vnet());
     // The integration subnet already exists (made in the portal), with settings fhirlock has no
     // model for; every other resource gets an unknown field too.
@@ -326,7 +297,7 @@ async fn fields_set_out_of_band_survive_a_full_convergence() {
     gw["properties"]["autoscaleConfiguration"]["maxCapacity"] = json!(9);
     gw["properties"]["xPortalGateway"] = json!("kept");
     settle(&portal, portal.put(&gateway(), NET, &gw).await.unwrap()).await;
-    emu.reset_stats().await;
+    emu.control.reset_stats().await.unwrap();
     let (code, out, err) = fhirlock(&emu, &apply_args("examples/fhir-endpoint.yaml", &tls));
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("converged: 1 write(s)"), "{out}");
@@ -337,7 +308,7 @@ async fn fields_set_out_of_band_survive_a_full_convergence() {
 
 #[tokio::test]
 async fn a_key_vault_certificate_puts_its_identity_on_the_gateway() {
-    let emu = Emulator::start("arm-emulator-estate.yaml", 0.01);
+    let emu = emulator("arm-emulator-estate.yaml", 0.01);
     let identity = |name: &str| {
         format!(
             "{}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}",
@@ -354,7 +325,7 @@ async fn a_key_vault_certificate_puts_its_identity_on_the_gateway() {
         file.to_str().unwrap().to_owned()
     };
     let apply = |file: &str| fhirlock(&emu, &["apply", "-f", file, "--timeout-seconds", "300"]);
-    let portal = emu.portal();
+    let portal = emu.portal().unwrap();
 
     // The emulator, like Azure, refuses a Key Vault certificate on a gateway without a
     // user-assigned identity: apply converging at all shows fhirlock sent one.
@@ -374,11 +345,11 @@ async fn a_key_vault_certificate_puts_its_identity_on_the_gateway() {
     );
 
     // ARM's principalId and clientId are no drift: a second apply only reads.
-    emu.reset_stats().await;
+    emu.control.reset_stats().await.unwrap();
     let (code, out, _) = apply(&manifest(&first));
     assert_eq!(code, 0);
     assert!(out.contains("converged: 0 write(s)"), "{out}");
-    assert_eq!(emu.operator_requests().await.1, 0);
+    assert_eq!(emu.control.operator_requests().await.unwrap().1, 0);
 
     // Someone attaches another identity in the portal; a new keyVaultIdentityId replaces the
     // one fhirlock attached and keeps theirs.
@@ -407,8 +378,8 @@ async fn a_key_vault_certificate_puts_its_identity_on_the_gateway() {
 
 #[tokio::test]
 async fn injected_faults_do_not_stop_convergence_or_duplicate_anything() {
-    let emu = Emulator::start("arm-emulator-estate.yaml", 0.01);
-    emu.faults(json!([
+    let emu = emulator("arm-emulator-estate.yaml", 0.01);
+    emu.control.faults(json!([
         {"method": "GET", "path": "*/virtualNetworks/hscn-vnet", "count": 1, "dropConnection": true},
         {"method": "PATCH", "path": "*/sites/fhir-server", "count": 1, "status": 500},
         {"method": "PUT", "path": "*/subnets/snet-fhir-int", "count": 1, "status": 429, "retryAfter": 1},
@@ -418,14 +389,15 @@ async fn injected_faults_do_not_stop_convergence_or_duplicate_anything() {
         {"method": "PUT", "path": "*/applicationGateways/agw-fhir", "count": 1, "failLro": "InternalServerError"},
         {"method": "PUT", "path": "*/applicationGateways/agw-fhir", "count": 1, "status": 503},
     ]))
-    .await;
+    .await
+    .unwrap();
     let tls = tls_files(&emu);
     let (code, out, err) = fhirlock(&emu, &apply_args("examples/fhir-endpoint.yaml", &tls));
     assert_eq!(
         code, 0,
         "apply did not converge through the faults:\n{out}\n{err}"
     );
-    let stats = emu.stats().await;
+    let stats = emu.control.stats().await.unwrap();
     for status in ["0", "401", "409", "412", "429", "500", "503"] {
         assert!(
             stats["byStatus"][status].as_u64().unwrap_or(0) >= 1,
@@ -438,7 +410,7 @@ async fn injected_faults_do_not_stop_convergence_or_duplicate_anything() {
         "the failed operation was reported: {err}"
     );
     // Exactly one gateway and one of each subnet.
-    let portal = emu.portal();
+    let portal = emu.portal().unwrap();
     let gws = portal
         .get(
             &format!(
@@ -466,8 +438,8 @@ async fn injected_faults_do_not_stop_convergence_or_duplicate_anything() {
 
 #[tokio::test]
 async fn each_preflight_failure_stops_with_its_reason_and_writes_nothing() {
-    let emu = Emulator::start("arm-emulator-estate.yaml", 0.01);
-    let portal = emu.portal();
+    let emu = emulator("arm-emulator-estate.yaml", 0.01);
+    let portal = emu.portal().unwrap();
     let tls = tls_files(&emu);
     let base: Value = serde_yaml::from_str(
         &std::fs::read_to_string(testenv::workspace_root().join("examples/fhir-endpoint.yaml"))
@@ -524,7 +496,7 @@ async fn each_preflight_failure_stops_with_its_reason_and_writes_nothing() {
             )],
         ),
     ];
-    emu.reset_stats().await;
+    emu.control.reset_stats().await.unwrap();
     for (code_expected, edits) in cases {
         let mut obj = base.clone();
         for (ptr, v) in edits {
@@ -539,7 +511,7 @@ async fn each_preflight_failure_stops_with_its_reason_and_writes_nothing() {
             "{code_expected} not named: {err}"
         );
     }
-    let (_, writes, deletes) = emu.operator_requests().await;
+    let (_, writes, deletes) = emu.control.operator_requests().await.unwrap();
     assert_eq!(
         (writes, deletes),
         (0, 0),
@@ -549,7 +521,7 @@ async fn each_preflight_failure_stops_with_its_reason_and_writes_nothing() {
 
 #[test]
 fn a_manifest_the_apiserver_would_reject_is_refused_before_any_azure_call() {
-    let emu = Emulator::start("arm-emulator-estate.yaml", 0.01);
+    let emu = emulator("arm-emulator-estate.yaml", 0.01);
     let bad =
         testenv::workspace_root().join("tests/fixtures/invalid/19-private-ip-outside-subnet.yaml");
     let (code, _, err) = fhirlock(&emu, &["plan", "-f", bad.to_str().unwrap()]);
@@ -559,5 +531,8 @@ fn a_manifest_the_apiserver_would_reject_is_refused_before_any_azure_call() {
         "{err}"
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
-    assert_eq!(rt.block_on(emu.operator_requests()), (0, 0, 0));
+    assert_eq!(
+        rt.block_on(emu.control.operator_requests()).unwrap(),
+        (0, 0, 0)
+    );
 }

@@ -1,0 +1,224 @@
+//! Converging a wide-open estate, and keeping it converged: the status and Events it leaves,
+//! the reads it takes, drift put right, Audit mode, and a renewed TLS certificate.
+
+use super::*;
+
+#[test]
+fn apply_then_ready_and_describe_tells_the_story() {
+    let _s = serial();
+    // A resync longer than the test, so that every read below is one convergence needed.
+    let World { ns, emu, op, name } = world("e2e-ready", 0.01, &["--resync-seconds", "600"], &[]);
+    let obj = wait_for(&op, &ns, &name, READY, "Ready", is_ready);
+
+    assert_eq!(obj["status"]["gateway"]["privateIPAddress"], "10.20.1.10");
+    assert_eq!(
+        obj["status"]["findingCount"], 1,
+        "only the advisory finding: {}",
+        obj["status"]["findings"]
+    );
+    assert!(
+        obj["metadata"]["finalizers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "fhirlock.io/cleanup")
+    );
+    for c in [
+        "SubnetsReady",
+        "GatewayReady",
+        "AppServiceLocked",
+        "CosmosLocked",
+        "PostureCompliant",
+    ] {
+        assert_eq!(condition(&obj, c).unwrap()["status"], "True", "{c}");
+    }
+    assert_eq!(condition(&obj, "Reconciling").unwrap()["status"], "False");
+    assert_eq!(condition(&obj, "Stalled").unwrap()["status"], "False");
+
+    let describe = kubectl_ok(&["describe", "sfe", &name, "-n", &ns]);
+    for needle in [
+        "Type:                  Ready",
+        "Reason:                Secured",
+        "Private IPAddress:   10.20.1.10",
+        "Next Steps:",
+        "forward the HSCN address assigned to this service to the gateway's private IP 10.20.1.10",
+        "AzureWrite",
+        "Gateway Put",
+        "CosmosLockdown Patch",
+    ] {
+        assert!(
+            describe.contains(needle),
+            "describe lacks {needle:?}:\n{describe}"
+        );
+    }
+    let table = kubectl_ok(&["get", "sfe", "-n", &ns]);
+    assert!(
+        table.contains("True") && table.contains("Secured") && table.contains("10.20.1.10"),
+        "{table}"
+    );
+    // Reads to converge: a full look (7 GETs) at the start and one to confirm Ready; between
+    // them, after each long-running operation (2 subnets, the Cosmos rule, the gateway, the Cosmos
+    // lockdown) one GET of what it changed, and nothing after a write ARM answered with the
+    // resource. Only full looks read the feature registration. Operation polls are apart.
+    let gets = |kind: &str| {
+        requests_by(&emu, OPERATOR_OBJECT, |e| {
+            e["method"] == "GET" && e["resourceType"].as_str().unwrap() == kind
+        })
+    };
+    let resource_gets = requests_by(&emu, OPERATOR_OBJECT, |e| {
+        e["method"] == "GET" && !e["resourceType"].as_str().unwrap().contains("/operations")
+    });
+    assert_eq!(gets("Microsoft.Features/features"), 2, "full looks");
+    assert_eq!(gets("Microsoft.Network/virtualNetworks/subnets"), 2);
+    assert_eq!(gets("Microsoft.DocumentDB/databaseAccounts"), 4);
+    assert_eq!(
+        resource_gets,
+        2 * 7 + 5,
+        "{}",
+        rt().block_on(emu.control.stats()).unwrap()
+    );
+    assert_eq!(
+        op.readyz(),
+        200,
+        "/readyz once the cache is synced\n{}",
+        op.logs()
+    );
+    let metrics = op.metrics().unwrap();
+    assert!(metrics.contains("fhirlock_endpoint_ready"), "{metrics}");
+    assert!(metrics.contains("fhirlock_arm_requests_total"), "{metrics}");
+}
+
+#[test]
+fn a_back_door_opened_out_of_band_is_closed_with_an_event_and_last_drift() {
+    let _s = serial();
+    let World { ns, emu, op, name } = world("e2e-drift", 0.01, &[], &[]);
+    wait_for(&op, &ns, &name, READY, "Ready", is_ready);
+
+    // A person in the portal opens the SCM site to everyone.
+    let portal = emu.portal().unwrap();
+    rt().block_on(async {
+        portal
+            .patch(&format!("{}/config/web", site()), WEB, &json!({"properties": {"scmIpSecurityRestrictionsDefaultAction": "Allow", "scmIpSecurityRestrictionsUseMain": false}}))
+            .await
+            .unwrap();
+    });
+    let obj = wait_for(
+        &op,
+        &ns,
+        &name,
+        Duration::from_secs(60),
+        "the drift to be corrected",
+        |o| {
+            o["status"]["lastDrift"]["fields"]
+                .as_array()
+                .is_some_and(|f| {
+                    f.iter().any(|x| {
+                        x.as_str()
+                            .unwrap_or("")
+                            .contains("scmIpSecurityRestrictionsDefaultAction")
+                    })
+                })
+        },
+    );
+    assert!(obj["status"]["lastDrift"]["time"].is_string());
+    let cfg = rt()
+        .block_on(portal.get(&format!("{}/config/web", site()), WEB))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        cfg["properties"]["scmIpSecurityRestrictionsDefaultAction"],
+        "Deny"
+    );
+    let ev = events(&ns);
+    assert!(
+        ev.contains("DriftCorrected") && ev.contains("scmIpSecurityRestrictionsDefaultAction"),
+        "{ev}"
+    );
+    wait_for(&op, &ns, &name, READY, "Ready again", is_ready);
+}
+
+#[test]
+fn audit_mode_reports_findings_and_the_plan_and_never_writes() {
+    let _s = serial();
+    let audit = [("/spec/mode", json!("Audit"))];
+    let World { ns, emu, op, name } = world("e2e-audit", 0.01, &[], &audit);
+    let obj = wait_for(
+        &op,
+        &ns,
+        &name,
+        Duration::from_secs(60),
+        "an audit report",
+        |o| {
+            o["status"]["findingCount"].as_i64().unwrap_or(0) > 5
+                && o["status"]["plan"]
+                    .as_array()
+                    .is_some_and(|p| !p.is_empty())
+        },
+    );
+    let codes: Vec<&str> = obj["status"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    assert!(
+        codes.contains(&"ScmSitePublic") && codes.contains(&"CosmosIpRule"),
+        "{codes:?}"
+    );
+    assert!(
+        obj["status"]["plan"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["field"] == "properties.ipSecurityRestrictionsDefaultAction")
+    );
+    assert_eq!(
+        condition(&obj, "Ready").unwrap()["reason"],
+        "FindingsPresent"
+    );
+    // Let it resync a few times; it must still not write.
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(operator_writes(&emu), 0, "Audit mode wrote to Azure");
+    assert!(
+        rt().block_on(emu.control.operator_requests()).unwrap().0 > 0,
+        "Audit mode does read"
+    );
+    drop(op);
+}
+
+#[test]
+fn replacing_the_tls_secret_updates_the_gateway_certificate() {
+    let _s = serial();
+    let World { ns, emu, op, name } = world("e2e-tls", 0.01, &[], &[]);
+    wait_for(&op, &ns, &name, READY, "Ready", is_ready);
+    let portal = emu.portal().unwrap();
+    let tag = |gw: &Value| {
+        gw["tags"]["fhirlock-tls"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let before = tag(&rt().block_on(portal.get(&gateway(), NET)).unwrap().unwrap());
+    assert!(before.starts_with("sha256:"), "{before}");
+
+    // cert-manager renews: the Secret gets a new certificate and key.
+    let renewed = emu.dir().join("renewed");
+    std::fs::create_dir_all(&renewed).unwrap();
+    tls_secret(&ns, "fhir-tls", "fhir.trust.nhs.uk", &renewed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let gw = rt().block_on(portal.get(&gateway(), NET)).unwrap().unwrap();
+        if tag(&gw) != before && gw["properties"]["provisioningState"] == "Succeeded" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway kept the old certificate\n{}",
+            op.logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    wait_for(&op, &ns, &name, READY, "Ready after the renewal", is_ready);
+    let ev = events(&ns);
+    assert!(ev.contains("Gateway Put"), "{ev}");
+}
