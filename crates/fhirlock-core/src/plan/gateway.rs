@@ -104,6 +104,8 @@ pub fn gateway_body(d: &Desired, o: &Observed) -> Option<Value> {
             .map(|(_, digest)| digest.to_owned());
         body["identity"] = gateway_identity(body.get("identity"), identity_id, previous.as_deref());
     }
+    // The body is built on the read-back: what the server set is not sent back.
+    crate::read_only::strip(crate::read_only::Kind::ApplicationGateway, &mut body);
     Some(body)
 }
 

@@ -25,9 +25,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 mod gateway;
+mod precondition;
 mod teardown;
 
 pub use gateway::{gateway_body, gateway_managed_view};
+pub use precondition::Precondition;
 pub use teardown::teardown;
 
 use crate::component::Component;
@@ -146,6 +148,9 @@ pub struct Step {
     pub waiting_for: Option<String>,
     /// True when the resource does not exist yet.
     pub creates: bool,
+    /// The write's `If-Match` / `If-None-Match` (see [`Precondition`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precondition: Option<Precondition>,
 }
 
 impl Step {
@@ -166,6 +171,7 @@ impl fmt::Debug for Step {
             .field("reason", &self.reason)
             .field("waiting_for", &self.waiting_for)
             .field("creates", &self.creates)
+            .field("precondition", &self.precondition)
             .finish()
     }
 }
@@ -255,6 +261,7 @@ fn step(
         reason: reason.to_owned(),
         waiting_for: None,
         creates: false,
+        precondition: None,
     }
 }
 
@@ -393,6 +400,7 @@ fn subnet_step(d: &Desired, o: &Observed, kind: StepKind) -> Option<Step> {
     if changes.is_empty() {
         return None;
     }
+    crate::read_only::strip(crate::read_only::Kind::Subnet, &mut body);
     let mut s = step(
         kind,
         &want.id,
@@ -403,6 +411,7 @@ fn subnet_step(d: &Desired, o: &Observed, kind: StepKind) -> Option<Step> {
         reason,
     );
     s.creates = creates;
+    s.precondition = Precondition::for_etagged(creates, observed.as_ref());
     Some(s)
 }
 
@@ -554,6 +563,7 @@ fn gateway(d: &Desired, o: &Observed) -> Option<Step> {
         "the only way in: a private-only Application Gateway with an HTTPS listener for the FHIR host name",
     );
     s.creates = creates;
+    s.precondition = Precondition::for_etagged(creates, o.gateway.as_ref());
     let subnet_ready = o
         .subnet(&d.gateway_subnet.name)
         .is_some_and(|s| s.delegated_to(AGW_DELEGATION))
@@ -727,73 +737,4 @@ fn managed_diff(observed: &Value, want: &Value) -> Vec<FieldChange> {
         .collect()
 }
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const KINDS: [StepKind; 14] = [
-        StepKind::SiteHttpsOnly,
-        StepKind::SiteTlsAndFtp,
-        StepKind::IntegrationSubnet,
-        StepKind::GatewaySubnet,
-        StepKind::CosmosVnetRule,
-        StepKind::SiteVnetIntegration,
-        StepKind::Gateway,
-        StepKind::SiteAccessRestrictions,
-        StepKind::CosmosLockdown,
-        StepKind::RemoveGatewayRule,
-        StepKind::RemoveCosmosVnetRule,
-        StepKind::RemoveSiteVnetIntegration,
-        StepKind::DeleteGateway,
-        StepKind::DeleteSubnet,
-    ];
-
-    #[test]
-    fn names_are_the_debug_and_serde_names() {
-        for k in KINDS {
-            assert_eq!(k.as_str(), format!("{k:?}"));
-            assert_eq!(k.to_string(), k.as_str());
-            assert_eq!(serde_json::to_value(k).unwrap(), json!(k.as_str()));
-            assert_eq!(
-                serde_json::from_value::<StepKind>(json!(k.as_str())).unwrap(),
-                k
-            );
-        }
-        for m in [Method::Put, Method::Patch, Method::Delete] {
-            assert_eq!(m.as_str(), format!("{m:?}"));
-            assert_eq!(m.to_string(), m.as_str());
-            assert_eq!(serde_json::to_value(m).unwrap(), json!(m.as_str()));
-            assert_eq!(
-                serde_json::from_value::<Method>(json!(m.as_str())).unwrap(),
-                m
-            );
-        }
-    }
-
-    #[test]
-    fn every_step_counts_against_one_component() {
-        let of = |c: Component| -> Vec<StepKind> {
-            KINDS.into_iter().filter(|k| k.component() == c).collect()
-        };
-        use StepKind::*;
-        assert_eq!(
-            of(Component::Subnets),
-            [IntegrationSubnet, GatewaySubnet, DeleteSubnet]
-        );
-        assert_eq!(of(Component::Gateway), [Gateway, DeleteGateway]);
-        assert_eq!(
-            of(Component::AppService),
-            [
-                SiteHttpsOnly,
-                SiteTlsAndFtp,
-                SiteVnetIntegration,
-                SiteAccessRestrictions,
-                RemoveGatewayRule,
-                RemoveSiteVnetIntegration
-            ]
-        );
-        assert_eq!(
-            of(Component::Cosmos),
-            [CosmosVnetRule, CosmosLockdown, RemoveCosmosVnetRule]
-        );
-    }
-}
+mod tests;

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{GATEWAY_RULE_NAME, Method, Plan, Step, StepKind, step, waiting};
+use super::{GATEWAY_RULE_NAME, Method, Plan, Precondition, Step, StepKind, step, waiting};
 use crate::desired::{Desired, SubnetDesired};
 use crate::id;
 use crate::json::{self, FieldChange};
@@ -28,7 +28,10 @@ pub fn teardown(d: &Desired, o: &Observed, created: &[String]) -> Plan {
         steps.push(remove_site_vnet_integration(d));
     }
     if owned_gateway {
-        steps.push(delete_gateway(d));
+        // Deleted only as read, owner tag and all: a gateway changed since is read again first.
+        let mut s = delete_gateway(d);
+        s.precondition = Precondition::for_etagged(false, o.gateway.as_ref());
+        steps.push(s);
     }
     // Each subnet waits for what uses it: the gateway for the gateway subnet, the site's
     // integration for the integration subnet.
@@ -147,7 +150,7 @@ fn delete_subnet(
         from: Some(json!(subnet.name)),
         to: None,
     };
-    let s = step(
+    let mut s = step(
         StepKind::DeleteSubnet,
         &subnet.id,
         Method::Delete,
@@ -156,6 +159,7 @@ fn delete_subnet(
         vec![change],
         "delete the subnet fhirlock created",
     );
+    s.precondition = Precondition::for_etagged(false, o.subnet_json(&subnet.name).as_ref());
     let why = in_use.then(|| format!("what uses {} to be removed first", subnet.name));
     Some(waiting(s, why))
 }

@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use fhirlock_api::{FIELD_MANAGER, SecuredFhirEndpoint};
-use fhirlock_arm::{ArmClient, ArmError, Operation, WriteOutcome};
-use fhirlock_core::plan::{Method, Step};
+use fhirlock_arm::{ArmClient, ArmError, Operation, Precondition, WriteOutcome};
+use fhirlock_core::plan::{self, Method, Step};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -71,16 +71,17 @@ pub async fn run(
         if !before_write(step) {
             return Ok(Applied::Stopped { answers });
         }
+        // If-Match / If-None-Match, as the planner chose them: a 412 is a Conflict, and the next
+        // pass reads everything again (no followup is kept after a failed write).
+        let pre = step.precondition.as_ref().map(|p| match p {
+            plan::Precondition::IfMatch(etag) => Precondition::IfMatch(etag.clone()),
+            plan::Precondition::IfNoneMatch => Precondition::IfNoneMatch,
+        });
+        let (id, api, pre) = (&step.resource_id, &step.api_version, pre.as_ref());
         let outcome = match step.method {
-            Method::Put => {
-                arm.put(&step.resource_id, &step.api_version, &step.body)
-                    .await
-            }
-            Method::Patch => {
-                arm.patch(&step.resource_id, &step.api_version, &step.body)
-                    .await
-            }
-            Method::Delete => arm.delete(&step.resource_id, &step.api_version).await,
+            Method::Put => arm.put_with(id, api, &step.body, pre).await,
+            Method::Patch => arm.patch_with(id, api, &step.body, pre).await,
+            Method::Delete => arm.delete_with(id, api, pre).await,
         }
         .map_err(|e| (answers.len(), e))?;
         match outcome {

@@ -43,6 +43,7 @@ fn step(kind: StepKind, id: &str, ready: bool, creates: bool) -> Step {
         reason: "why".into(),
         waiting_for: (!ready).then(|| "something".into()),
         creates,
+        precondition: None,
     }
 }
 
