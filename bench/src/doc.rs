@@ -2,10 +2,12 @@
 
 use std::fmt::Write as _;
 
-use crate::{command_for, out_dir, utc_now};
+use crate::{command_for, commit, out_dir, utc_now};
 
 pub fn write_doc() -> anyhow::Result<()> {
     let root = testenv::workspace_root();
+    let doc = root.join("docs/benchmarks.md");
+    let previous = std::fs::read_to_string(&doc).unwrap_or_default();
     let sh = |cmd: &str| {
         std::process::Command::new("sh")
             .args(["-c", cmd])
@@ -49,13 +51,8 @@ pub fn write_doc() -> anyhow::Result<()> {
     )?;
     writeln!(
         md,
-        "| git commit | `{}`{} |",
-        sh("git rev-parse --short HEAD"),
-        if sh("git status --porcelain -- crates bench").is_empty() {
-            ""
-        } else {
-            " (with uncommitted changes in crates/ or bench/)"
-        }
+        "| git commit | {} when the document was written; each section says when and at which commit it was measured |",
+        commit()
     )?;
     writeln!(
         md,
@@ -68,16 +65,57 @@ pub fn write_doc() -> anyhow::Result<()> {
         ("b4", "B4"),
         ("b5", "B5"),
     ] {
-        match std::fs::read_to_string(out_dir().join(format!("{b}.md"))) {
-            Ok(s) => md.push_str(&s),
-            Err(_) => writeln!(
+        // Measured in this checkout; else the figures the committed document holds, with their
+        // own date and commit, so running one benchmark keeps the others'.
+        let section = std::fs::read_to_string(out_dir().join(format!("{b}.md")))
+            .ok()
+            .or_else(|| section_of(&previous, title));
+        match section {
+            Some(s) => md.push_str(s.trim_end()),
+            None => write!(
                 md,
                 "## {title}\n\n**Not measured yet** on this machine: run `{}`.",
                 command_for(b)
             )?,
         }
-        md.push('\n');
+        md.push_str("\n\n");
     }
-    std::fs::write(root.join("docs/benchmarks.md"), md)?;
+    std::fs::write(doc, md.trim_end().to_owned() + "\n")?;
     Ok(())
+}
+
+/// The section `## <title>…` of a benchmarks document, up to the next `## `.
+fn section_of(doc: &str, title: &str) -> Option<String> {
+    let start = doc.match_indices("\n## ").map(|(i, _)| i + 1).find(|&i| {
+        doc[i + 3..].starts_with(title) && !doc[i + 3 + title.len()..].starts_with(char::is_numeric)
+    })?;
+    let end = doc[start + 3..]
+        .find("\n## ")
+        .map_or(doc.len(), |j| start + 3 + j + 1);
+    let s = &doc[start..end];
+    (!s.contains("**Not measured yet**")).then(|| s.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::section_of;
+
+    #[test]
+    fn a_section_is_found_by_its_title_alone() {
+        let doc = "# t\n\n## B1: one\n\nfigures 1\n\n## B10: ten\n\nfigures 10\n## B2: two\n\nfigures 2\n";
+        assert_eq!(
+            section_of(doc, "B1").unwrap(),
+            "## B1: one\n\nfigures 1\n\n"
+        );
+        assert_eq!(section_of(doc, "B2").unwrap(), "## B2: two\n\nfigures 2\n");
+        assert_eq!(
+            section_of(doc, "B10").unwrap(),
+            "## B10: ten\n\nfigures 10\n"
+        );
+        assert_eq!(section_of(doc, "B3"), None);
+        assert_eq!(
+            section_of("## B4\n\n**Not measured yet** on this machine", "B4"),
+            None
+        );
+    }
 }

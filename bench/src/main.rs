@@ -47,6 +47,24 @@ fn command_for(b: &str) -> String {
     format!("make bench BENCH={b}")
 }
 
+/// The commit being measured, marked when crates/ or bench/ have uncommitted changes.
+fn commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(testenv::workspace_root())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    let head = git(&["rev-parse", "--short", "HEAD"]);
+    if git(&["status", "--porcelain", "--", "crates", "bench"]).is_empty() {
+        format!("`{head}`")
+    } else {
+        format!("`{head}` (with uncommitted changes in crates/ or bench/)")
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut which: Vec<String> = std::env::args().skip(1).collect();
@@ -86,8 +104,9 @@ async fn run(b: &str) -> anyhow::Result<()> {
         Ok(md) => {
             log(format!("{b}: done in {:.0} s", t.elapsed().as_secs_f64()));
             format!(
-                "{md}\nMeasured {} by `{}`; this benchmark took {:.0} s.\n",
+                "{md}\nMeasured {} at commit {} by `{}`; this benchmark took {:.0} s.\n",
                 utc_now(),
+                commit(),
                 command_for(b),
                 t.elapsed().as_secs_f64()
             )
