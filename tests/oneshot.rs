@@ -536,3 +536,155 @@ fn a_manifest_the_apiserver_would_reject_is_refused_before_any_azure_call() {
         (0, 0, 0)
     );
 }
+
+/// `examples/fhir-endpoint.yaml` with `edits` (JSON pointer, value), written to the emulator's
+/// directory as `<name>.yaml`; its path.
+fn edited_example(emu: &Emulator, name: &str, edits: &[(&str, Value)]) -> String {
+    let mut m = fhirlock_testkit::example("fhir-endpoint.yaml").unwrap();
+    for (ptr, v) in edits {
+        *m.pointer_mut(ptr).unwrap_or_else(|| panic!("no {ptr}")) = v.clone();
+    }
+    let file = emu.dir().join(format!("{name}.yaml"));
+    std::fs::write(&file, serde_yaml::to_string(&m).unwrap()).unwrap();
+    file.to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn apply_on_an_audit_mode_endpoint_writes_nothing_and_says_so() {
+    let emu = emulator("arm-emulator-estate.yaml", 0.01);
+    let audit = "examples/fhir-endpoint-audit.yaml";
+    let plan_of = || {
+        let (code, out, err) = fhirlock(&emu, &["plan", "-f", audit, "-o", "json"]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        let plan: Value = serde_json::from_str(&out).unwrap();
+        plan
+    };
+    let before = plan_of();
+    assert!(
+        !before["steps"].as_array().unwrap().is_empty(),
+        "the wide-open estate has changes pending: {before}"
+    );
+    emu.control.reset_stats().await.unwrap();
+
+    // The manifest's certificate is in Key Vault, so apply needs no --tls-cert: nothing but the
+    // mode stands between it and the writes.
+    let (code, out, err) = fhirlock(&emu, &["apply", "-f", audit, "--timeout-seconds", "120"]);
+    assert_eq!(
+        code, 1,
+        "Audit mode with changes pending exits 1, not applied:\n{out}\n{err}"
+    );
+    assert!(
+        err.contains("mode: Audit") && err.contains("not applied"),
+        "the refusal names Audit mode: {err}"
+    );
+    assert!(!out.contains('→'), "no write was started: {out}");
+    let (reads, writes, deletes) = emu.control.operator_requests().await.unwrap();
+    assert_eq!((writes, deletes), (0, 0), "Audit mode wrote to Azure");
+    assert!(reads > 0, "apply looked at Azure before refusing");
+    let stats = emu.control.stats().await.unwrap();
+    assert_eq!(
+        stats["writes"].as_u64().unwrap() + stats["deletes"].as_u64().unwrap(),
+        0,
+        "{stats}"
+    );
+    assert_eq!(plan_of()["steps"], before["steps"], "Azure is as it was");
+}
+
+#[tokio::test]
+async fn audit_fails_closed_when_a_named_site_or_account_does_not_exist() {
+    let emu = emulator("arm-emulator-estate.yaml", 0.01);
+    let tls = tls_files(&emu);
+    let (code, out, err) = fhirlock(&emu, &apply_args("examples/fhir-endpoint.yaml", &tls));
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, _) = fhirlock(&emu, &["audit", "-f", "examples/fhir-endpoint.yaml"]);
+    assert_eq!(code, 0, "the converged estate is compliant:\n{out}");
+    emu.control.reset_stats().await.unwrap();
+
+    // The same estate audited through a manifest with a typo in one ID: what it names cannot be
+    // judged, and a CI gate must not pass on it.
+    let no_site = format!("{}/providers/Microsoft.Web/sites/fhir-srever", rg("fhir"));
+    let no_cosmos = format!(
+        "{}/providers/Microsoft.DocumentDB/databaseAccounts/fhir-cosmso",
+        rg("fhir")
+    );
+    for (name, ptr, id, code_expected) in [
+        (
+            "no-site",
+            "/spec/appService/id",
+            &no_site,
+            "AppServiceNotFound",
+        ),
+        (
+            "no-cosmos",
+            "/spec/cosmosDb/id",
+            &no_cosmos,
+            "CosmosAccountNotFound",
+        ),
+    ] {
+        let file = edited_example(&emu, name, &[(ptr, json!(id))]);
+        for output in ["table", "json"] {
+            let (code, out, err) = fhirlock(&emu, &["audit", "-f", &file, "-o", output]);
+            assert_eq!(code, 2, "{name} ({output}):\n{out}\n{err}");
+            assert!(
+                err.contains(code_expected) && err.contains(id.as_str()),
+                "{name} ({output}): stderr names neither {code_expected} nor {id}: {err}"
+            );
+            if output == "json" {
+                let report: Value = serde_json::from_str(&out).unwrap();
+                assert_eq!(report["compliant"], false, "{name}: {report}");
+            }
+        }
+    }
+    let (reads, writes, deletes) = emu.control.operator_requests().await.unwrap();
+    assert!(reads > 0);
+    assert_eq!((writes, deletes), (0, 0), "audit wrote to Azure");
+}
+
+#[tokio::test]
+async fn plan_detailed_exitcode_tells_pending_from_converged_from_stopped() {
+    let emu = emulator("arm-emulator-estate.yaml", 0.01);
+    let tls = tls_files(&emu);
+    let (cert, key) = (tls.0.to_str().unwrap(), tls.1.to_str().unwrap());
+    let plan = |file: &str, detailed: bool| {
+        let mut args = vec!["plan", "-f", file, "--tls-cert", cert, "--tls-key", key];
+        if detailed {
+            args.push("--detailed-exitcode");
+        }
+        fhirlock(&emu, &args)
+    };
+    let example = "examples/fhir-endpoint.yaml";
+
+    let (code, out, err) = plan(example, true);
+    assert_eq!(
+        code, 1,
+        "changes pending on the wide-open estate:\n{out}\n{err}"
+    );
+    assert!(out.contains("GatewaySubnet"), "{out}");
+    let (code, out, err) = plan(example, false);
+    assert_eq!(
+        code, 0,
+        "without the flag, pending changes exit 0:\n{out}\n{err}"
+    );
+
+    let stopped = edited_example(
+        &emu,
+        "region-mismatch",
+        &[("/spec/gateway/location", json!("ukwest"))],
+    );
+    let (code, out, err) = plan(&stopped, true);
+    assert_eq!(code, 2, "pre-flight stops it:\n{out}\n{err}");
+    assert!(
+        format!("{out}{err}").contains("RegionMismatch"),
+        "{out}\n{err}"
+    );
+
+    let (code, out, err) = fhirlock(&emu, &apply_args(example, &tls));
+    assert_eq!(code, 0, "{out}\n{err}");
+    emu.control.reset_stats().await.unwrap();
+    let (code, out, err) = plan(example, true);
+    assert_eq!(code, 0, "nothing to do after apply:\n{out}\n{err}");
+    let (code, out, err) = plan(&stopped, true);
+    assert_eq!(code, 2, "still stopped after apply:\n{out}\n{err}");
+    let (_, writes, deletes) = emu.control.operator_requests().await.unwrap();
+    assert_eq!((writes, deletes), (0, 0), "plan wrote to Azure");
+}
