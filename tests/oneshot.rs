@@ -219,7 +219,7 @@ async fn fields_set_out_of_band_survive_a_full_convergence() {
                 &int,
                 NET,
                 &json!({"properties": {"addressPrefix": "10.20.2.0/27",
-        "privateEndpointNetworkPolicies": "Disabled", "xPortalNote": {"owner": "network-team"}}}),
+        "privateEndpointNetworkPolicies": "Disabled", "defaultOutboundAccess": false}}),
             )
             .await
             .unwrap(),
@@ -267,10 +267,7 @@ async fn fields_set_out_of_band_survive_a_full_convergence() {
     assert_eq!(code, 0, "{out}\n{err}");
 
     let subnet = portal.get(&int, NET).await.unwrap().unwrap();
-    assert_eq!(
-        subnet["properties"]["xPortalNote"],
-        json!({"owner": "network-team"})
-    );
+    assert_eq!(subnet["properties"]["defaultOutboundAccess"], false);
     assert_eq!(
         subnet["properties"]["privateEndpointNetworkPolicies"],
         "Disabled"
@@ -291,11 +288,13 @@ async fn fields_set_out_of_band_survive_a_full_convergence() {
     let c = portal.get(&cosmos(), COSMOS).await.unwrap().unwrap();
     assert_eq!(c["properties"]["xPortalCosmos"], true);
 
-    // Someone changes the gateway's capacity and adds a field; fhirlock puts capacity back with
-    // a read-modify-write PUT that keeps the field.
+    // Someone changes the gateway's capacity and sets a field fhirlock does not manage; fhirlock
+    // puts capacity back with a read-modify-write PUT that keeps the field. The fields the
+    // subnet and the gateway carry here are real properties of Microsoft's models: fhirlock PUTs
+    // those resources whole, and every body it sends is checked against the models.
     let mut gw = portal.get(&gateway(), NET).await.unwrap().unwrap();
     gw["properties"]["autoscaleConfiguration"]["maxCapacity"] = json!(9);
-    gw["properties"]["xPortalGateway"] = json!("kept");
+    gw["properties"]["enableHttp2"] = json!(true);
     settle(&portal, portal.put(&gateway(), NET, &gw).await.unwrap()).await;
     emu.control.reset_stats().await.unwrap();
     let (code, out, err) = fhirlock(&emu, &apply_args("examples/fhir-endpoint.yaml", &tls));
@@ -303,7 +302,7 @@ async fn fields_set_out_of_band_survive_a_full_convergence() {
     assert!(out.contains("converged: 1 write(s)"), "{out}");
     let gw = portal.get(&gateway(), NET).await.unwrap().unwrap();
     assert_eq!(gw["properties"]["autoscaleConfiguration"]["maxCapacity"], 3);
-    assert_eq!(gw["properties"]["xPortalGateway"], "kept");
+    assert_eq!(gw["properties"]["enableHttp2"], true);
 }
 
 #[tokio::test]

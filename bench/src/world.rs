@@ -157,6 +157,7 @@ async fn start_emulator(
         time_scale,
         dir: Some(dir.to_owned()),
         data_on_tmpfs: true,
+        check_bodies_on_drop: false,
     };
     // It blocks until the emulator's ready line.
     tokio::task::spawn_blocking(move || Emulator::start(options)).await?

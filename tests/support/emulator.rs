@@ -54,6 +54,7 @@ pub fn emulator(config: &str, time_scale: f64) -> Emulator {
         time_scale,
         dir: None,
         data_on_tmpfs: false,
+        check_bodies_on_drop: true,
     }))
 }
 

@@ -302,24 +302,35 @@ pub struct EmulatorOptions {
     /// Its data on tmpfs when there is one: it rewrites and fsyncs its whole state before
     /// acknowledging each write, which with many estates would measure the disk.
     pub data_on_tmpfs: bool,
+    /// When dropped, hold every write body the operator's principal sent to Microsoft's own
+    /// models (`tests/emulator-conformance/check-bodies.sh`), and panic on any violation.
+    pub check_bodies_on_drop: bool,
 }
 
 /// A running `arm-emulator`. Dropped, it is killed and its temporary files removed.
 pub struct Emulator {
     process: Process,
+    /// Azure time per real second, as started.
+    time_scale: f64,
     dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
     data: PathBuf,
     remove_data: bool,
+    check_bodies: bool,
     pub ready: Ready,
     pub control: Control,
 }
 
 impl Drop for Emulator {
     fn drop(&mut self) {
+        // Not while a test is already failing: a second panic would abort the test binary.
+        let verdict = (self.check_bodies && !std::thread::panicking()).then(|| self.check_bodies());
         self.process.kill();
         if self.remove_data {
             let _ = std::fs::remove_dir_all(&self.data);
+        }
+        if let Some(Err(e)) = verdict {
+            panic!("{e:#}");
         }
     }
 }
@@ -358,13 +369,36 @@ impl Emulator {
         let control = Control::new(&ready)?;
         Ok(Emulator {
             process,
+            time_scale: o.time_scale,
             dir,
             _temp: temp,
             data,
             remove_data,
+            check_bodies: o.check_bodies_on_drop,
             ready,
             control,
         })
+    }
+
+    /// Every write body the operator's principal sent, held to Microsoft's models (read-only
+    /// fields, unknown properties, enums, required fields, constraints, ARM's tag rules) by
+    /// `tests/emulator-conformance/check-bodies.sh`, from the emulator's request log.
+    pub fn check_bodies(&self) -> anyhow::Result<()> {
+        let script = testenv::workspace_root().join("tests/emulator-conformance/check-bodies.sh");
+        let out = std::process::Command::new(&script)
+            .args(["--url", &self.ready.arm_endpoint, "--ca"])
+            .arg(&self.ready.ca_path)
+            .args(["--principal", crate::OPERATOR_OBJECT])
+            .output()
+            .with_context(|| format!("running {}", script.display()))?;
+        match out.status.code() {
+            Some(0) => Ok(()),
+            code => bail!(
+                "the bodies fhirlock sent break Microsoft's models (check-bodies exit {code:?}):\n{}{}",
+                crate::text(&out.stdout),
+                crate::text(&out.stderr)
+            ),
+        }
     }
 
     /// Kills it (SIGKILL) and starts it again on the same address with the same data directory:
@@ -402,9 +436,15 @@ impl Emulator {
             .arm_client(PORTAL_CLIENT, PORTAL_SECRET, "portal")
     }
 
-    /// The environment under which `fhirlock` acts as the operator's principal.
+    /// The environment under which `fhirlock` acts as the operator's principal. It also scales
+    /// fhirlock's wait for a Cosmos DB firewall change to the emulator's time: the emulator's
+    /// default `cosmosFirewallPropagationSeconds` (900 s of Azure time), plus a real second.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
+            (
+                "FHIRLOCK_COSMOS_FIREWALL_PROPAGATION_SECONDS",
+                format!("{}", (900.0 * self.time_scale).ceil() + 1.0),
+            ),
             ("FHIRLOCK_ARM_ENDPOINT", self.ready.arm_endpoint.clone()),
             ("FHIRLOCK_ARM_AUDIENCE", ARM_AUDIENCE.into()),
             ("AZURE_AUTHORITY_HOST", self.ready.authority_host.clone()),
