@@ -97,7 +97,7 @@ fn each_step_kind_carries_the_precondition_of_its_resource() {
     let drifted = preconditions(&plan::plan(&d, &drifted_gateway()).steps);
     // The teardown: deletes of what was read, as read.
     let o = drifted_gateway();
-    let created = [gw_subnet(), int_subnet()];
+    let created = [gw_subnet(), int_subnet(), d.gateway.id.clone()];
     let teardown = preconditions(&plan::teardown(&d, &o, &created).steps);
 
     let table: [(StepKind, &Seen, Option<Precondition>); 17] = [

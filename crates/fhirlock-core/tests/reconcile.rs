@@ -377,7 +377,7 @@ fn teardown_removes_only_what_fhirlock_created_or_added_and_reopens_nothing() {
     let d = desired();
     let (end, _, _) = converge(&d, &wide_open());
     let before = posture::exposure(&end);
-    let gone = run_teardown(&d, &end, &[gw_subnet(), int_subnet()]);
+    let gone = run_teardown(&d, &end, &[gw_subnet(), int_subnet(), d.gateway.id.clone()]);
     assert!(gone.gateway.is_none());
     assert!(gone.subnet("snet-fhir-agw").is_none() && gone.subnet("snet-fhir-int").is_none());
     assert!(
@@ -407,10 +407,47 @@ fn teardown_removes_only_what_fhirlock_created_or_added_and_reopens_nothing() {
 }
 
 #[test]
+fn a_gateway_someone_adopted_by_tagging_it_is_never_deleted() {
+    let d = desired();
+    let (end, _, _) = converge(&d, &wide_open());
+    let owner_tag = end
+        .gateway()
+        .unwrap()
+        .tag(fhirlock_core::OWNER_TAG)
+        .map(str::to_owned);
+    assert_eq!(
+        owner_tag.as_deref(),
+        Some(d.owner.as_str()),
+        "tagged as fhirlock's"
+    );
+    // The subnets were created by fhirlock, the gateway was not (a person tagged theirs).
+    let adopted = run_teardown(&d, &end, &[gw_subnet(), int_subnet()]);
+    assert!(adopted.gateway.is_some(), "an adopted gateway was deleted");
+    assert!(
+        adopted.subnet("snet-fhir-agw").is_some(),
+        "the subnet of a gateway that stays was deleted"
+    );
+    assert!(adopted.subnet("snet-fhir-int").is_none());
+    // Nothing is left waiting for ever: the finalizer must be released.
+    let p = fhirlock_core::plan::teardown(&d, &adopted, &[gw_subnet(), int_subnet()]);
+    assert!(p.is_empty(), "{:?}", p.steps);
+    // Recorded as created but the owner tag is gone: someone else's now; kept too.
+    let mut retagged = end.clone();
+    retagged.gateway.as_mut().unwrap()["tags"] = json!({});
+    let kept = run_teardown(
+        &d,
+        &retagged,
+        &[gw_subnet(), int_subnet(), d.gateway.id.clone()],
+    );
+    assert!(kept.gateway.is_some());
+}
+
+#[test]
 fn teardown_waits_for_what_uses_a_subnet() {
     let d = desired();
     let (end, _, _) = converge(&d, &wide_open());
-    let p = fhirlock_core::plan::teardown(&d, &end, &[gw_subnet(), int_subnet()]);
+    let p =
+        fhirlock_core::plan::teardown(&d, &end, &[gw_subnet(), int_subnet(), d.gateway.id.clone()]);
     let kinds: Vec<_> = p.steps.iter().map(|s| (s.kind, s.ready())).collect();
     assert_eq!(
         kinds,

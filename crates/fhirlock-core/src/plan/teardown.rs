@@ -12,15 +12,21 @@ use crate::posture;
 
 /// The teardown for deletionPolicy Delete: remove, in reverse safe order, only what fhirlock
 /// created or added. The VNet, the site and the Cosmos account are never deleted, adopted subnets
-/// are left, and nothing is re-opened: the site keeps its default Deny, Cosmos its filter.
+/// and gateways are left (and with a gateway, its subnet), and nothing is re-opened: the site
+/// keeps its default Deny, Cosmos its filter.
 pub fn teardown(d: &Desired, o: &Observed, created: &[String]) -> Plan {
     let integrated = o
         .site()
         .and_then(|s| s.properties.virtual_network_subnet_id)
         .is_some_and(|s| id::same(&s, &d.integration_subnet.id));
-    let owned_gateway = o
-        .gateway()
-        .is_some_and(|g| g.tag(crate::OWNER_TAG) == Some(d.owner.as_str()));
+    // Only a gateway fhirlock created (recorded before its PUT) and that still carries its owner
+    // tag: one a person adopted by tagging it is managed, never deleted.
+    let owned_gateway = o.gateway().is_some_and(|g| {
+        g.tag(crate::OWNER_TAG) == Some(d.owner.as_str())
+            && created.iter().any(|c| id::same(c, &d.gateway.id))
+    });
+    // A gateway that stays keeps its subnet.
+    let gateway_stays = o.gateway().is_some() && !owned_gateway;
     let mut steps = Vec::new();
     steps.extend(remove_gateway_rule(d, o));
     steps.extend(remove_cosmos_vnet_rule(d, o));
@@ -35,7 +41,9 @@ pub fn teardown(d: &Desired, o: &Observed, created: &[String]) -> Plan {
     }
     // Each subnet waits for what uses it: the gateway for the gateway subnet, the site's
     // integration for the integration subnet.
-    steps.extend(delete_subnet(o, created, &d.gateway_subnet, owned_gateway));
+    if !gateway_stays {
+        steps.extend(delete_subnet(o, created, &d.gateway_subnet, owned_gateway));
+    }
     steps.extend(delete_subnet(o, created, &d.integration_subnet, integrated));
     Plan { steps }
 }
