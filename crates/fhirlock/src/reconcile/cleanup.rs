@@ -61,10 +61,11 @@ async fn teardown(ctx: &Context, sfe: &SecuredFhirEndpoint) -> Result<(), (Strin
         .unwrap_or_default();
     let teardown = plan::teardown(&d, &observed, &created);
     if teardown.is_empty() {
-        let note = Note::normal(
+        // Safe, but the FHIR API goes dark: nothing else may reach the site or the database.
+        let note = Note::warning(
             "Deleted",
             "Deleted",
-            "removed what fhirlock created or added",
+            "removed what fhirlock created or added; the App Service and Cosmos DB stay closed to everything, so the FHIR API is unreachable until another gateway is admitted",
         );
         publish(ctx, sfe, &note).await;
         return Ok(());
