@@ -1,5 +1,6 @@
 //! `fhirlock run`: the controller's wiring. The reconcile itself is in [`crate::reconcile`].
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use fhirlock_api::SecuredFhirEndpoint;
 use futures::{FutureExt as _, StreamExt as _};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::api::Api;
+use kube::api::{Api, PartialObjectMeta};
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -76,6 +77,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => OperatorConfig::default(),
     };
     let tenant_secrets = tenant_secrets(&config);
+    let namespaces = tenant_namespaces(&config);
     let identity = args
         .identity
         .clone()
@@ -121,7 +123,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
     let (controller, store) = endpoint_controller(&client, ready_tx);
-    let secrets_store = store;
     tokio::spawn(telemetry::serve(
         args.metrics_addr,
         metrics,
@@ -132,34 +133,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(
         identity,
         leader_election = args.leader_election,
+        secrets_watched_in = ?namespaces,
         "fhirlock controller starting"
     );
-    controller
+    watch_tenant_secrets(controller, &client, &namespaces, store, tenant_secrets)
         .with_config(Config::default().concurrency(args.concurrency))
-        // A changed TLS or identity Secret reconciles the endpoints that name it, and a tenant's
-        // client-secret Secret every endpoint of its namespace: an endpoint stalled because it
-        // was missing recovers as soon as it appears.
-        .watches(
-            Api::<Secret>::all(client.clone()),
-            watcher::Config::default(),
-            move |secret| {
-                let (ns, name) = (secret.namespace(), secret.name_any());
-                secrets_store
-                    .state()
-                    .into_iter()
-                    .filter_map(|g| g.0.as_ref().ok().cloned())
-                    .filter(|sfe| sfe.namespace() == ns)
-                    .filter(|sfe| {
-                        references(sfe, &name)
-                            || tenant_secrets
-                                .contains(&(sfe.namespace().unwrap_or_default(), name.clone()))
-                    })
-                    .map(|sfe| {
-                        ObjectRef::new(&sfe.name_any()).within(&sfe.namespace().unwrap_or_default())
-                    })
-                    .collect::<Vec<_>>()
-            },
-        )
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile_guarded, error_policy, ctx)
         .for_each(|r| async move {
@@ -222,6 +200,61 @@ fn settings(args: &RunArgs) -> Settings {
     }
 }
 
+/// A changed TLS or identity Secret reconciles the endpoints that name it, and a tenant's
+/// client-secret Secret every endpoint of its namespace: an endpoint stalled because it was
+/// missing recovers as soon as it appears. One watch per tenant namespace, because fhirlock may
+/// read Secrets only there (its RBAC: a Role per tenant namespace, docs/install.md) and resolves
+/// endpoints of no other namespace; no tenants, no watch. The watches are metadata-only: a
+/// Secret's name and namespace are all the mapping needs, its content is read with a GET when
+/// the endpoint is resolved, so no Secret content crosses the wire or sits in memory for it.
+fn watch_tenant_secrets(
+    controller: Controller<Endpoints>,
+    client: &kube::Client,
+    namespaces: &BTreeSet<String>,
+    endpoints: reflector::Store<Endpoints>,
+    tenant_secrets: Vec<(String, String)>,
+) -> Controller<Endpoints> {
+    let tenant_secrets = Arc::new(tenant_secrets);
+    namespaces.iter().fold(controller, |c, ns| {
+        let (endpoints, tenant_secrets) = (endpoints.clone(), tenant_secrets.clone());
+        c.watches(
+            Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), ns),
+            watcher::Config::default(),
+            move |secret| {
+                let all = endpoints.state();
+                let all = all.iter().filter_map(|g| g.0.as_ref().ok());
+                endpoints_for_secret(
+                    &secret.namespace().unwrap_or_default(),
+                    &secret.name_any(),
+                    all,
+                    &tenant_secrets,
+                )
+            },
+        )
+    })
+}
+
+/// The endpoints a Secret `ns/name` matters to: those of its namespace that name it (TLS,
+/// `spec.identityRef`), and all of its namespace when it is the tenant's client secret.
+fn endpoints_for_secret<'a>(
+    ns: &str,
+    name: &str,
+    endpoints: impl Iterator<Item = &'a SecuredFhirEndpoint>,
+    tenant_secrets: &[(String, String)],
+) -> Vec<ObjectRef<Endpoints>> {
+    let tenant_secret = tenant_secrets.iter().any(|(n, s)| n == ns && s == name);
+    endpoints
+        .filter(|sfe| sfe.namespace().as_deref() == Some(ns))
+        .filter(|sfe| tenant_secret || references(sfe, name))
+        .map(|sfe| ObjectRef::new(&sfe.name_any()).within(ns))
+        .collect()
+}
+
+/// Every namespace of the tenancy, once each: where fhirlock watches Secrets.
+fn tenant_namespaces(config: &OperatorConfig) -> BTreeSet<String> {
+    config.tenants.iter().map(|t| t.namespace.clone()).collect()
+}
+
 /// `(namespace, Secret)` of every tenant whose identity is a client secret.
 fn tenant_secrets(config: &OperatorConfig) -> Vec<(String, String)> {
     config
@@ -281,5 +314,78 @@ fn error_policy(
     tracing::warn!(error = %err, label = err.metric_label(), "reconcile failed");
     match err {
         Error::Kube(_) => Action::requeue(Duration::from_secs(5)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(ns: &str, name: &str) -> SecuredFhirEndpoint {
+        let mut sfe: SecuredFhirEndpoint =
+            serde_yaml::from_str(include_str!("../../../examples/fhir-endpoint.yaml")).unwrap();
+        sfe.metadata.namespace = Some(ns.into());
+        sfe.metadata.name = Some(name.into());
+        sfe
+    }
+
+    fn names(refs: Vec<ObjectRef<Endpoints>>) -> Vec<String> {
+        refs.iter()
+            .map(|r| format!("{}/{}", r.namespace.clone().unwrap_or_default(), r.name))
+            .collect()
+    }
+
+    #[test]
+    fn a_secret_maps_to_the_endpoints_of_its_namespace_that_need_it() {
+        let tls = endpoint("a", "tls")
+            .spec
+            .gateway
+            .tls
+            .secret_ref
+            .unwrap()
+            .name;
+        let all = [
+            endpoint("a", "one"),
+            endpoint("a", "two"),
+            endpoint("b", "one"),
+        ];
+        let tenant_secrets = vec![("a".to_owned(), "azure".to_owned())];
+        let map = |ns, name| names(endpoints_for_secret(ns, name, all.iter(), &tenant_secrets));
+        assert_eq!(
+            map("a", &tls),
+            ["a/one", "a/two"],
+            "the TLS Secret they name"
+        );
+        assert_eq!(
+            map("b", &tls),
+            ["b/one"],
+            "never another namespace's endpoints"
+        );
+        assert_eq!(
+            map("a", "azure"),
+            ["a/one", "a/two"],
+            "the tenant's client secret"
+        );
+        assert!(
+            map("b", "azure").is_empty(),
+            "b's azure is not b's tenant secret"
+        );
+        assert!(map("a", "unrelated").is_empty());
+    }
+
+    #[test]
+    fn secrets_are_watched_in_each_tenant_namespace_once_and_nowhere_else() {
+        let cfg: OperatorConfig = serde_yaml::from_str(
+            "tenants:\n- {namespace: b, scopes: [], identity: {operator: {}}}\n- {namespace: a, scopes: [], identity: {operator: {}}}\n- {namespace: b, scopes: [], identity: {operator: {}}}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            tenant_namespaces(&cfg).into_iter().collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert!(
+            tenant_namespaces(&OperatorConfig::default()).is_empty(),
+            "no tenants: no Secret watch at all"
+        );
     }
 }
