@@ -95,10 +95,22 @@ fn helm_chart_lints_and_renders_objects_the_apiserver_accepts() {
     let cm = find(&objs, "ConfigMap", "fhirlock-config");
     assert_eq!(cm["data"]["config.yaml"], "tenants: []\n");
 
-    // Every optional feature on.
+    // Every optional feature on. The tenant namespaces must exist: the chart puts a Role in each.
     let full_render = helm_template(&["-f", full.to_str().unwrap()]);
+    let tenants = ["fhir", "fhir-audit", "platform"];
+    for ns in tenants {
+        namespace(ns);
+    }
     server_dry_run("helm template (full values)", &full_render);
     let objs = docs(&full_render);
+    for kind in ["Role", "RoleBinding"] {
+        let namespaces: Vec<&str> = objs
+            .iter()
+            .filter(|o| o["kind"] == kind && o["metadata"]["name"] == "fhirlock-tenant")
+            .map(|o| o["metadata"]["namespace"].as_str().unwrap())
+            .collect();
+        assert_eq!(namespaces, tenants, "a {kind} fhirlock-tenant per tenant");
+    }
     let sa = find(&objs, "ServiceAccount", "fhirlock");
     assert_eq!(
         sa["metadata"]["annotations"]["azure.workload.identity/client-id"],

@@ -1,5 +1,5 @@
 //! The kustomize base: the chart's defaults, accepted by the apiserver, and the Flux overlay of
-//! it.
+//! it; the tenant unit: the chart's Role and RoleBinding in each tenant namespace.
 
 use super::*;
 
@@ -37,6 +37,78 @@ fn comparable(mut o: Value) -> (String, Value) {
     (key, o)
 }
 
+/// The namespaces of the `fhirlock-tenant` objects of `kind`, sorted.
+fn tenant_rbac<'a>(objs: &'a [Value], kind: &str) -> Vec<&'a str> {
+    let mut namespaces: Vec<&str> = objs
+        .iter()
+        .filter(|o| o["kind"] == kind && o["metadata"]["name"] == "fhirlock-tenant")
+        .map(|o| o["metadata"]["namespace"].as_str().unwrap())
+        .collect();
+    namespaces.sort();
+    namespaces
+}
+
+/// `deploy/kustomize/tenant` included as its documentation says, once per tenant namespace, gives
+/// the Role and RoleBinding the chart renders for the same tenancy, and nothing else.
+#[test]
+fn kustomize_tenant_unit_is_the_charts_tenant_rbac() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenants = ["fhir", "fhir-audit"];
+    let unit = root().join("deploy/kustomize/tenant");
+    let mut resources = Vec::new();
+    for ns in tenants {
+        let d = dir.path().join("tenants").join(ns);
+        std::fs::create_dir_all(&d).unwrap();
+        // kustomize takes only relative paths to other kustomizations.
+        let up = "../".repeat(d.components().count() - 1);
+        let rel = format!("{up}{}", unit.strip_prefix("/").unwrap().display());
+        let k = format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: {ns}\nresources: [{rel}]\n"
+        );
+        std::fs::write(d.join("kustomization.yaml"), k).unwrap();
+        resources.push(format!("tenants/{ns}"));
+    }
+    std::fs::write(
+        dir.path().join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [{}]\n",
+            resources.join(", ")
+        ),
+    )
+    .unwrap();
+    let built = run(Command::new(testenv::kubectl().unwrap())
+        .arg("kustomize")
+        .arg(dir.path()));
+    let from_kustomize: BTreeMap<String, Value> =
+        docs(&built).into_iter().map(comparable).collect();
+    let tenancy: Vec<Value> = tenants
+        .iter()
+        .map(|ns| json!({"namespace": ns, "scopes": [], "identity": {"operator": {}}}))
+        .collect();
+    let values = dir.path().join("values.yaml");
+    std::fs::write(
+        &values,
+        serde_yaml::to_string(&json!({ "tenants": tenancy })).unwrap(),
+    )
+    .unwrap();
+    let from_helm: BTreeMap<String, Value> =
+        docs(&helm_template(&["-f", values.to_str().unwrap()]))
+            .into_iter()
+            .filter(|o| o["metadata"]["name"] == "fhirlock-tenant")
+            .map(comparable)
+            .collect();
+    assert_eq!(
+        from_kustomize.keys().collect::<Vec<_>>(),
+        [
+            "Role/fhir-audit/fhirlock-tenant",
+            "Role/fhir/fhirlock-tenant",
+            "RoleBinding/fhir-audit/fhirlock-tenant",
+            "RoleBinding/fhir/fhirlock-tenant",
+        ]
+    );
+    assert_eq!(from_kustomize, from_helm);
+}
+
 #[test]
 fn kustomize_base_is_the_charts_defaults_and_the_apiserver_accepts_it() {
     let base = root().join("deploy/kustomize/base");
@@ -71,13 +143,31 @@ fn kustomize_base_is_the_charts_defaults_and_the_apiserver_accepts_it() {
         );
     }
 
-    // The Flux example's overlay of the base renders and is accepted too.
+    // The Flux example's overlay of the base renders and is accepted too (its tenant namespace
+    // exists: it puts fhirlock's Role there).
     let overlay = root().join("examples/flux/overlay");
     let built = run(Command::new(testenv::kubectl().unwrap())
         .arg("kustomize")
         .arg(&overlay));
+    namespace("fhir");
     server_dry_run("kubectl kustomize examples/flux/overlay", &built);
     let objs = docs(&built);
+    // fhirlock's Role and RoleBinding in each tenant namespace of its configuration, and in no
+    // other namespace.
+    let cfg: Value = serde_yaml::from_str(
+        find(&objs, "ConfigMap", "fhirlock-config")["data"]["config.yaml"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let tenants: Vec<&str> = cfg["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["namespace"].as_str().unwrap())
+        .collect();
+    assert_eq!(tenant_rbac(&objs, "Role"), tenants);
+    assert_eq!(tenant_rbac(&objs, "RoleBinding"), tenants);
     let d = find(&objs, "Deployment", "fhirlock");
     assert_eq!(
         d["spec"]["template"]["spec"]["containers"][0]["image"],
