@@ -99,6 +99,9 @@ fn the_operator_works_with_only_the_rbac_in_deploy_and_can_do_nothing_more() {
     let sys = namespace("fhirlock-system");
     let rbac = testenv::workspace_root().join("deploy/rbac");
     kubectl_ok(&["apply", "-n", &sys, "-f", rbac.to_str().unwrap()]);
+    // Secrets and tokens: the tenant namespace's Role only.
+    let tenant_rbac = rbac.join("tenant");
+    kubectl_ok(&["apply", "-n", &ns, "-f", tenant_rbac.to_str().unwrap()]);
     let emu = emulator("arm-emulator-estate.yaml", 0.01);
     // A kubeconfig holding only the fhirlock ServiceAccount's token.
     let token = kubectl_ok(&["create", "token", "fhirlock", "-n", &sys, "--duration=1h"]);
