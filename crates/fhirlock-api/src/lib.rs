@@ -26,7 +26,25 @@ pub const OWNER_TAG: &str = "fhirlock-owner";
 pub fn crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
-    vec![SecuredFhirEndpoint::crd()]
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON;
+    let mut crd = SecuredFhirEndpoint::crd();
+    // A new endpoint's status until fhirlock first writes one. kstatus (Flux's health checks)
+    // reads an object without `status.observedGeneration` and without conditions as Current, so a
+    // Flux Kustomization went green before anything was secured (fluxcd/flux2#4346). The
+    // apiserver applies this default whenever it reads the object, so `observedGeneration` (-1)
+    // lags `metadata.generation` and kstatus reads InProgress until fhirlock has looked.
+    for version in &mut crd.spec.versions {
+        let status = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+            .and_then(|s| s.properties.as_mut())
+            .and_then(|p| p.get_mut("status"));
+        if let Some(status) = status {
+            status.default = Some(JSON(serde_json::json!({"observedGeneration": -1})));
+        }
+    }
+    vec![crd]
 }
 
 /// The CRD manifests as one multi-document YAML stream: what `fhirlock crd` prints and `crds/` holds.
