@@ -1,10 +1,12 @@
 -- Argo CD health check for fhirlock.io/SecuredFhirEndpoint (docs/install.md explains it).
 --
 --   Healthy      Ready=True for the latest generation: Azure matches the spec, no finding remains
---   Progressing  no status yet, status for an older generation, Reconciling=True, or not Ready yet
+--   Progressing  no status yet (or only the CRD's default), status for an older generation,
+--                Reconciling=True, or not Ready yet
 --   Degraded     Stalled=True (fhirlock cannot go on without a change; the message says which),
 --                or findings remain in Enforce mode after fhirlock stopped reconciling
---   Suspended    Audit mode with findings: fhirlock reports them and, by design, changes nothing
+--   Suspended    Audit mode and not Ready (findings, or planned changes): fhirlock reports them
+--                and, by design, changes nothing
 --
 -- Argo CD runs customizations from argocd-cm without Lua's string and os libraries, so this uses
 -- only the base and table libraries. Tested with gopher-lua by tests/deploy.rs and
@@ -34,7 +36,9 @@ local function message(c, fallback)
   return fallback
 end
 
-if obj.status == nil or obj.status.observedGeneration == nil then
+-- The CRD defaults status to {observedGeneration: -1} until fhirlock writes one (docs/api.md), so a
+-- negative generation, like none at all, means fhirlock has not looked at the endpoint yet.
+if obj.status == nil or obj.status.observedGeneration == nil or obj.status.observedGeneration < 0 then
   hs.status = "Progressing"
   hs.message = "Waiting for fhirlock to observe the endpoint"
   return hs
@@ -76,14 +80,16 @@ local mode = "Enforce"
 if obj.spec ~= nil and obj.spec.mode ~= nil then
   mode = obj.spec.mode
 end
+-- Audit mode never writes to Azure, so an Audit endpoint that is not Ready stays so until someone
+-- changes Azure or the spec: waiting on people, not progressing.
+if mode == "Audit" and (ready ~= nil or findings > 0) then
+  hs.status = "Suspended"
+  hs.message = message(ready, "Audit mode: " .. tostring(findings) .. " finding(s)")
+  return hs
+end
 if findings > 0 or (ready ~= nil and ready.reason == "FindingsPresent") then
-  if mode == "Audit" then
-    hs.status = "Suspended"
-    hs.message = message(ready, "Audit mode: " .. tostring(findings) .. " finding(s)")
-  else
-    hs.status = "Degraded"
-    hs.message = "Enforce mode, " .. tostring(findings) .. " finding(s) remain: " .. message(ready, "findings present")
-  end
+  hs.status = "Degraded"
+  hs.message = "Enforce mode: " .. message(ready, tostring(findings) .. " finding(s) remain")
   return hs
 end
 

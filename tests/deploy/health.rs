@@ -2,6 +2,7 @@
 //! health rules.
 
 use super::*;
+use crate::states::Status;
 
 /// What the apiserver returns, without what changes from run to run.
 fn normalised(mut o: Value) -> Value {
@@ -67,26 +68,103 @@ fn flux_kstatus_and_argocd_health_read_real_endpoints() {
         let f = dir.path().join(format!("{name}.in.yaml"));
         std::fs::write(&f, serde_yaml::to_string(&obj).unwrap()).unwrap();
         kubectl_ok(&["create", "-f", f.to_str().unwrap()]);
-        let merge = |extra: &[&str], patch: &str| {
-            let mut args = vec!["patch", "sfe", "-n", &ns, &name];
-            args.extend_from_slice(extra);
-            args.extend(["--type=merge", "-p", patch]);
-            kubectl_ok(&args)
-        };
-        if let Some(st) = &s.status {
-            merge(
-                &["--subresource=status"],
-                &json!({ "status": st }).to_string(),
-            );
+        // The status as fhirlock writes it: the write-ahead by merge patch, a whole status by
+        // server-side apply, both with field manager `fhirlock`.
+        match &s.status {
+            Status::Nothing => {}
+            Status::WriteAhead(ids) => {
+                let patch = json!({"status": {"createdResources": ids}}).to_string();
+                kubectl_ok(&[
+                    "patch",
+                    "sfe",
+                    "-n",
+                    &ns,
+                    &name,
+                    "--subresource=status",
+                    "--type=merge",
+                    "--field-manager=fhirlock",
+                    "-p",
+                    &patch,
+                ]);
+            }
+            Status::Apply(st) => {
+                let applied = json!({
+                    "apiVersion": "fhirlock.io/v1alpha1",
+                    "kind": "SecuredFhirEndpoint",
+                    "metadata": {"name": name, "namespace": ns},
+                    "status": st,
+                });
+                let f = dir.path().join(format!("{name}.status.json"));
+                std::fs::write(&f, applied.to_string()).unwrap();
+                kubectl_ok(&[
+                    "apply",
+                    "--server-side",
+                    "--subresource=status",
+                    "--field-manager=fhirlock",
+                    "--force-conflicts",
+                    "-f",
+                    f.to_str().unwrap(),
+                ]);
+            }
         }
         if s.bump_generation {
-            merge(&[], r#"{"spec":{"gateway":{"sku":{"maxCapacity":4}}}}"#);
+            let patch = r#"{"spec":{"gateway":{"sku":{"maxCapacity":4}}}}"#;
+            kubectl_ok(&[
+                "patch",
+                "sfe",
+                "-n",
+                &ns,
+                &name,
+                "--type=merge",
+                "-p",
+                patch,
+            ]);
         }
-        let got: Value =
-            serde_json::from_str(&kubectl_ok(&["get", "sfe", "-n", &ns, &name, "-o", "json"]))
-                .unwrap();
+        let got: Value = serde_json::from_str(&kubectl_ok(&[
+            "get",
+            "sfe",
+            "-n",
+            &ns,
+            &name,
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ]))
+        .unwrap();
         let expect_gen = if s.bump_generation { 2 } else { 1 };
         assert_eq!(got["metadata"]["generation"], expect_gen, "{}", s.name);
+        match &s.status {
+            // The CRD's default status, applied by the apiserver to an object that has none.
+            Status::Nothing => assert_eq!(
+                got["status"],
+                json!({"observedGeneration": -1}),
+                "{}: a new endpoint's status",
+                s.name
+            ),
+            // The write-ahead keeps the default: fhirlock has not concluded a pass yet.
+            Status::WriteAhead(_) => {
+                assert_eq!(got["status"]["observedGeneration"], -1, "{}", s.name)
+            }
+            // fhirlock's own status write replaces the default with the generation it saw.
+            Status::Apply(_) => {
+                assert_eq!(got["status"]["observedGeneration"], 1, "{}", s.name);
+                let owns = got["metadata"]["managedFields"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|m| {
+                        m["manager"] == "fhirlock"
+                            && m["operation"] == "Apply"
+                            && m["subresource"] == "status"
+                            && !m["fieldsV1"]["f:status"]["f:observedGeneration"].is_null()
+                    });
+                assert!(
+                    owns,
+                    "{}: fhirlock does not own status.observedGeneration: {}",
+                    s.name, got["metadata"]["managedFields"]
+                );
+            }
+        }
         let file = dir.path().join(format!("{}.json", s.name));
         std::fs::write(&file, serde_json::to_string_pretty(&got).unwrap()).unwrap();
         files.push(file);
@@ -134,10 +212,16 @@ fn flux_kstatus_and_argocd_health_read_real_endpoints() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 
-    // The four states a GitOps controller must tell apart.
+    // The states a GitOps controller must tell apart; a new endpoint is not yet Current.
     assert_eq!(
-        ["ready", "reconciling", "stalled", "stale-generation"].map(|s| k[s].0.as_str()),
-        ["Current", "InProgress", "Failed", "InProgress"]
+        ["new", "ready", "reconciling", "stalled", "stale-generation"].map(|s| k[s].0.as_str()),
+        [
+            "InProgress",
+            "Current",
+            "InProgress",
+            "Failed",
+            "InProgress"
+        ]
     );
 
     // Argo CD's fixture format (health_test.yaml), messages included, as `go test` in
