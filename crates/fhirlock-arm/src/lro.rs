@@ -40,7 +40,10 @@ pub struct Operation {
     pub retry_after_secs: Option<u64>,
 }
 
-/// The wait before polling when the server names none (the RPC's and go-azure-sdk's default).
+/// The wait before polling when the server names none. The ARM RPC suggests clients wait 60 s
+/// then; the Azure SDKs for Go (and go-azure-sdk) wait 10 s, which fhirlock follows: Network, Web
+/// and Cosmos DB send `Retry-After` on their operations, so this applies only when one does not,
+/// and one poll is a single read.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Operation {
