@@ -634,10 +634,31 @@ pub fn cosmos_put(
     }
     for rule in p["ipRules"].as_array().into_iter().flatten() {
         let ip = rule["ipAddressOrRange"].as_str().unwrap_or("");
-        if Cidr::parse(ip).is_none() {
+        let Some(range) = Cidr::parse(ip) else {
             return Err(ArmError::bad_request(
                 "BadRequest",
                 format!("Invalid IP address or range '{ip}' in ipRules."),
+            ));
+        };
+        // Cosmos DB's IP filter sees only public addresses: the REST spec's IpAddressOrRange
+        // (cosmos-db.json, 2025-04-15) says a rule "cannot be contained in one of the following
+        // ranges: 10.0.0.0/8, 100.64.0.0/10, 172.16.0.0/12, 192.168.0.0/16, since these are not
+        // enforceable by the IP address filter". The error code and text are [U].
+        let unenforceable = [
+            "10.0.0.0/8",
+            "100.64.0.0/10",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+        ]
+        .into_iter()
+        .filter_map(Cidr::parse)
+        .find(|private| private.contains(&range));
+        if unenforceable.is_some() {
+            return Err(ArmError::bad_request(
+                "BadRequest",
+                format!(
+                    "IP address or range '{ip}' in ipRules is in a private range, which the IP address filter cannot enforce."
+                ),
             ));
         }
     }

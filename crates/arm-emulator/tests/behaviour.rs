@@ -380,6 +380,40 @@ fn cosmos_rejects_malformed_ip_rules() {
 }
 
 #[test]
+fn cosmos_rejects_ip_rules_inside_private_ranges_it_cannot_enforce() {
+    let body = |range: &str| {
+        json!({"location": "uksouth", "properties": {"databaseAccountOfferType": "Standard",
+        "locations": [{"locationName": "UK South"}], "ipRules": [{"ipAddressOrRange": range}]}})
+    };
+    let mut h = H::new();
+    for private in [
+        "10.0.0.0/8",
+        "10.20.1.0/24",
+        "100.64.0.1",
+        "172.20.0.0/16",
+        "192.168.1.7",
+    ] {
+        h.fails(
+            "PUT",
+            &cosmos_id("c"),
+            COSMOS,
+            Some(body(private)),
+            400,
+            "BadRequest",
+        );
+    }
+    // Public addresses, and a range that merely contains a private one, are accepted.
+    for (account, public) in [
+        ("p1", "203.0.113.7"),
+        ("p2", "198.51.100.0/24"),
+        ("p3", "8.0.0.0/5"),
+    ] {
+        let r = h.call("PUT", &cosmos_id(account), COSMOS, Some(body(public)));
+        assert!(r.status < 300, "{public}: {}", r.status);
+    }
+}
+
+#[test]
 fn a_doubled_leading_slash_is_tolerated() {
     let mut h = H::new();
     let req = Request::new("GET", &format!("/{}?api-version={RG_API}", rg("fhir")))
