@@ -35,6 +35,11 @@ fn apply_args<'a>(file: &'a str, tls: &'a (PathBuf, PathBuf)) -> Vec<&'a str> {
     ]
 }
 
+/// A PATCH by someone else (the portal user), waited for.
+async fn patch(portal: &ArmClient, id: &str, api: &str, body: &Value) {
+    settle(portal, portal.patch(id, api, body).await.unwrap()).await;
+}
+
 /// Waits for a long-running write by someone else (the portal user) to finish.
 async fn settle(arm: &ArmClient, outcome: WriteOutcome) {
     if let WriteOutcome::Accepted(op) = outcome {
@@ -85,16 +90,11 @@ async fn audit_lists_the_back_doors_apply_closes_them_and_the_oracle_agrees() {
     let emu = emulator("arm-emulator-estate.yaml", 0.01);
     let portal = emu.portal().unwrap();
     // Someone also lowered the TLS floor in the portal.
-    settle(
+    patch(
         &portal,
-        portal
-            .patch(
-                &format!("{}/config/web", site()),
-                WEB,
-                &json!({"properties": {"minTlsVersion": "1.0"}}),
-            )
-            .await
-            .unwrap(),
+        &format!("{}/config/web", site()),
+        WEB,
+        &json!({"properties": {"minTlsVersion": "1.0"}}),
     )
     .await;
 
@@ -201,8 +201,9 @@ async fn a_second_apply_on_a_converged_estate_only_reads() {
     let (code, out, _) = fhirlock(&emu, &apply_args("examples/fhir-endpoint.yaml", &tls));
     assert_eq!(code, 0);
     assert!(out.contains("converged: 0 write(s)"), "{out}");
-    // VNet, gateway, site, config/web, Cosmos, the feature registration, the plan: 7 reads.
-    assert_eq!(emu.control.operator_requests().await.unwrap(), (7, 0, 0));
+    // VNet, gateway, site, its private endpoint connections, config/web, Cosmos, the feature
+    // registration, the plan: 8 reads.
+    assert_eq!(emu.control.operator_requests().await.unwrap(), (8, 0, 0));
 }
 
 #[tokio::test]
@@ -225,40 +226,25 @@ async fn fields_set_out_of_band_survive_a_full_convergence() {
             .unwrap(),
     )
     .await;
-    settle(
+    patch(
         &portal,
-        portal
-            .patch(
-                &site(),
-                WEB,
-                &json!({"properties": {"clientCertEnabled": true, "xPortalSite": "kept"}}),
-            )
-            .await
-            .unwrap(),
+        &site(),
+        WEB,
+        &json!({"properties": {"clientCertEnabled": true, "xPortalSite": "kept"}}),
     )
     .await;
-    settle(
+    patch(
         &portal,
-        portal
-            .patch(
-                &format!("{}/config/web", site()),
-                WEB,
-                &json!({"properties": {"xPortalConfig": [1, 2]}}),
-            )
-            .await
-            .unwrap(),
+        &format!("{}/config/web", site()),
+        WEB,
+        &json!({"properties": {"xPortalConfig": [1, 2]}}),
     )
     .await;
-    settle(
+    patch(
         &portal,
-        portal
-            .patch(
-                &cosmos(),
-                COSMOS,
-                &json!({"properties": {"xPortalCosmos": true}}),
-            )
-            .await
-            .unwrap(),
+        &cosmos(),
+        COSMOS,
+        &json!({"properties": {"xPortalCosmos": true}}),
     )
     .await;
 
