@@ -4,7 +4,8 @@
 //! IP rules and bypass, public network access, public frontends on gateways).
 //!
 //! Sources: `internet`, `azure-services`, `subnet:{id}` for every subnet, and
-//! `frontend:{gatewayId}/frontendIPConfigurations/{name}` for every gateway frontend.
+//! `frontend:{gatewayId}/frontendIPConfigurations/{name}` for every gateway frontend. Each site
+//! also gets its own calls judged (`outbound`): whether each Cosmos DB account admits the app.
 
 use serde_json::{Value, json};
 
@@ -18,6 +19,8 @@ use crate::validate::*;
 pub enum Source {
     Internet,
     AzureServices,
+    /// One address in Azure's public datacentre ranges: an App Service app's own outbound address.
+    AzureAddress,
     /// A subnet, with whether it has the service endpoint the target's service cares about, and
     /// its prefixes (service-endpoint traffic arrives from the subnet's private addresses).
     Subnet {
@@ -61,7 +64,12 @@ fn tag_matches(tag: &str, src: &Source) -> Match {
         Source::AzureServices if !t.eq_ignore_ascii_case("Internet") => Match::Partial,
         Source::Subnet {
             endpoint: false, ..
-        } if t.eq_ignore_ascii_case("AzureCloud") => Match::Full,
+        }
+        | Source::AzureAddress
+            if t.eq_ignore_ascii_case("AzureCloud") =>
+        {
+            Match::Full
+        }
         _ => Match::No,
     }
 }
@@ -215,7 +223,44 @@ pub fn cosmos_admits(net: &Value, src: &Source) -> Option<String> {
         Source::Subnet { endpoint: false, .. } => azure_dc.then(|| {
             "no Microsoft.AzureCosmosDB endpoint: arrives from an Azure public IP, accepted by IP rule 0.0.0.0".to_string()
         }),
+        // The app's own outbound addresses are not assigned by the emulator, so an IP rule naming
+        // them is not evaluated; only `0.0.0.0` covers them [U].
+        Source::AzureAddress => azure_dc.then(|| {
+            "an Azure public address, accepted by IP rule 0.0.0.0".to_string()
+        }),
     }
+}
+
+/// Where a site's calls to Cosmos DB come from, and whether each account admits them. With
+/// regional VNet integration, "If all traffic routing isn't enabled, only private traffic
+/// (RFC1918) and service endpoints configured on the integration subnet is sent into the virtual
+/// network" (Microsoft Learn, "Integrate your app with an Azure virtual network",
+/// `articles/app-service/overview-vnet-integration.md`), so the app's calls come from the subnet,
+/// a service-endpoint source once the endpoint's switch has propagated; otherwise (not
+/// integrated, or no `Microsoft.AzureCosmosDB` endpoint yet) from App Service's outbound
+/// addresses, inside Azure's public ranges.
+fn site_outbound(state: &State, site: &Resource, now_ms: u64) -> Value {
+    let subnet = props(&site.body)["virtualNetworkSubnetId"]
+        .as_str()
+        .filter(|s| !s.is_empty() && state.get(s).is_some());
+    let (name, src) = match subnet {
+        Some(sid) => (
+            format!("subnet:{sid}"),
+            subnet_source(state, sid, "Microsoft.AzureCosmosDB", now_ms),
+        ),
+        None => ("azure-address".to_string(), Source::AzureAddress),
+    };
+    let mut cosmos = serde_json::Map::new();
+    for acct in state.of_type(COSMOS) {
+        let (net, _) = effective_cosmos(acct, now_ms);
+        let verdict = cosmos_admits(&net, &src);
+        cosmos.insert(
+            acct.id.clone(),
+            json!({"reachable": verdict.is_some(), "reason": verdict.unwrap_or_else(|| "refused by the firewall it applies now".into())}),
+        );
+    }
+    let endpoint = matches!(src, Source::Subnet { endpoint: true, .. });
+    json!({"source": name, "serviceEndpoint": endpoint, "cosmos": cosmos})
 }
 
 /// The Cosmos network settings the data plane enforces at `now` (firewall changes propagate late).
@@ -436,7 +481,8 @@ pub fn exposure(state: &State, now_ms: u64) -> Value {
     for site in state.of_type(WEB_SITE) {
         sites.insert(
             site.id.clone(),
-            json!({"main": site_target(state, site, false, now_ms), "scm": site_target(state, site, true, now_ms)}),
+            json!({"main": site_target(state, site, false, now_ms), "scm": site_target(state, site, true, now_ms),
+                   "outbound": site_outbound(state, site, now_ms)}),
         );
     }
     let mut cosmos = serde_json::Map::new();

@@ -383,3 +383,89 @@ fn exposure_lists_every_source() {
     assert_eq!(ids.len(), 5, "{ids:?}");
     assert!(ids.contains(&"internet") && ids.contains(&"azure-services"));
 }
+
+fn outbound(x: &Value) -> Value {
+    x["sites"][&site()]["outbound"].clone()
+}
+fn app_reaches_cosmos(x: &Value) -> bool {
+    outbound(x)["cosmos"][&cosmos()]["reachable"] == true
+}
+
+/// The app's own calls to Cosmos DB come from an Azure address until it joins a subnet with the
+/// Microsoft.AzureCosmosDB endpoint, then from that subnet; each is judged against the firewall
+/// Cosmos DB applies now (a change arrives `cosmosFirewallPropagationSeconds`, 900, later).
+#[test]
+fn the_apps_calls_to_cosmos_come_from_its_subnet_and_meet_the_firewall_in_effect() {
+    let mut h = H::estate();
+    let x = h.exposure();
+    assert_eq!(outbound(&x)["source"], "azure-address");
+    assert!(
+        app_reaches_cosmos(&x),
+        "IP rule 0.0.0.0 admits it: {}",
+        outbound(&x)
+    );
+    h.put_subnet("snet-app-int", json!({"addressPrefix": "10.20.2.0/26",
+        "delegations": [{"name": "Microsoft.Web.serverFarms", "properties": {"serviceName": "Microsoft.Web/serverFarms"}}],
+        "serviceEndpoints": [{"service": "Microsoft.AzureCosmosDB", "locations": ["*"]}]}));
+    h.settle();
+    // Joining before Cosmos DB admits the subnet cuts the app off: IP rules no longer match it.
+    h.ok(
+        "PATCH",
+        &site(),
+        WEB,
+        Some(json!({"properties": {"virtualNetworkSubnetId": snet("snet-app-int")}})),
+    );
+    let x = h.exposure();
+    assert_eq!(
+        outbound(&x)["source"],
+        format!("subnet:{}", snet("snet-app-int"))
+    );
+    assert_eq!(outbound(&x)["serviceEndpoint"], true);
+    assert!(!app_reaches_cosmos(&x), "{}", outbound(&x));
+    // The rule, with the filter on, reaches the data plane only after the propagation delay.
+    h.ok(
+        "PATCH",
+        &cosmos(),
+        COSMOS,
+        Some(json!({"properties": {"isVirtualNetworkFilterEnabled": true,
+        "virtualNetworkRules": [{"id": snet("snet-app-int")}]}})),
+    );
+    h.advance(890.0);
+    assert!(!app_reaches_cosmos(&h.exposure()));
+    h.advance(20.0);
+    let x = h.exposure();
+    assert!(app_reaches_cosmos(&x), "{}", outbound(&x));
+}
+
+/// In the order fhirlock keeps (the rule, the propagation delay, then the site joins), the app
+/// reaches Cosmos DB at every moment.
+#[test]
+fn with_the_rule_in_effect_first_the_app_never_loses_cosmos() {
+    let mut h = H::estate();
+    h.put_subnet("snet-app-int", json!({"addressPrefix": "10.20.2.0/26",
+        "delegations": [{"name": "Microsoft.Web.serverFarms", "properties": {"serviceName": "Microsoft.Web/serverFarms"}}],
+        "serviceEndpoints": [{"service": "Microsoft.AzureCosmosDB", "locations": ["*"]}]}));
+    h.settle();
+    h.ok(
+        "PATCH",
+        &cosmos(),
+        COSMOS,
+        Some(json!({"properties": {"isVirtualNetworkFilterEnabled": true,
+        "virtualNetworkRules": [{"id": snet("snet-app-int")}]}})),
+    );
+    for _ in 0..10 {
+        h.advance(100.0);
+        assert!(
+            app_reaches_cosmos(&h.exposure()),
+            "while the rule propagates"
+        );
+    }
+    h.ok(
+        "PATCH",
+        &site(),
+        WEB,
+        Some(json!({"properties": {"virtualNetworkSubnetId": snet("snet-app-int")}})),
+    );
+    let x = h.exposure();
+    assert!(app_reaches_cosmos(&x), "{}", outbound(&x));
+}
