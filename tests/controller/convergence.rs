@@ -11,8 +11,9 @@ fn apply_then_ready_and_describe_tells_the_story() {
     let obj = wait_for(&op, &ns, &name, READY, "Ready", is_ready);
 
     assert_eq!(obj["status"]["gateway"]["privateIPAddress"], "10.20.1.10");
+    // findingCount counts blocking findings only (the advisory one is listed, not counted).
     assert_eq!(
-        obj["status"]["findingCount"], 1,
+        obj["status"]["findingCount"], 0,
         "only the advisory finding: {}",
         obj["status"]["findings"]
     );
@@ -56,10 +57,13 @@ fn apply_then_ready_and_describe_tells_the_story() {
         table.contains("True") && table.contains("Secured") && table.contains("10.20.1.10"),
         "{table}"
     );
-    // Reads to converge: a full look (7 GETs) at the start and one to confirm Ready; between
+    // Reads to converge: a full look (8 GETs) at the start and one to confirm Ready; between
     // them, after each long-running operation (2 subnets, the Cosmos rule, the gateway, the Cosmos
     // lockdown) one GET of what it changed, and nothing after a write ARM answered with the
-    // resource. Only full looks read the feature registration. Operation polls are apart.
+    // resource; and two full looks for the Cosmos firewall's propagation: one when nothing but the
+    // site's move into the subnet is left (it waits), one when the wait ends (the reconcile is
+    // requeued for then, not polled). Only full looks read the feature registration and the
+    // site's private endpoint connections. Operation polls are apart.
     let gets = |kind: &str| {
         requests_by(&emu, OPERATOR_OBJECT, |e| {
             e["method"] == "GET" && e["resourceType"].as_str().unwrap() == kind
@@ -68,12 +72,13 @@ fn apply_then_ready_and_describe_tells_the_story() {
     let resource_gets = requests_by(&emu, OPERATOR_OBJECT, |e| {
         e["method"] == "GET" && !e["resourceType"].as_str().unwrap().contains("/operations")
     });
-    assert_eq!(gets("Microsoft.Features/features"), 2, "full looks");
+    assert_eq!(gets("Microsoft.Features/features"), 4, "full looks");
+    assert_eq!(gets("Microsoft.Web/sites/privateEndpointConnections"), 4);
     assert_eq!(gets("Microsoft.Network/virtualNetworks/subnets"), 2);
-    assert_eq!(gets("Microsoft.DocumentDB/databaseAccounts"), 4);
+    assert_eq!(gets("Microsoft.DocumentDB/databaseAccounts"), 6);
     assert_eq!(
         resource_gets,
-        2 * 7 + 5,
+        4 * 8 + 5,
         "{}",
         rt().block_on(emu.control.stats()).unwrap()
     );

@@ -465,6 +465,13 @@ pub struct SecuredFhirEndpointStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]
     pub created_resources: Vec<String>,
+
+    /// When fhirlock first saw the Cosmos DB firewall admit the integration subnet (VNet filter on,
+    /// the subnet's rule in place, the account settled). Cosmos DB applies a firewall change up to
+    /// 15 minutes after it is made, so the App Service joins the subnet only that long after this
+    /// time. Cleared when the rule goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cosmos_rule_since: Option<Time>,
 }
 
 /// The gateway as last observed.

@@ -171,8 +171,16 @@ pub struct SiteProperties {
     pub server_farm_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_host_name: Option<String>,
+    /// `Enabled`, `Disabled` or empty (Web 2024-11-01 `Site` model: "Property to allow or block
+    /// all public traffic"). Unset means enabled unless the app has a private endpoint (Microsoft
+    /// Learn, "Azure App Service access restrictions", App access).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_network_access: Option<String>,
+    /// Read-only, and not in the Web 2024-11-01 or 2025-05-01 `Site` model: Azure Resource Graph
+    /// shows a site's connections here [O]; whether an ARM GET does is [U]. The documented list
+    /// is `sites/{name}/privateEndpointConnections` ([`crate::Observed::site_private_endpoints`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_endpoint_connections: Option<Vec<Value>>,
     #[serde(flatten)]
     pub rest: Rest,
 }
@@ -293,8 +301,13 @@ pub struct CosmosProperties {
     pub ip_rules: Option<Vec<CosmosIpRule>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_acl_bypass: Option<String>,
+    /// `Enabled`, `Disabled` or `SecuredByPerimeter` (Cosmos DB 2025-04-15 `PublicNetworkAccess`
+    /// enum, azure-mgmt-cosmosdb 9.8.0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_network_access: Option<String>,
+    /// Read-only (2025-04-15 `DatabaseAccountGetResults.properties.privateEndpointConnections`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_endpoint_connections: Option<Vec<Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disable_local_auth: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -26,6 +26,10 @@ pub struct Observed {
     pub cosmos: Option<Value>,
     /// `properties.state` of the network-isolation feature registration, when read.
     pub isolation_feature: Option<String>,
+    /// The `value` of `GET {site}/privateEndpointConnections` (WebApps_GetPrivateEndpointConnectionList,
+    /// Web 2024-11-01: a `PrivateEndpointConnectionCollection` of
+    /// `RemotePrivateEndpointConnectionARMResource`); `None` when not read.
+    pub site_private_endpoints: Option<Vec<Value>>,
 }
 
 impl Observed {
@@ -73,6 +77,52 @@ impl Observed {
     pub fn cosmos(&self) -> Option<CosmosAccount> {
         self.cosmos.as_ref().and_then(|v| model::parse(v).ok())
     }
+    /// The site's private endpoint connections that carry traffic (or may: pending ones), from
+    /// the documented list and from the site body, without duplicates; their IDs, lower-cased.
+    pub fn site_private_endpoint_ids(&self) -> Vec<String> {
+        let in_body = self
+            .site()
+            .and_then(|s| s.properties.private_endpoint_connections)
+            .unwrap_or_default();
+        live_connections(
+            self.site_private_endpoints
+                .iter()
+                .flatten()
+                .chain(in_body.iter()),
+        )
+    }
+    /// The Cosmos DB account's private endpoint connections that carry traffic (or may).
+    pub fn cosmos_private_endpoint_ids(&self) -> Vec<String> {
+        let list = self
+            .cosmos()
+            .and_then(|c| c.properties.private_endpoint_connections)
+            .unwrap_or_default();
+        live_connections(list.iter())
+    }
+}
+
+/// IDs (lower-cased, deduplicated) of the connections not `Rejected` or `Disconnected`
+/// (`privateLinkServiceConnectionState.status`, in both the Web and the Cosmos DB models). A
+/// connection without an ID or a state counts: it errs towards "there is a private endpoint".
+fn live_connections<'a>(list: impl Iterator<Item = &'a Value>) -> Vec<String> {
+    let mut out: Vec<String> = list
+        .filter(|c| {
+            !c.pointer("/properties/privateLinkServiceConnectionState/status")
+                .and_then(Value::as_str)
+                .is_some_and(|s| {
+                    s.eq_ignore_ascii_case("Rejected") || s.eq_ignore_ascii_case("Disconnected")
+                })
+        })
+        .map(|c| {
+            c.get("id")
+                .and_then(Value::as_str)
+                .unwrap_or("(a private endpoint connection)")
+                .to_ascii_lowercase()
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Azure writes regions both as `uksouth` and `UK South`.

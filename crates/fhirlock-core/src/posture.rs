@@ -438,6 +438,13 @@ pub enum Source {
     /// A subnet (lower-cased ID) admitted through its service endpoint.
     Subnet(String),
     GatewayPublicFrontend,
+    /// Whoever reaches a private endpoint connection (its lower-cased ID): "Access restrictions
+    /// don't apply to traffic entering through a private endpoint" (Microsoft Learn, "Azure App
+    /// Service access restrictions"), and Cosmos DB's firewall rules are for public traffic.
+    PrivateEndpoint(String),
+    /// Whoever a Network Security Perimeter admits (`publicNetworkAccess: SecuredByPerimeter`);
+    /// fhirlock does not read perimeters.
+    Perimeter,
 }
 
 pub type Exposure = BTreeSet<(Target, Source)>;
@@ -450,10 +457,24 @@ pub fn exposure(o: &Observed) -> Exposure {
             .iter()
             .any(|s| s.id.as_deref().is_some_and(|i| id::same(i, sid)) && s.endpoint(svc).is_some())
     };
-    let site_public = o
-        .site()
-        .and_then(|s| s.properties.public_network_access)
-        .is_none_or(|a| !a.eq_ignore_ascii_case("Disabled"));
+    let site_pes = o.site_private_endpoint_ids();
+    let site_access = o.site().and_then(|s| s.properties.public_network_access);
+    // Unset (or empty) is enabled "unless a private endpoint exists which changes the behavior
+    // to disable access" (Microsoft Learn, "Azure App Service access restrictions", App access).
+    let site_public = match site_access.as_deref() {
+        None | Some("") => site_pes.is_empty(),
+        Some(a) => a.eq_ignore_ascii_case("Enabled"),
+    };
+    if o.site.is_some() {
+        for pe in &site_pes {
+            out.insert((Target::Site, Source::PrivateEndpoint(pe.clone())));
+            out.insert((Target::Scm, Source::PrivateEndpoint(pe.clone())));
+        }
+        if site_access.is_some_and(|a| a.eq_ignore_ascii_case("SecuredByPerimeter")) {
+            out.insert((Target::Site, Source::Perimeter));
+            out.insert((Target::Scm, Source::Perimeter));
+        }
+    }
     if let (Some(cfg), true) = (o.site_config(), site_public) {
         let p = &cfg.properties;
         let main = site_sources(
@@ -479,48 +500,67 @@ pub fn exposure(o: &Observed) -> Exposure {
         out.insert((Target::Site, Source::GatewayPublicFrontend));
     }
     if let Some(c) = o.cosmos() {
-        let p = &c.properties;
-        let public = p
-            .public_network_access
-            .as_deref()
-            .is_none_or(|a| !a.eq_ignore_ascii_case("Disabled"));
-        let filter = p.is_virtual_network_filter_enabled == Some(true);
-        let ips: Vec<_> = p
-            .ip_rules
-            .iter()
-            .flatten()
-            .map(|r| r.ip_address_or_range.clone())
-            .collect();
-        if public {
-            if !filter && ips.is_empty() {
-                out.insert((Target::Cosmos, Source::Internet));
-            }
-            for ip in ips {
-                out.insert((
-                    Target::Cosmos,
-                    if ip.trim() == "0.0.0.0" {
-                        Source::AzureServices
-                    } else {
-                        Source::Addresses(ip)
-                    },
-                ));
-            }
-            if p.network_acl_bypass
-                .as_deref()
-                .is_some_and(|b| b.eq_ignore_ascii_case("AzureServices"))
-            {
-                out.insert((Target::Cosmos, Source::AzureServices));
-            }
-            if filter {
-                for r in p.virtual_network_rules.iter().flatten() {
-                    if has_endpoint(&r.id, "Microsoft.AzureCosmosDB") {
-                        out.insert((Target::Cosmos, Source::Subnet(r.id.to_ascii_lowercase())));
-                    }
-                }
+        cosmos_exposure(o, &c.properties, &has_endpoint, &mut out);
+    }
+    out
+}
+
+/// Cosmos DB: public traffic by the firewall, private endpoints always, a perimeter when it decides.
+fn cosmos_exposure(
+    o: &Observed,
+    p: &CosmosProperties,
+    has_endpoint: &dyn Fn(&str, &str) -> bool,
+    out: &mut Exposure,
+) {
+    let pes = o.cosmos_private_endpoint_ids();
+    for pe in &pes {
+        out.insert((Target::Cosmos, Source::PrivateEndpoint(pe.clone())));
+    }
+    if p.public_network_access
+        .as_deref()
+        .is_some_and(|a| a.eq_ignore_ascii_case("SecuredByPerimeter"))
+    {
+        out.insert((Target::Cosmos, Source::Perimeter));
+    }
+    if !crate::plan::cosmos_public(p) {
+        return;
+    }
+    let filter = p.is_virtual_network_filter_enabled == Some(true);
+    let ips: Vec<_> = p
+        .ip_rules
+        .iter()
+        .flatten()
+        .map(|r| r.ip_address_or_range.clone())
+        .collect();
+    // With private endpoints and no rules, "the Azure Cosmos DB account is accessible only
+    // through the private endpoints" (Microsoft Learn, "Configure Azure Private Link for an Azure
+    // Cosmos DB account").
+    if !filter && ips.is_empty() && pes.is_empty() {
+        out.insert((Target::Cosmos, Source::Internet));
+    }
+    for ip in ips {
+        out.insert((
+            Target::Cosmos,
+            if ip.trim() == "0.0.0.0" {
+                Source::AzureServices
+            } else {
+                Source::Addresses(ip)
+            },
+        ));
+    }
+    if p.network_acl_bypass
+        .as_deref()
+        .is_some_and(|b| b.eq_ignore_ascii_case("AzureServices"))
+    {
+        out.insert((Target::Cosmos, Source::AzureServices));
+    }
+    if filter {
+        for r in p.virtual_network_rules.iter().flatten() {
+            if has_endpoint(&r.id, "Microsoft.AzureCosmosDB") {
+                out.insert((Target::Cosmos, Source::Subnet(r.id.to_ascii_lowercase())));
             }
         }
     }
-    out
 }
 
 fn site_sources(

@@ -70,8 +70,109 @@ pub fn check(d: &Desired, o: &Observed) -> Vec<PreflightFailure> {
         integration_subnet_free(d, int, &site, &mut out);
     }
     site_integrated_elsewhere(d, &site, &mut out);
+    site_public_access(d, o, &site, &mut out);
+    cosmos_public_access(d, o, &mut out);
     gateway_ours_or_creatable(d, o, &mut out);
     out
+}
+
+/// Every code [`check`] can return; each is documented in `docs/operations.md`.
+pub const CODES: &[&str] = &[
+    "VirtualNetworkNotFound",
+    "AppServiceNotFound",
+    "CosmosAccountNotFound",
+    "PlanTierUnsupported",
+    "PlanNotReadable",
+    "RegionMismatch",
+    "PrefixOutsideVirtualNetwork",
+    "PrefixOverlapsSubnet",
+    "SubnetPrefixDiffers",
+    "GatewaySubnetInUse",
+    "GatewaySubnetDelegatedElsewhere",
+    "IntegrationSubnetDelegatedElsewhere",
+    "IntegrationSubnetInUse",
+    "IntegrationSubnetUsedByAnotherPlan",
+    "AppServiceIntegratedElsewhere",
+    "SitePublicAccessDisabled",
+    "SiteHasPrivateEndpoint",
+    "CosmosPublicAccessDisabled",
+    "CosmosSecuredByPerimeter",
+    "GatewayNotOwned",
+    "NetworkIsolationNotRegistered",
+    "CertificateUnavailable",
+];
+
+/// The gateway reaches the site through the site's public (default) endpoint, filtered by
+/// service-endpoint access restrictions. Microsoft Learn, "Azure App Service access restrictions"
+/// (`articles/app-service/overview-access-restrictions.md`): app access "`Disabled`" closes that
+/// endpoint; unset, "the default behavior is to enable access unless a private endpoint exists
+/// which changes the behavior to disable access"; "Access restrictions don't apply to traffic
+/// entering through a private endpoint"; and "Access restriction rules based on service endpoints
+/// are not supported on apps that have private endpoint configured". "Using Private Endpoints for
+/// App Service apps" (`articles/app-service/networking/private-endpoint.md`), Limitations: "Apps
+/// that you configure with private endpoints cannot use service endpoint-based access restriction
+/// rules." So fhirlock writes nothing to such a site: opening its public endpoint would widen
+/// it, and its rules would not hold.
+fn site_public_access(d: &Desired, o: &Observed, site: &Site, out: &mut Vec<PreflightFailure>) {
+    if let Some(pna) = site.properties.public_network_access.as_deref()
+        && !pna.is_empty()
+        && !pna.eq_ignore_ascii_case("Enabled")
+    {
+        out.push(fail(
+            "SitePublicAccessDisabled",
+            format!(
+                "the App Service {} has publicNetworkAccess {pna}: it is reachable only through private endpoints, and fhirlock's design admits the gateway through the site's public endpoint, filtered to the gateway subnet by service-endpoint access restrictions. fhirlock does not open it: use private-endpoint mode (not yet available), or set publicNetworkAccess to Enabled yourself",
+                d.site_id
+            ),
+        ));
+    }
+    let endpoints = o.site_private_endpoint_ids();
+    if !endpoints.is_empty() {
+        out.push(fail(
+            "SiteHasPrivateEndpoint",
+            format!(
+                "the App Service {} has {} private endpoint connection(s) ({}): App Service does not support service-endpoint access restrictions on an app with a private endpoint, and an unset publicNetworkAccess then means disabled. Use private-endpoint mode (not yet available), or remove the private endpoint",
+                d.site_id,
+                endpoints.len(),
+                endpoints.join(", ")
+            ),
+        ));
+    }
+}
+
+/// Cosmos DB admits the integration subnet's service-endpoint traffic only while public network
+/// access is on. Microsoft Learn, "Configure Azure Private Link for an Azure Cosmos DB account"
+/// (`articles/cosmos-db/how-to-configure-private-endpoints.md`): the `publicNetworkAccess` flag
+/// "takes precedence over any IP or virtual network rule. All public and virtual network traffic
+/// is blocked when the flag is set to *Disabled*". `SecuredByPerimeter` (a value of the
+/// 2025-04-15 `PublicNetworkAccess` enum) hands public access to a Network Security Perimeter.
+/// fhirlock never turns either into `Enabled` itself: that would open the public endpoint of an
+/// account someone closed.
+fn cosmos_public_access(d: &Desired, o: &Observed, out: &mut Vec<PreflightFailure>) {
+    let Some(pna) = o.cosmos().and_then(|c| c.properties.public_network_access) else {
+        return;
+    };
+    if pna.eq_ignore_ascii_case("Enabled") {
+        return;
+    }
+    let what_to_do = "fhirlock's service-endpoint design needs public network access on, filtered to the integration subnet: use private-endpoint mode (not yet available), or set publicNetworkAccess to Enabled yourself";
+    if pna.eq_ignore_ascii_case("SecuredByPerimeter") {
+        out.push(fail(
+            "CosmosSecuredByPerimeter",
+            format!(
+                "the Cosmos DB account {} has publicNetworkAccess SecuredByPerimeter: a Network Security Perimeter decides who reaches it, and fhirlock does not take that away. {what_to_do}",
+                d.cosmos_id
+            ),
+        ));
+    } else {
+        out.push(fail(
+            "CosmosPublicAccessDisabled",
+            format!(
+                "the Cosmos DB account {} has publicNetworkAccess {pna}: it is reachable only through private endpoints, and fhirlock does not open it. {what_to_do}",
+                d.cosmos_id
+            ),
+        ));
+    }
 }
 
 fn plan_tier(o: &Observed, out: &mut Vec<PreflightFailure>) {
@@ -311,4 +412,35 @@ fn is_named(s: &Subnet, name: &str) -> bool {
     s.name
         .as_deref()
         .is_some_and(|n| n.eq_ignore_ascii_case(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CODES;
+
+    /// Every code `check` can return is in [`CODES`], and each is in the troubleshooting table.
+    #[test]
+    fn every_code_is_listed_and_documented() {
+        let all = include_str!("preflight.rs");
+        let src = &all[..all.find("#[cfg(test)]").unwrap()];
+        let mut used = Vec::new();
+        for (i, _) in src.match_indices("fail(") {
+            let rest = src[i + 5..].trim_start();
+            if let Some(s) = rest.strip_prefix('"') {
+                used.push(&s[..s.find('"').unwrap()]);
+            }
+        }
+        assert!(used.len() >= CODES.len(), "{used:?}");
+        for code in &used {
+            assert!(CODES.contains(code), "{code} is not in CODES");
+        }
+        let doc = include_str!("../../../docs/operations.md");
+        for code in CODES {
+            assert!(used.contains(code), "{code} is never returned");
+            assert!(
+                doc.contains(&format!("`{code}`")),
+                "{code} is not in docs/operations.md"
+            );
+        }
+    }
 }

@@ -3,10 +3,11 @@
 //! conditions, so a condition's lastTransitionTime moves only when its status does.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
 
 use crate::component::Component;
 use crate::desired::Desired;
-use crate::plan::Plan;
+use crate::plan::{Clock, Plan};
 use crate::posture::Finding;
 use crate::preflight::PreflightFailure;
 
@@ -26,15 +27,26 @@ pub struct Assessment {
     pub throttled: bool,
     /// A terminal Azure error (message already free of secrets).
     pub terminal_error: Option<(String, String)>,
+    /// Since when Cosmos DB has been seen admitting the integration subnet by its rule
+    /// ([`crate::plan::admitted_since`]), for `status.cosmosRuleSince`.
+    pub cosmos_rule_since: Option<Timestamp>,
+    /// When the plan's wait for the Cosmos DB firewall ends ([`crate::plan::wait_ends`]): the
+    /// time to look again, rather than polling.
+    pub wait_ends: Option<Timestamp>,
 }
 
 impl Assessment {
-    /// From one look at Azure: pre-flight, then (only if it passed) the plan, and the findings
-    /// either way.
+    /// From one look at Azure, the time unknown (see [`crate::plan::plan`]).
     pub fn of(d: &Desired, o: &crate::Observed) -> Assessment {
+        Assessment::at(d, o, &Clock::default())
+    }
+
+    /// From one look at Azure at the time `clock` says: pre-flight, then (only if it passed) the
+    /// plan, and the findings either way.
+    pub fn at(d: &Desired, o: &crate::Observed, clock: &Clock) -> Assessment {
         let preflight = crate::preflight::check(d, o);
         let plan = if preflight.is_empty() {
-            crate::plan::plan(d, o)
+            crate::plan::plan_at(d, o, clock)
         } else {
             Plan::default()
         };
@@ -43,6 +55,8 @@ impl Assessment {
             preflight,
             plan,
             audit: d.mode == fhirlock_api::v1alpha1::Mode::Audit,
+            cosmos_rule_since: crate::plan::admitted_since(d, o, clock),
+            wait_ends: crate::plan::wait_ends(d, o, clock),
             ..Default::default()
         }
     }

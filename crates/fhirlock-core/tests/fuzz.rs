@@ -169,24 +169,10 @@ fn slot(o: &mut Observed, i: usize) -> &mut Option<Value> {
     }
 }
 
-/// The plan run to completion with the simulator, as the controller does; `Err` when it gets
-/// stuck or does not finish in 20 rounds.
+/// The plan run to completion with the simulator, as the controller does (simulated time
+/// included); `Err` when it gets stuck or does not finish.
 fn try_converge(d: &Desired, start: &Observed) -> Result<Observed, String> {
-    let mut o = start.clone();
-    for round in 0..20 {
-        let p = plan::plan(d, &o);
-        if p.is_empty() {
-            return Ok(o);
-        }
-        let ready: Vec<_> = p.steps.into_iter().filter(|s| s.ready()).collect();
-        if ready.is_empty() {
-            return Err(format!("stuck in round {round}: nothing is ready"));
-        }
-        for step in ready {
-            o = simulate::apply(&o, &step);
-        }
-    }
-    Err("did not converge in 20 rounds".into())
+    converge_timed(d, start).map(|(end, _, _)| end)
 }
 
 fn admissible(obj: &Value) -> bool {

@@ -1,11 +1,16 @@
-//! Properties over generated estates: whatever state Azure is in (within what pre-flight admits),
-//! running the plan converges, keeps every field fhirlock does not own, deletes nothing, and never
-//! passes through a state that opens a path the end state closes.
+//! Properties over generated estates: whatever state Azure is in, pre-flight stops on what the
+//! design must not touch (public access closed, private endpoints on the site) with no write;
+//! otherwise running the plan converges, keeps every field fhirlock does not own, deletes
+//! nothing, never writes `publicNetworkAccess`, never passes through a state that opens a path
+//! the end state closes, ends with no source in that reached neither before nor is declared, and
+//! never cuts the app off Cosmos DB while a firewall change propagates.
 
 mod common;
 
 use common::*;
-use fhirlock_core::{Observed, model, observed, plan, posture, preflight, simulate};
+use fhirlock_core::posture::{Exposure, Source, Target};
+use fhirlock_core::{Desired, Observed, model, observed, plan, posture, preflight, simulate};
+use k8s_openapi::jiff::Timestamp;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -24,7 +29,17 @@ struct Estate {
     cosmos_ips: u8,
     cosmos_bypass: bool,
     cosmos_foreign_rule: bool,
-    cosmos_public_disabled: bool,
+    /// `properties.publicNetworkAccess` of the account: absent, Enabled, Disabled or SecuredByPerimeter.
+    cosmos_access: Option<&'static str>,
+    /// `0.0.0.0` among the IP rules: the app, not yet integrated, reaches Cosmos DB from Azure.
+    cosmos_azure_dc: bool,
+    /// A private endpoint connection on the account.
+    cosmos_private_endpoint: bool,
+    /// `properties.publicNetworkAccess` of the site: absent, Enabled or Disabled.
+    site_access: Option<&'static str>,
+    /// A private endpoint connection on the site: 0 none, 1 in the list fhirlock reads, 2 in the
+    /// site body, 3 a Rejected one (which carries nothing).
+    site_private_endpoint: u8,
     int_subnet: u8,
     gw_subnet: u8,
     converged_first: bool,
@@ -48,16 +63,24 @@ fn estate() -> impl Strategy<Value = Estate> {
         0u8..3,
         any::<bool>(),
         any::<bool>(),
-        any::<bool>(),
         0u8..4,
         0u8..4,
         any::<bool>(),
         any::<u8>(),
     );
-    (a, b).prop_map(
+    // Weighted so that most estates pass pre-flight and converge.
+    let c = (
+        prop_oneof![2 => Just(None), 6 => Just(Some("Enabled")), 1 => Just(Some("Disabled")), 1 => Just(Some("SecuredByPerimeter"))],
+        any::<bool>(),
+        prop::bool::weighted(0.25),
+        prop_oneof![4 => Just(None), 5 => Just(Some("Enabled")), 1 => Just(Some("Disabled"))],
+        prop_oneof![8 => Just(0u8), 1 => Just(1u8), 1 => Just(2u8), 1 => Just(3u8)],
+    );
+    (a, b, c).prop_map(
         |(
             (sd, ea, dr, sum, sdef, sa, tls, ftps, https),
-            (cf, ci, cb, cfr, cpd, int, gw, conv, seed),
+            (cf, ci, cb, cfr, int, gw, conv, seed),
+            (ca, cdc, cpe, sacc, spe),
         )| Estate {
             site_default: sd,
             extra_allow: ea,
@@ -72,7 +95,11 @@ fn estate() -> impl Strategy<Value = Estate> {
             cosmos_ips: ci,
             cosmos_bypass: cb,
             cosmos_foreign_rule: cfr,
-            cosmos_public_disabled: cpd,
+            cosmos_access: ca,
+            cosmos_azure_dc: cdc,
+            cosmos_private_endpoint: cpe,
+            site_access: sacc,
+            site_private_endpoint: spe,
             int_subnet: int,
             gw_subnet: gw,
             converged_first: conv,
@@ -188,11 +215,13 @@ fn build(e: &Estate) -> Observed {
     o.site.as_mut().unwrap()["properties"]["httpsOnly"] = json!(e.https_only);
     let c = &mut o.cosmos.as_mut().unwrap()["properties"];
     c["isVirtualNetworkFilterEnabled"] = json!(e.cosmos_filter);
-    c["ipRules"] = json!(
-        (0..e.cosmos_ips)
-            .map(|i| json!({"ipAddressOrRange": format!("51.140.{i}.0/24")}))
-            .collect::<Vec<_>>()
-    );
+    let mut ips: Vec<Value> = (0..e.cosmos_ips)
+        .map(|i| json!({"ipAddressOrRange": format!("51.140.{i}.0/24")}))
+        .collect();
+    if e.cosmos_azure_dc {
+        ips.push(json!({"ipAddressOrRange": "0.0.0.0"}));
+    }
+    c["ipRules"] = json!(ips);
     c["networkAclBypass"] = json!(if e.cosmos_bypass {
         "AzureServices"
     } else {
@@ -204,10 +233,168 @@ fn build(e: &Estate) -> Observed {
             .get_or_insert(&mut vec![])
             .push(json!({"id": format!("{}/subnets/snet-workloads", vnet_id())}));
     }
-    if e.cosmos_public_disabled {
-        c["publicNetworkAccess"] = json!("Disabled");
+    match e.cosmos_access {
+        Some(a) => c["publicNetworkAccess"] = json!(a),
+        None => {
+            c.as_object_mut().unwrap().remove("publicNetworkAccess");
+        }
+    }
+    if e.cosmos_private_endpoint {
+        c["privateEndpointConnections"] = json!([connection("cosmos-pe", "Approved")]);
+    }
+    let site = &mut o.site.as_mut().unwrap()["properties"];
+    match e.site_access {
+        Some(a) => site["publicNetworkAccess"] = json!(a),
+        None => {
+            site.as_object_mut().unwrap().remove("publicNetworkAccess");
+        }
+    }
+    match e.site_private_endpoint {
+        1 => o.site_private_endpoints = Some(vec![connection("site-pe", "Approved")]),
+        2 => site["privateEndpointConnections"] = json!([connection("site-pe", "Pending")]),
+        3 => o.site_private_endpoints = Some(vec![connection("site-pe", "Rejected")]),
+        _ => {}
     }
     o
+}
+
+/// A private endpoint connection as the Web and Cosmos DB models shape it.
+fn connection(name: &str, status: &str) -> Value {
+    json!({"id": format!("/subscriptions/{SUB}/resourceGroups/fhir/providers/x/privateEndpointConnections/{name}"),
+        "name": name, "properties": {"privateEndpoint": {"id": format!("/subscriptions/{SUB}/resourceGroups/fhir/providers/Microsoft.Network/privateEndpoints/{name}")},
+        "privateLinkServiceConnectionState": {"status": status, "description": ""}}})
+}
+
+/// The pre-flight codes the estate must stop on: the design would have to open a closed public
+/// endpoint, or to filter a site that has a private endpoint.
+fn must_stop_on(e: &Estate) -> Vec<&'static str> {
+    let mut codes = Vec::new();
+    if e.site_access == Some("Disabled") {
+        codes.push("SitePublicAccessDisabled");
+    }
+    if matches!(e.site_private_endpoint, 1 | 2) {
+        codes.push("SiteHasPrivateEndpoint");
+    }
+    match e.cosmos_access {
+        Some("Disabled") => codes.push("CosmosPublicAccessDisabled"),
+        Some("SecuredByPerimeter") => codes.push("CosmosSecuredByPerimeter"),
+        _ => {}
+    }
+    codes
+}
+
+/// What the spec declares: the gateway subnet reaches the site (and the SCM site when it uses the
+/// main site's rules), the integration subnet reaches Cosmos DB.
+fn declared(d: &Desired) -> Exposure {
+    let gw = Source::Subnet(d.gateway_subnet.id.to_ascii_lowercase());
+    let mut out: Exposure = [
+        (Target::Site, gw.clone()),
+        (
+            Target::Cosmos,
+            Source::Subnet(d.integration_subnet.id.to_ascii_lowercase()),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    if d.scm == fhirlock_api::v1alpha1::ScmSiteLock::LockedLikeMain {
+        out.insert((Target::Scm, gw));
+    }
+    out
+}
+
+fn public_access(o: &Observed) -> (Value, Value) {
+    let get = |v: &Option<Value>| v.as_ref().unwrap()["properties"]["publicNetworkAccess"].clone();
+    (get(&o.site), get(&o.cosmos))
+}
+
+/// The subnet the app's calls to Cosmos DB come from: its integration subnet when that has the
+/// `Microsoft.AzureCosmosDB` service endpoint; `None`, an Azure public address, otherwise.
+fn app_source(o: &Observed) -> Option<String> {
+    let sid = o.site()?.properties.virtual_network_subnet_id?;
+    o.subnets()
+        .iter()
+        .any(|s| {
+            s.id.as_deref()
+                .is_some_and(|i| i.eq_ignore_ascii_case(&sid))
+                && s.endpoint("Microsoft.AzureCosmosDB").is_some()
+        })
+        .then(|| sid.to_ascii_lowercase())
+}
+
+/// Cosmos DB's verdict on the app under the account settings `net` (its `properties`), written
+/// from Microsoft Learn apart from the planner: `publicNetworkAccess` other than Enabled blocks
+/// all public and VNet traffic; no IP rule, VNet filter or private endpoint lets everyone in; an
+/// Azure public address gets in by `0.0.0.0`; service-endpoint traffic only by a VNet rule with
+/// the filter on ("Configure access to Azure Cosmos DB from virtual networks").
+fn cosmos_admits_app(net: &Value, private_endpoints: bool, from: &Option<String>) -> bool {
+    if net["publicNetworkAccess"]
+        .as_str()
+        .is_some_and(|a| !a.eq_ignore_ascii_case("Enabled"))
+    {
+        return false;
+    }
+    let filter = net["isVirtualNetworkFilterEnabled"] == json!(true);
+    let ips: Vec<&str> = net["ipRules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["ipAddressOrRange"].as_str())
+        .collect();
+    if !filter && ips.is_empty() && !private_endpoints {
+        return true;
+    }
+    match from {
+        None => ips.iter().any(|ip| ip.trim() == "0.0.0.0"),
+        Some(sid) => {
+            filter
+                && net["virtualNetworkRules"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|r| {
+                        r["id"]
+                            .as_str()
+                            .is_some_and(|i| i.eq_ignore_ascii_case(sid))
+                    })
+        }
+    }
+}
+
+/// If the app reached Cosmos DB at the start, it does after every write: "firewall changes may
+/// take up to 15 minutes to propagate and the firewall may exhibit an inconsistent behavior
+/// during this period", so at any moment the data plane may apply any account setting made in the
+/// last 15 minutes, or the one before them, and each must admit where the app's calls come from.
+fn app_keeps_cosmos(start: &Observed, history: &[Written]) -> Result<(), TestCaseError> {
+    let pes = !start.cosmos_private_endpoint_ids().is_empty();
+    let net = |o: &Observed| o.cosmos.as_ref().unwrap()["properties"].clone();
+    if !cosmos_admits_app(&net(start), pes, &app_source(start)) {
+        return Ok(());
+    }
+    // Each setting with when it was made; the first has always been in place.
+    let mut made: Vec<(Option<Timestamp>, Value)> = vec![(None, net(start))];
+    for (step, _, after, at) in history {
+        if made.last().unwrap().1 != net(after) {
+            made.push((Some(*at), net(after)));
+        }
+        let from = app_source(after);
+        let window = at.checked_sub(plan::FIREWALL_PROPAGATION).unwrap();
+        let first = made
+            .iter()
+            .rposition(|(t, _)| t.is_none_or(|t| t <= window))
+            .unwrap_or(0);
+        for (t, n) in &made[first..] {
+            prop_assert!(
+                cosmos_admits_app(n, pes, &from),
+                "after {:?} at {}, the app's calls (from {:?}) may meet the Cosmos DB settings made at {:?}, which refuse them: {}",
+                step.kind,
+                at,
+                from,
+                t,
+                n
+            );
+        }
+    }
+    Ok(())
 }
 
 fn unknowns(o: &Observed) -> Vec<(String, Value)> {
@@ -248,9 +435,17 @@ proptest! {
     fn plans_converge_keep_unowned_fields_and_never_widen(e in estate()) {
         let d = desired();
         let start = build(&e);
-        prop_assert_eq!(preflight::check(&d, &start), vec![]);
+        let stop = must_stop_on(&e);
+        let codes: Vec<_> = preflight::check(&d, &start).into_iter().map(|f| f.code).collect();
+        prop_assert_eq!(&codes, &stop);
+        if !stop.is_empty() {
+            // Nothing is planned, so nothing is written.
+            prop_assert!(fhirlock_core::status::Assessment::of(&d, &start).plan.is_empty());
+            return Ok(());
+        }
 
-        let (end, history, _) = converge(&d, &start);
+        let (end, timed, _) = converge_timed(&d, &start).map_err(TestCaseError::fail)?;
+        let history: Vec<_> = timed.iter().map(|(s, b, a, _)| (s.clone(), b.clone(), a.clone())).collect();
 
         // Re-planning after the plan ran gives nothing.
         prop_assert!(plan::plan(&d, &end).is_empty());
@@ -296,6 +491,20 @@ proptest! {
             let opened: Vec<_> = posture::exposure(after).difference(&allowed).cloned().collect();
             prop_assert!(opened.is_empty(), "{:?} opened {:?}", step.kind, opened);
         }
+
+        // The end state lets in no source that reached neither before nor is declared.
+        let allowed: Exposure = posture::exposure(&start).union(&declared(&d)).cloned().collect();
+        let let_in: Vec<_> = final_exposure.difference(&allowed).cloned().collect();
+        prop_assert!(let_in.is_empty(), "the end state lets in {:?}", let_in);
+
+        // publicNetworkAccess is never written: closed stays closed, and open stays open.
+        for (step, _, _) in &history {
+            prop_assert!(!step.body.to_string().contains("publicNetworkAccess"), "{:?} writes publicNetworkAccess", step.kind);
+        }
+        prop_assert_eq!(public_access(&start), public_access(&end));
+
+        // The app never loses Cosmos DB, whatever the firewall applies while a change propagates.
+        app_keeps_cosmos(&start, &timed)?;
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, value_parser = ["json", "text"], default_value = "json")]
     pub log_format: String,
+    #[command(flatten)]
+    pub cosmos: crate::oneshot::CosmosArgs,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -197,6 +199,7 @@ fn settings(args: &RunArgs) -> Settings {
         read_refill_per_second: args.arm_read_refill_per_second.max(0.0),
         write_bucket_size: args.arm_write_bucket_size.max(1),
         read_bucket_size: args.arm_read_bucket_size.max(1),
+        cosmos_propagation: args.cosmos.propagation(),
     }
 }
 

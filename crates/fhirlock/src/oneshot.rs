@@ -9,9 +9,11 @@ use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use fhirlock_api::{SecuredFhirEndpoint, SecuredFhirEndpointStatus};
 use fhirlock_arm::{ArmClient, ArmConfig, ErrorClass, OperationStatus};
+use fhirlock_core::plan::Clock;
 use fhirlock_core::posture::{Finding, Severity};
 use fhirlock_core::status::Assessment;
 use fhirlock_core::{Certificate, Desired, plan, posture, preflight};
+use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::reconcile::apply::{self as stage_apply, Applied};
@@ -31,6 +33,31 @@ pub struct Target {
     pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub azure: AzureArgs,
+    #[command(flatten)]
+    pub cosmos: CosmosArgs,
+}
+
+/// How long fhirlock gives a Cosmos DB firewall change to reach the data plane before the App
+/// Service joins the integration subnet. Microsoft documents up to 15 minutes ("Configure IP
+/// firewall in Azure Cosmos DB"), and ARM reports no moment at which a change has taken effect.
+#[derive(Args, Debug, Clone)]
+pub struct CosmosArgs {
+    /// Seconds to wait after Cosmos DB is seen admitting the integration subnet before the site
+    /// joins it. Below 900 the app may lose its database for a while; the emulator, whose time
+    /// runs faster, is the reason to lower it.
+    #[arg(
+        long = "cosmos-firewall-propagation-seconds",
+        env = "FHIRLOCK_COSMOS_FIREWALL_PROPAGATION_SECONDS",
+        default_value_t = fhirlock_core::plan::FIREWALL_PROPAGATION.as_secs_f64()
+    )]
+    pub seconds: f64,
+}
+
+impl CosmosArgs {
+    pub fn propagation(&self) -> Duration {
+        Duration::try_from_secs_f64(self.seconds.max(0.0))
+            .unwrap_or(fhirlock_core::plan::FIREWALL_PROPAGATION)
+    }
 }
 
 /// Where Azure is and who fhirlock is there. Each flag falls back to the standard variable.
@@ -285,6 +312,8 @@ pub async fn apply(t: &Target, timeout: Duration) -> anyhow::Result<i32> {
     let mut writes = 0usize;
     let mut failed_operations = 0;
     let mut backoff = Duration::from_secs(1);
+    // Since when Cosmos DB has admitted the integration subnet (status, in the controller).
+    let (mut admitted_since, mut said) = (None, None);
     loop {
         if Instant::now() > deadline {
             bail!("not converged after {timeout:?}");
@@ -299,9 +328,12 @@ pub async fn apply(t: &Target, timeout: Duration) -> anyhow::Result<i32> {
             }
             Err(e) => bail!("reading Azure: {e}"),
         };
+        let clock = Clock::at(Timestamp::now(), admitted_since, t.cosmos.propagation());
+        let assessment = Assessment::at(&d, &o, &clock);
+        admitted_since = assessment.cosmos_rule_since;
         let look = Look {
             desired: &d,
-            assessment: Assessment::of(&d, &o),
+            assessment,
             gateway: None,
             previous: &no_status,
             generation: None,
@@ -336,7 +368,9 @@ pub async fn apply(t: &Target, timeout: Duration) -> anyhow::Result<i32> {
                 let n = answers.len();
                 writes += n;
                 if n == 0 {
-                    // Only waiting steps: Azure is still settling (an endpoint provisioning).
+                    // Only waiting steps: Azure is still settling (an endpoint provisioning, a
+                    // Cosmos DB firewall change propagating).
+                    say_wait(assessment, &mut said);
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
@@ -383,6 +417,19 @@ pub async fn apply(t: &Target, timeout: Duration) -> anyhow::Result<i32> {
                 }
             }
         }
+    }
+}
+
+/// Prints what the first waiting step waits for, once per change.
+fn say_wait(assessment: &Assessment, said: &mut Option<String>) {
+    let wait = assessment
+        .plan
+        .steps
+        .iter()
+        .find_map(|s| s.waiting_for.as_ref().map(|w| format!("{}: {w}", s.kind)));
+    if let Some(w) = wait.filter(|w| Some(w) != said.as_ref()) {
+        println!("  … waiting for {w}");
+        *said = Some(w);
     }
 }
 

@@ -8,13 +8,15 @@
 //! 3. `GatewaySubnet`: delegation and the Microsoft.Web endpoint before the gateway is created.
 //! 4. `CosmosVnetRule`: admit the integration subnet *before* the site moves into it, so a Cosmos
 //!    firewall that is already filtering never cuts the app off (service endpoints change the
-//!    source address).
-//! 5. `SiteVnetIntegration`: the site joins the integration subnet.
+//!    source address); with IP rules and the VNet filter off, that means turning the filter on.
+//! 5. `SiteVnetIntegration`: the site joins the integration subnet, once Cosmos DB admits it: no
+//!    firewall at all, or the rule in place for the propagation time (`cosmos.rs`).
 //! 6. `Gateway`: the private-only gateway, once its subnet is ready.
 //! 7. `SiteAccessRestrictions`: allow only the gateway subnet, default Deny, SCM locked, once the
 //!    gateway is up and the Microsoft.Web endpoint is Succeeded, so the app is never unreachable.
 //! 8. `CosmosLockdown`: filter on, only the integration subnet, no IP rules, no bypass, once the
-//!    site reaches Cosmos through the subnet.
+//!    site reaches Cosmos through the subnet. `publicNetworkAccess` is never written: pre-flight
+//!    stops on anything but `Enabled`.
 //!
 //! Every write is a read-modify-write of the observed JSON: fields fhirlock does not manage go
 //! back as they came.
@@ -24,10 +26,13 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+mod cosmos;
 mod gateway;
 mod precondition;
 mod teardown;
 
+pub(crate) use cosmos::public as cosmos_public;
+pub use cosmos::{Admission, Clock, FIREWALL_PROPAGATION, admission, admitted_since, wait_ends};
 pub use gateway::{gateway_body, gateway_managed_view};
 pub use precondition::Precondition;
 pub use teardown::teardown;
@@ -227,18 +232,26 @@ const WEB_DELEGATION: &str = "Microsoft.Web/serverFarms";
 const GATEWAY_RULE_NAME: &str = "fhirlock-gateway";
 const GATEWAY_RULE_PRIORITY: i64 = 100;
 
-/// The plan for one endpoint. Call it only after the pre-flight checks passed.
+/// The plan for one endpoint, the time unknown: the site's move into the integration subnet
+/// then waits whenever Cosmos DB admits the subnet by a rule (see [`plan_at`]). Call it only
+/// after the pre-flight checks passed.
 pub fn plan(d: &Desired, o: &Observed) -> Plan {
+    plan_at(d, o, &Clock::default())
+}
+
+/// The plan for one endpoint at the time `clock` says. Call it only after the pre-flight checks
+/// passed.
+pub fn plan_at(d: &Desired, o: &Observed, clock: &Clock) -> Plan {
     let mut steps = Vec::new();
     steps.extend(site_https_only(d, o));
     steps.extend(site_tls_and_ftp(d, o));
     steps.extend(subnet_step(d, o, StepKind::IntegrationSubnet));
     steps.extend(subnet_step(d, o, StepKind::GatewaySubnet));
-    steps.extend(cosmos_vnet_rule(d, o));
-    steps.extend(site_vnet_integration(d, o));
+    steps.extend(cosmos::cosmos_vnet_rule(d, o));
+    steps.extend(cosmos::site_vnet_integration(d, o, clock));
     steps.extend(gateway(d, o));
     steps.extend(site_access_restrictions(d, o));
-    steps.extend(cosmos_lockdown(d, o));
+    steps.extend(cosmos::cosmos_lockdown(d, o));
     Plan { steps }
 }
 
@@ -415,87 +428,6 @@ fn subnet_step(d: &Desired, o: &Observed, kind: StepKind) -> Option<Step> {
     Some(s)
 }
 
-fn cosmos_vnet_rule(d: &Desired, o: &Observed) -> Option<Step> {
-    let cosmos = o.cosmos()?;
-    let rules = cosmos
-        .properties
-        .virtual_network_rules
-        .clone()
-        .unwrap_or_default();
-    if rules
-        .iter()
-        .any(|r| id::same(&r.id, &d.integration_subnet.id))
-    {
-        return None;
-    }
-    // Only needed ahead of the lockdown when the site is not integrated yet.
-    let mut new_rules: Vec<Value> = rules.iter().map(model::to_json).collect();
-    let ignore_missing =
-        !endpoint_succeeded(o, &d.integration_subnet.name, "Microsoft.AzureCosmosDB");
-    new_rules.push(
-        json!({"id": d.integration_subnet.id, "ignoreMissingVNetServiceEndpoint": ignore_missing}),
-    );
-    let want = json!({"properties": {"virtualNetworkRules": new_rules}});
-    let changes = json::diff("", o.cosmos.as_ref(), &want);
-    let s = step(
-        StepKind::CosmosVnetRule,
-        &d.cosmos_id,
-        Method::Patch,
-        api_version::COSMOS,
-        want,
-        changes,
-        "admit the integration subnet before the site moves into it, so Cosmos DB never cuts the app off",
-    );
-    let why = o
-        .subnet(&d.integration_subnet.name)
-        .is_none()
-        .then(|| format!("subnet {} to exist", d.integration_subnet.name));
-    Some(waiting(s, why))
-}
-
-fn site_vnet_integration(d: &Desired, o: &Observed) -> Option<Step> {
-    let site = o.site.as_ref()?;
-    let want = json!({"properties": {"virtualNetworkSubnetId": d.integration_subnet.id}});
-    let current = site
-        .pointer("/properties/virtualNetworkSubnetId")
-        .and_then(Value::as_str);
-    if current.is_some_and(|c| id::same(c, &d.integration_subnet.id)) {
-        return None;
-    }
-    let changes = json::diff("", Some(site), &want);
-    let s = step(
-        StepKind::SiteVnetIntegration,
-        &d.site_id,
-        Method::Patch,
-        api_version::WEB,
-        want,
-        changes,
-        "the site reaches Cosmos DB through the integration subnet, not the public internet",
-    );
-    let delegated = o
-        .subnet(&d.integration_subnet.name)
-        .is_some_and(|s| s.delegated_to(WEB_DELEGATION));
-    let admitted = o.cosmos().is_none_or(|c| {
-        c.properties.is_virtual_network_filter_enabled != Some(true)
-            || c.properties
-                .virtual_network_rules
-                .iter()
-                .flatten()
-                .any(|r| id::same(&r.id, &d.integration_subnet.id))
-    });
-    let why = if !delegated {
-        Some(format!(
-            "subnet {} delegated to {WEB_DELEGATION}",
-            d.integration_subnet.name
-        ))
-    } else if !admitted {
-        Some("Cosmos DB to admit the integration subnet".into())
-    } else {
-        None
-    };
-    Some(waiting(s, why))
-}
-
 /// `observed` cut down to the keys `shape` names (array items matched by position).
 fn project(observed: &Value, shape: &Value) -> Value {
     match (observed, shape) {
@@ -650,57 +582,6 @@ fn site_access_restrictions(d: &Desired, o: &Observed) -> Option<Step> {
         Some(format!(
             "the Microsoft.Web endpoint on {} to be Succeeded",
             d.gateway_subnet.name
-        ))
-    } else {
-        None
-    };
-    Some(waiting(s, why))
-}
-
-fn cosmos_lockdown(d: &Desired, o: &Observed) -> Option<Step> {
-    o.cosmos.as_ref()?;
-    let want = json!({"properties": {
-        "isVirtualNetworkFilterEnabled": true,
-        "virtualNetworkRules": [{"id": d.integration_subnet.id, "ignoreMissingVNetServiceEndpoint": false}],
-        "ipRules": [],
-        "networkAclBypass": "None",
-        "publicNetworkAccess": "Enabled",
-    }});
-    let mut current = o.cosmos.clone().unwrap_or_default();
-    // ARM may omit ignoreMissingVNetServiceEndpoint when false.
-    if let Some(rules) = current
-        .pointer_mut("/properties/virtualNetworkRules")
-        .and_then(Value::as_array_mut)
-    {
-        // A rule that is not an object is left as it is: the diff replaces it.
-        for r in rules.iter_mut().filter_map(Value::as_object_mut) {
-            r.entry("ignoreMissingVNetServiceEndpoint")
-                .or_insert(json!(false));
-        }
-    }
-    let changes = managed_diff(&current, &want);
-    if changes.is_empty() {
-        return None;
-    }
-    let s = step(
-        StepKind::CosmosLockdown,
-        &d.cosmos_id,
-        Method::Patch,
-        api_version::COSMOS,
-        want,
-        changes,
-        "only the integration subnet may reach Cosmos DB: filter on, no IP rules, no bypass",
-    );
-    let integrated = o
-        .site()
-        .and_then(|s| s.properties.virtual_network_subnet_id)
-        .is_some_and(|s| id::same(&s, &d.integration_subnet.id));
-    let why = if !integrated {
-        Some("the site to be VNet-integrated, so it keeps reaching Cosmos DB".to_owned())
-    } else if !endpoint_succeeded(o, &d.integration_subnet.name, "Microsoft.AzureCosmosDB") {
-        Some(format!(
-            "the Microsoft.AzureCosmosDB endpoint on {} to be Succeeded",
-            d.integration_subnet.name
         ))
     } else {
         None

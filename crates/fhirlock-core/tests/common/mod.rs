@@ -1,7 +1,11 @@
 //! A wide-open FHIR estate as ARM would return it, and the desired state from the example.
 #![allow(dead_code)]
 
-use fhirlock_core::{Certificate, Desired, Observed};
+use std::time::Duration;
+
+use fhirlock_core::plan::{self, Clock, FIREWALL_PROPAGATION};
+use fhirlock_core::{Certificate, Desired, Observed, Step, simulate};
+use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
 pub const SUB: &str = "6f1c2a52-0000-4000-8000-000000000001";
@@ -102,38 +106,73 @@ pub fn wide_open() -> Observed {
             }
         })),
         isolation_feature: Some("Registered".into()),
+        site_private_endpoints: Some(vec![]),
     }
 }
 
-/// Runs the plan to completion the way the controller does: each round, the ready steps in
-/// order, each applied as ARM would; returns every intermediate state and the number of rounds.
+/// Simulated time between two of the controller's looks.
+pub const ROUND: Duration = Duration::from_secs(5 * 60);
+
+/// When the simulated convergence starts.
+pub fn t0() -> Timestamp {
+    Timestamp::from_second(1_800_000_000).unwrap()
+}
+
+/// One write of a simulated convergence: the step, the state before and after it, and when.
+pub type Written = (Step, Observed, Observed, Timestamp);
+
+/// Runs the plan to completion the way the controller does: each round, a look at `ROUND`
+/// intervals (recording since when Cosmos DB admits the integration subnet, as status does),
+/// then the ready steps in order, each applied as ARM would; returns every intermediate state and
+/// the number of rounds that wrote.
 pub fn converge(
     d: &Desired,
     start: &Observed,
-) -> (
-    Observed,
-    Vec<(fhirlock_core::Step, Observed, Observed)>,
-    usize,
-) {
+) -> (Observed, Vec<(Step, Observed, Observed)>, usize) {
+    let (end, history, rounds) = converge_timed(d, start).unwrap_or_else(|e| panic!("{e}"));
+    (
+        end,
+        history.into_iter().map(|(s, b, a, _)| (s, b, a)).collect(),
+        rounds,
+    )
+}
+
+/// As [`converge`], with the time of each write; `Err` when it gets stuck (nothing ready for
+/// longer than a firewall propagation) or does not finish in 40 rounds.
+pub fn converge_timed(
+    d: &Desired,
+    start: &Observed,
+) -> Result<(Observed, Vec<Written>, usize), String> {
     let mut o = start.clone();
     let mut history = Vec::new();
-    for round in 1..=20 {
-        let plan = fhirlock_core::plan::plan(d, &o);
+    let (mut now, mut since, mut rounds, mut idle) = (t0(), None, 0, 0);
+    for _ in 0..40 {
+        let clock = Clock::at(now, since, FIREWALL_PROPAGATION);
+        let plan = plan::plan_at(d, &o, &clock);
+        since = plan::admitted_since(d, &o, &clock);
         if plan.is_empty() {
-            return (o, history, round - 1);
+            return Ok((o, history, rounds));
         }
         let ready: Vec<_> = plan.steps.into_iter().filter(|s| s.ready()).collect();
-        assert!(
-            !ready.is_empty(),
-            "no step can run, yet the plan is not empty: stuck in {round}"
-        );
+        if ready.is_empty() {
+            idle += 1;
+            if ROUND * idle > FIREWALL_PROPAGATION + ROUND {
+                return Err(format!(
+                    "no step can run, yet the plan is not empty: stuck at {now}"
+                ));
+            }
+        } else {
+            idle = 0;
+            rounds += 1;
+        }
         for step in ready {
             let before = o.clone();
-            o = fhirlock_core::simulate::apply(&o, &step);
-            history.push((step, before, o.clone()));
+            o = simulate::apply(&o, &step);
+            history.push((step, before, o.clone(), now));
         }
+        now += ROUND;
     }
-    panic!("did not converge in 20 rounds");
+    Err("did not converge in 40 rounds".into())
 }
 
 /// Every `(path, value)` for keys starting with `x-unknown`.

@@ -402,6 +402,16 @@ pub fn conclude(
             op.next_poll_in(None)
         } else if written.count > 0 {
             Duration::from_millis(500)
+        } else if let Some(at) = assessment.wait_ends {
+            // Waiting for a Cosmos DB firewall change to arrive (up to 15 minutes): look again
+            // when it has, not every 5 s.
+            let left = at.duration_since(now.0);
+            let left = if left.is_negative() {
+                Duration::ZERO
+            } else {
+                left.unsigned_abs()
+            };
+            left.clamp(Duration::from_secs(1), resync.max(Duration::from_secs(1)))
         } else {
             Duration::from_secs(5)
         };
@@ -577,6 +587,7 @@ pub fn status_of(
         last_sync_time: Some(now.clone()),
         last_drift: extras.drift.or(previous.last_drift.clone()),
         created_resources: created,
+        cosmos_rule_since: o.cosmos_rule_since.map(Time),
     }
 }
 

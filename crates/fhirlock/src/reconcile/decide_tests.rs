@@ -419,6 +419,29 @@ fn drift_is_corrected_only_where_a_write_went_through() {
 }
 
 #[test]
+fn a_wait_for_the_cosmos_firewall_looks_again_when_it_ends_and_keeps_its_start_in_status() {
+    let d = desired();
+    let none = SecuredFhirEndpointStatus::default();
+    let at = |s: i64| Timestamp::from_second(s).unwrap();
+    // (case, the wait ends at, requeue)
+    let table = [
+        ("ends in 2 minutes", Some(at(120)), Duration::from_secs(120)),
+        ("ends after the resync", Some(at(900)), RESYNC),
+        ("has just ended", Some(at(0)), Duration::from_secs(1)),
+        ("no timed wait", None, Duration::from_secs(5)),
+    ];
+    for (case, ends, want) in table {
+        let mut a = assessment(vec![site(false)]);
+        a.wait_ends = ends;
+        a.cosmos_rule_since = Some(at(-780));
+        let l = look(&d, a, &none);
+        let c = conclude(&l, decide(&l, None), &Written::default(), RESYNC, &now());
+        assert_eq!(c.requeue, want, "{case}");
+        assert_eq!(c.status.cosmos_rule_since, Some(Time(at(-780))), "{case}");
+    }
+}
+
+#[test]
 fn the_next_look_follows_what_the_writes_did() {
     let d = desired();
     let none = SecuredFhirEndpointStatus::default();

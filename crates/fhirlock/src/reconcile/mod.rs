@@ -54,6 +54,9 @@ pub struct Settings {
     /// The largest bucket sizes fhirlock assumes (Azure's: 200 writes, 250 reads).
     pub write_bucket_size: u32,
     pub read_bucket_size: u32,
+    /// How long after Cosmos DB is seen admitting the integration subnet the site may join it
+    /// (`fhirlock_core::plan::FIREWALL_PROPAGATION`, 15 minutes, unless configured).
+    pub cosmos_propagation: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]

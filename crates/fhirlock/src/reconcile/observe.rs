@@ -8,6 +8,7 @@ use fhirlock_api::v1alpha1::GatewayStatus;
 use fhirlock_api::{SecuredFhirEndpoint, SecuredFhirEndpointStatus};
 use fhirlock_arm::{ArmClient, ArmError};
 use fhirlock_core::observed::{Slot, api_version};
+use fhirlock_core::plan::Clock;
 use fhirlock_core::status::Assessment;
 use fhirlock_core::{Desired, Observed, observed};
 use k8s_openapi::jiff::Timestamp;
@@ -20,7 +21,7 @@ use super::report::{publish, spread};
 use super::resolve::Resolved;
 use super::{Context, Exit, key};
 
-/// GETs everything the endpoint involves: 7 reads (the VNet carries its subnets). The gateway
+/// GETs everything the endpoint involves: 8 reads (the VNet carries its subnets). The gateway
 /// and feature reads may be 404; the others become pre-flight failures when missing.
 pub async fn read_all(arm: &ArmClient, d: &Desired) -> Result<Observed, ArmError> {
     read(arm, d, |r| r).await
@@ -62,23 +63,28 @@ async fn read(
     absent: fn(Read) -> Read,
 ) -> Result<Observed, ArmError> {
     let (config_id, feature_id) = (d.site_config_id(), d.isolation_feature_id());
-    // All six run to their answer even when one fails (`join!`, not `try_join!`): a dropped
+    // The site's private endpoint connections are not in the Site model (Web 2024-11-01): they
+    // are a list of their own (WebApps_GetPrivateEndpointConnectionList).
+    let endpoints_id = format!("{}/privateEndpointConnections", d.site_id);
+    // All seven run to their answer even when one fails (`join!`, not `try_join!`): a dropped
     // request is still counted by ARM, and must be by fhirlock's metrics too.
-    let (vnet, gateway, site, site_config, cosmos, feature) = tokio::join!(
+    let (vnet, gateway, site, site_config, cosmos, feature, endpoints) = tokio::join!(
         arm.get(&d.vnet_id, api_version::NETWORK),
         arm.get(&d.gateway.id, api_version::NETWORK),
         arm.get(&d.site_id, api_version::WEB),
         arm.get(&config_id, api_version::WEB),
         arm.get(&d.cosmos_id, api_version::COSMOS),
         arm.get(&feature_id, api_version::FEATURES),
+        arm.get(&endpoints_id, api_version::WEB),
     );
-    let (vnet, gateway, site, site_config, cosmos, feature) = (
+    let (vnet, gateway, site, site_config, cosmos, feature, endpoints) = (
         absent(vnet)?,
         absent(gateway)?,
         absent(site)?,
         absent(site_config)?,
         absent(cosmos)?,
         absent(feature)?,
+        absent(endpoints)?,
     );
     let farm_id = site
         .as_ref()
@@ -101,6 +107,8 @@ async fn read(
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         }),
+        site_private_endpoints: endpoints
+            .map(|l| l["value"].as_array().cloned().unwrap_or_default()),
     })
 }
 
@@ -121,23 +129,35 @@ pub async fn reread(
     Ok(known)
 }
 
-/// One look: plans on the followup when it leads to a next write
+/// One look at the time `clock` says: plans on the followup when it leads to a next write
 /// ([`super::decide::partial_look_suffices`]), otherwise on a full read.
 pub async fn look(
     arm: &ArmClient,
     d: &Desired,
     followup: Option<Followup>,
+    clock: &Clock,
 ) -> Result<(Observed, Assessment), ArmError> {
     if let Some(f) = followup {
         let observed = reread(arm, d, f.observed, &f.reread).await?;
-        let assessment = Assessment::of(d, &observed);
+        let assessment = Assessment::at(d, &observed, clock);
         if super::decide::partial_look_suffices(&assessment) {
             return Ok((observed, assessment));
         }
     }
     let observed = read_all(arm, d).await?;
-    let assessment = Assessment::of(d, &observed);
+    let assessment = Assessment::at(d, &observed, clock);
     Ok((observed, assessment))
+}
+
+/// The plan's clock for this pass: now, and since when status says Cosmos DB has admitted the
+/// integration subnet.
+pub fn clock_of(sfe: &SecuredFhirEndpoint, propagation: Duration) -> Clock {
+    let since = sfe
+        .status
+        .as_ref()
+        .and_then(|s| s.cosmos_rule_since.as_ref())
+        .map(|t| t.0);
+    Clock::at(Timestamp::now(), since, propagation)
 }
 
 /// What fhirlock knows right after its writes: `before` with ARM's answers taken in, and what
@@ -211,6 +231,7 @@ static NO_STATUS: SecuredFhirEndpointStatus = SecuredFhirEndpointStatus {
     last_sync_time: None,
     last_drift: None,
     created_resources: Vec::new(),
+    cosmos_rule_since: None,
 };
 
 /// The stage: held back while the read bucket is below fhirlock's share (checked once, before
@@ -247,7 +268,8 @@ pub async fn stage(ctx: &Context, sfe: &SecuredFhirEndpoint, r: &Resolved) -> Re
     let followup = ctx.memory.endpoint(&key, |m| {
         m.take_followup(sfe.metadata.generation, Instant::now())
     });
-    let (observed, assessment) = look(&r.arm, &r.desired, followup)
+    let clock = clock_of(sfe, ctx.settings.cosmos_propagation);
+    let (observed, assessment) = look(&r.arm, &r.desired, followup, &clock)
         .await
         .map_err(|e| Exit::Failed(e, Box::new(r.desired.clone())))?;
     Ok(Seen {
