@@ -45,6 +45,8 @@ export FHIRLOCK_CA_BUNDLE="$(json ca_path "$work/emulator.json")" FHIRLOCK_ARM_A
 # The emulator's development operator principal (docs/emulator.md).
 export AZURE_TENANT_ID=6f1c2a52-0000-4000-8000-00000000a001 AZURE_CLIENT_ID=6f1c2a52-0000-4000-8000-00000000c001
 export AZURE_CLIENT_SECRET=fhirlock-dev-secret
+# fhirlock gives a Cosmos DB firewall change 15 minutes to arrive; the emulator's 900 s, at 0.02.
+export FHIRLOCK_COSMOS_FIREWALL_PROPAGATION_SECONDS=19
 step "control plane $("${kubectl[@]}" version -o json | sed -n 's/.*"gitVersion": "\(v[^"]*\)".*/\1/p' | tail -1); emulated Azure at $arm"
 
 step "fhirlock audit -f examples/fhir-endpoint.yaml   (before)"
