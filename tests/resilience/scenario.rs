@@ -117,13 +117,15 @@ impl<'a> Scenario<'a> {
     }
 
     /// Out-of-band fields on what fhirlock created: the gateway (a tag and a property) and its
-    /// subnets (a property), written as a person would, read-modify-write.
+    /// subnets (a property), written as a person would, read-modify-write. The properties are
+    /// real ones of Microsoft's models that fhirlock does not manage: it PUTs these resources
+    /// whole, and every body it sends is checked against the models.
     pub fn plant_oob_on_created(&mut self, ep: Ep) {
         let i = ep.0;
         let gw_id = ep.gateway();
         let mut gw = self.portal.get(&gw_id, NET).expect("the gateway exists");
         gw["tags"]["oob-owner"] = json!(format!("portal-{i}"));
-        gw["properties"]["oobGatewayNote"] = json!(format!("keep-{i}"));
+        gw["properties"]["enableHttp2"] = json!(true);
         self.portal.write("PUT", &gw_id, NET, &gw);
         self.oob.push((
             gw_id.clone(),
@@ -134,19 +136,19 @@ impl<'a> Scenario<'a> {
         self.oob.push((
             gw_id,
             NET.into(),
-            "/properties/oobGatewayNote".into(),
-            json!(format!("keep-{i}")),
+            "/properties/enableHttp2".into(),
+            json!(true),
         ));
         for name in [ep.agw_subnet(), ep.int_subnet()] {
             let id = ep.subnet_id(&name);
             let mut sn = self.portal.get(&id, NET).expect("the subnet exists");
-            sn["properties"]["oobSubnetNote"] = json!(format!("keep-{i}"));
+            sn["properties"]["defaultOutboundAccess"] = json!(false);
             self.portal.write("PUT", &id, NET, &sn);
             self.oob.push((
                 id,
                 NET.into(),
-                "/properties/oobSubnetNote".into(),
-                json!(format!("keep-{i}")),
+                "/properties/defaultOutboundAccess".into(),
+                json!(false),
             ));
         }
     }
