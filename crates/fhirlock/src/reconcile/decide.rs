@@ -402,18 +402,8 @@ pub fn conclude(
             op.next_poll_in(None)
         } else if written.count > 0 {
             Duration::from_millis(500)
-        } else if let Some(at) = assessment.wait_ends {
-            // Waiting for a Cosmos DB firewall change to arrive (up to 15 minutes): look again
-            // when it has, not every 5 s.
-            let left = at.duration_since(now.0);
-            let left = if left.is_negative() {
-                Duration::ZERO
-            } else {
-                left.unsigned_abs()
-            };
-            left.clamp(Duration::from_secs(1), resync.max(Duration::from_secs(1)))
         } else {
-            Duration::from_secs(5)
+            idle(assessment.wait_ends, now, resync)
         };
     }
     let ready = assessment.preflight.is_empty()
@@ -471,6 +461,21 @@ pub fn conclude(
         time_to_ready,
         drift_corrected,
     }
+}
+
+/// When to look again after a pass that wrote nothing: in 5 s, or, when the plan waits for a
+/// Cosmos DB firewall change to arrive (up to 15 minutes), when that wait ends (within the resync).
+fn idle(wait_ends: Option<Timestamp>, now: &Time, resync: Duration) -> Duration {
+    let Some(at) = wait_ends else {
+        return Duration::from_secs(5);
+    };
+    let left = at.duration_since(now.0);
+    let left = if left.is_negative() {
+        Duration::ZERO
+    } else {
+        left.unsigned_abs()
+    };
+    left.clamp(Duration::from_secs(1), resync.max(Duration::from_secs(1)))
 }
 
 /// What a failed ARM call means for the endpoint.
