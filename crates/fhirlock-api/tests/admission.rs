@@ -178,7 +178,9 @@ fn key_vault_identity_ids_are_judged_as_arm_judges_them() {
     );
     assert_eq!(
         with(&elsewhere),
-        vec!["spec: Invalid value: spec.gateway.tls.keyVaultIdentityId must be in spec.subscriptionId"]
+        vec![
+            "spec: Invalid value: spec.gateway.tls.keyVaultIdentityId must be in spec.subscriptionId"
+        ]
     );
     for bad in [
         "id-agw-fhir".to_owned(),
