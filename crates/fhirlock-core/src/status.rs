@@ -68,7 +68,8 @@ pub const STALLED: &str = "Stalled";
 
 struct Cond {
     type_: &'static str,
-    ok: bool,
+    /// `None`: Unknown.
+    ok: Option<bool>,
     reason: String,
     message: String,
 }
@@ -76,9 +77,17 @@ struct Cond {
 fn c(type_: &'static str, ok: bool, reason: &str, message: impl Into<String>) -> Cond {
     Cond {
         type_,
-        ok,
+        ok: Some(ok),
         reason: reason.to_owned(),
         message: message.into(),
+    }
+}
+
+/// A condition fhirlock could not judge this time.
+fn unknown(type_: &'static str, reason: &str, message: impl Into<String>) -> Cond {
+    Cond {
+        ok: None,
+        ..c(type_, false, reason, message)
     }
 }
 
@@ -94,10 +103,23 @@ pub fn conditions(
     let blocking: Vec<_> = a.findings.iter().filter(|f| f.is_blocking()).collect();
     let mut all = Vec::from(progress(a, &blocking));
     all.extend(Component::ALL.map(|c| component_condition(a, c)));
-    all.push(posture_condition(&blocking));
+    all.push(if a.terminal_error.is_some() {
+        // Azure was not looked at (or not to the end): no claim either way.
+        unknown(
+            "PostureCompliant",
+            "NotObserved",
+            "fhirlock could not look at Azure this time: see Stalled; status.findings are as last observed",
+        )
+    } else {
+        posture_condition(&blocking)
+    });
     all.into_iter()
         .map(|x| {
-            let status = if x.ok { "True" } else { "False" };
+            let status = match x.ok {
+                Some(true) => "True",
+                Some(false) => "False",
+                None => "Unknown",
+            };
             let since = previous
                 .iter()
                 .find(|p| p.type_ == x.type_ && p.status == status)
@@ -123,6 +145,15 @@ fn component_condition(a: &Assessment, component: Component) -> Cond {
         .iter()
         .any(|f| f.code.component() == Some(component));
     let ok = !pending && !open;
+    // Without a plan (pre-flight stopped it, or Azure was not read) nothing pending proves
+    // nothing: only an open finding still says the component is not in its end state.
+    if ok && (a.terminal_error.is_some() || !a.preflight.is_empty()) {
+        return unknown(
+            component.condition_type(),
+            "NotJudged",
+            "not judged: fhirlock is stalled before planning (see Stalled)",
+        );
+    }
     let (good, bad) = match component {
         Component::Subnets => (
             "both subnets have their delegation and service endpoint",

@@ -489,3 +489,35 @@ fn findings_no_step_closes_are_not_reported_as_progress() {
     assert_eq!(get("Reconciling").status, "False");
     assert_eq!(get("Stalled").status, "False");
 }
+
+#[test]
+fn without_a_plan_a_component_is_not_judged_converged() {
+    // Pre-flight stops the plan (no certificate to create the gateway with): nothing pending
+    // proves nothing, so a component with no open finding is Unknown; one with a finding is False.
+    let mut d = desired();
+    d.gateway.certificate = fhirlock_core::Certificate::Unresolved {
+        reason: "no certificate yet".into(),
+    };
+    let a = status::Assessment::of(&d, &wide_open());
+    assert!(!a.preflight.is_empty() && a.plan.is_empty());
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap(),
+    );
+    let conds = status::conditions(&a, Some(1), &now, &[]);
+    let get = |t: &str| conds.iter().find(|c| c.type_ == t).unwrap().clone();
+    assert_eq!(
+        (
+            get("GatewayReady").status.as_str(),
+            get("GatewayReady").reason.as_str()
+        ),
+        ("Unknown", "NotJudged"),
+        "no gateway exists: it must not read Converged"
+    );
+    assert_eq!(
+        get("AppServiceLocked").status,
+        "False",
+        "open findings still count"
+    );
+    assert_eq!(get("PostureCompliant").status, "False");
+    assert_eq!(get("Stalled").status, "True");
+}

@@ -525,7 +525,7 @@ pub fn stalled(
         terminal_error: Some((reason.to_owned(), message.to_owned())),
         ..Default::default()
     };
-    let status = status_of(
+    let mut status = status_of(
         &assessment,
         previous,
         generation,
@@ -533,6 +533,9 @@ pub fn stalled(
         Extras::default(),
         now,
     );
+    // Azure was not read to the end: the findings stay as last observed, not "none".
+    status.findings = previous.findings.clone();
+    status.finding_count = previous.finding_count;
     (status, Note::warning(reason, reason, message))
 }
 

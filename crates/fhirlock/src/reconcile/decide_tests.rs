@@ -586,9 +586,17 @@ fn a_failed_call_retries_when_retryable_and_stalls_with_a_reason_when_not() {
 
 #[test]
 fn a_stall_keeps_what_status_recorded() {
+    let d = desired();
+    let open = Assessment {
+        findings: vec![finding(FindingCode::SiteDefaultAllow, Severity::High)],
+        ..assessment(vec![site(true)])
+    };
+    let none = SecuredFhirEndpointStatus::default();
+    let l = look(&d, open, &none);
+    let seen = conclude(&l, decide(&l, None), &Written::default(), RESYNC, &now()).status;
     let previous = SecuredFhirEndpointStatus {
         created_resources: vec!["subnet".into()],
-        ..Default::default()
+        ..seen
     };
     let (status, note) = stalled(
         "IdentityNotFound",
@@ -602,6 +610,21 @@ fn a_stall_keeps_what_status_recorded() {
     assert_eq!(cond(&status, "Ready").status, "False");
     assert_eq!(note.reason, "IdentityNotFound");
     assert!(status.next_steps.is_empty());
+    // Azure was not looked at: nothing may claim the estate is locked down.
+    assert_eq!(
+        status.findings, previous.findings,
+        "findings as last observed"
+    );
+    assert_eq!(status.finding_count, Some(1));
+    for c in [
+        "SubnetsReady",
+        "GatewayReady",
+        "AppServiceLocked",
+        "CosmosLocked",
+        "PostureCompliant",
+    ] {
+        assert_eq!(cond(&status, c).status, "Unknown", "{c}");
+    }
 }
 
 #[test]
