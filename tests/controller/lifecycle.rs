@@ -1,6 +1,12 @@
 //! The end of an endpoint (Retain and Delete), and an operator killed in the middle of a
 //! long-running operation.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use fhirlock_tests::emulator::rg;
+use fhirlock_tests::operator::tail;
+
+use super::deployment::recorded;
 use super::*;
 
 #[test]
@@ -154,4 +160,141 @@ fn an_operator_killed_during_the_gateway_operation_resumes_it_without_a_second_g
     );
     let gws = rt().block_on(emu.portal().unwrap().get(&format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/fhir/providers/Microsoft.Network/applicationGateways"), NET)).unwrap().unwrap();
     assert_eq!(gws["value"].as_array().unwrap().len(), 1);
+}
+
+/// An RFC 3339 UTC time, `secs_ago` seconds before now.
+fn rfc3339_ago(secs_ago: u64) -> String {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - secs_ago;
+    let (days, rest) = ((t / 86_400) as i64, t % 86_400);
+    // Civil from days (H. Hinnant): March-based years, so the leap day ends a year.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (h, min, sec) = (rest / 3_600, rest % 3_600 / 60, rest % 60);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{sec:02}Z")
+}
+
+/// Anyone who may patch `/status` can plant an operation handle there. Planted before the
+/// operator first looks, it must be dropped with an Event saying `why`, its URL never requested
+/// (with the namespace's identity or any other), and the endpoint observed and converged all
+/// the same. `handle` builds the handle from the emulator's ARM endpoint: the planted URLs are on
+/// it, since the ARM client refuses any other host anyway. Before fhirlock checked handles it
+/// polled whatever status held; these URLs answer 404, which reads as "still running", so it
+/// polled them for ever and never looked at Azure.
+fn a_planted_handle_is_dropped_not_polled(ns: &str, handle: impl Fn(&str) -> Value, why: &str) {
+    let _s = serial();
+    let ns = namespace(ns);
+    let emu = emulator("arm-emulator-estate.yaml", 0.01);
+    let name = endpoint_in(&emu, &ns, &[]);
+    let planted = handle(&emu.ready.arm_endpoint);
+    let patch = json!({"status": {"pendingOperations": [planted]}});
+    kubectl_ok(&[
+        "patch",
+        "sfe",
+        &name,
+        "-n",
+        &ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &patch.to_string(),
+    ]);
+    let op = operator(&emu, &tenancy(emu.dir(), &[&ns], None), None, &[]);
+    wait_for(
+        &op,
+        &ns,
+        &name,
+        READY,
+        "Ready past the planted handle",
+        is_ready,
+    );
+
+    let url = planted["statusUrl"].as_str().unwrap();
+    let path = url[emu.ready.arm_endpoint.len()..]
+        .split('?')
+        .next()
+        .unwrap();
+    let polled: Vec<Value> = recorded(&emu)
+        .into_iter()
+        .filter(|r| r["path"].as_str().unwrap().eq_ignore_ascii_case(path))
+        .collect();
+    assert!(
+        polled.is_empty(),
+        "fhirlock polled the planted handle: {polled:#?}"
+    );
+    let events = events(&ns);
+    assert!(
+        events
+            .lines()
+            .any(|l| l.starts_with("OperationDropped") && l.contains(why)),
+        "no OperationDropped Event saying {why:?}:\n{events}\n{}",
+        tail(&op.logs(), 40)
+    );
+}
+
+fn planted(resource_id: &str, method: &str, status_url: String, started: String) -> Value {
+    json!({
+        "resourceId": resource_id,
+        "step": "Gateway",
+        "method": method,
+        "apiVersion": NET,
+        "statusUrl": status_url,
+        "kind": "AsyncOperation",
+        "started": started,
+    })
+}
+
+#[test]
+fn a_handle_planted_for_another_teams_site_is_dropped_not_polled() {
+    let theirs = format!(
+        "{}/providers/Microsoft.Web/sites/their-fhir",
+        rg("other-team")
+    );
+    a_planted_handle_is_dropped_not_polled(
+        "e2e-planted-site",
+        |arm| {
+            let url = format!("{arm}{theirs}/operationResults/planted-1?api-version={WEB}");
+            planted(&theirs, "PATCH", url, rfc3339_ago(0))
+        },
+        "is not one of this endpoint's resources",
+    );
+}
+
+#[test]
+fn a_handle_planted_with_a_status_url_in_another_subscription_is_dropped_not_polled() {
+    a_planted_handle_is_dropped_not_polled(
+        "e2e-planted-sub",
+        |arm| {
+            let other = "/subscriptions/7e2d0c11-0000-4000-8000-0000000000ff";
+            let url = format!(
+                "{arm}{other}/providers/Microsoft.Network/locations/uksouth/operations/planted-2?api-version={NET}"
+            );
+            planted(&gateway(), "PUT", url, rfc3339_ago(0))
+        },
+        "its status URL is not in subscription",
+    );
+}
+
+#[test]
+fn a_handle_started_two_hours_ago_is_dropped_not_polled() {
+    a_planted_handle_is_dropped_not_polled(
+        "e2e-planted-old",
+        |arm| {
+            let url = format!(
+                "{arm}/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Network/locations/uksouth/operations/planted-3?api-version={NET}"
+            );
+            planted(&gateway(), "PUT", url, rfc3339_ago(2 * 3_600))
+        },
+        "longer than fhirlock waits",
+    );
 }
