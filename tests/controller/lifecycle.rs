@@ -3,6 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use fhirlock_arm::{OperationStatus, WriteOutcome};
 use fhirlock_tests::emulator::rg;
 use fhirlock_tests::operator::tail;
 
@@ -297,4 +298,70 @@ fn a_handle_started_two_hours_ago_is_dropped_not_polled() {
         },
         "longer than fhirlock waits",
     );
+}
+
+/// Someone deletes the VNet's resource group under a converged endpoint with deletionPolicy
+/// Delete. Deleting the endpoint must still finish: what lived in that group is gone with it,
+/// and the rest of what fhirlock added is removed. Before a missing parent counted as a missing
+/// resource, every teardown read failed with 404 ResourceGroupNotFound and the finalizer stayed.
+#[test]
+fn deleting_an_endpoint_whose_vnet_resource_group_is_gone_still_finishes() {
+    let _s = serial();
+    let World { ns, emu, op, name } = world(
+        "e2e-rg-gone",
+        0.01,
+        &[],
+        &[("/spec/deletionPolicy", json!("Delete"))],
+    );
+    wait_for(&op, &ns, &name, READY, "Ready", is_ready);
+    let portal = emu.portal().unwrap();
+    rt().block_on(async {
+        if let WriteOutcome::Accepted(deleting) =
+            portal.delete(&rg("hscn-net"), "2021-04-01").await.unwrap()
+        {
+            while portal.poll(&deleting).await.unwrap() != OperationStatus::Succeeded {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        let vnet = portal.get(&vnet(), NET).await;
+        assert!(
+            vnet.as_ref()
+                .is_err_and(|e| e.code == "ResourceGroupNotFound"),
+            "{vnet:?}"
+        );
+    });
+
+    let out = kubectl(&["delete", "sfe", &name, "-n", &ns, "--timeout=90s"]);
+    assert!(
+        out.status.success(),
+        "the finalizer was not released: {}\n{}\n{}",
+        text(&out.stderr),
+        events(&ns),
+        tail(&op.logs(), 40)
+    );
+    assert!(!kubectl(&["get", "sfe", &name, "-n", &ns]).status.success());
+    assert!(events(&ns).contains("Deleted"), "{}", events(&ns));
+    rt().block_on(async {
+        assert!(
+            portal.get(&gateway(), NET).await.unwrap().is_none(),
+            "the gateway fhirlock owned is left"
+        );
+        let s = portal.get(&site(), WEB).await.unwrap().unwrap();
+        assert!(
+            s["properties"]["virtualNetworkSubnetId"].is_null(),
+            "VNet integration left: {}",
+            s["properties"]["virtualNetworkSubnetId"]
+        );
+        let cfg = portal
+            .get(&format!("{}/config/web", site()), WEB)
+            .await
+            .unwrap()
+            .unwrap();
+        let rules = cfg["properties"]["ipSecurityRestrictions"].to_string();
+        assert!(!rules.contains("fhirlock-gateway"), "{rules}");
+        assert_eq!(
+            cfg["properties"]["ipSecurityRestrictionsDefaultAction"], "Deny",
+            "nothing re-opened"
+        );
+    });
 }
