@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use fhirlock_arm::{ArmClient, WriteOutcome};
-use fhirlock_tests::emulator::{Emulator, cosmos, emulator, fhirlock, gateway, rg, site, vnet};
+use fhirlock_tests::emulator::{
+    Emulator, OUTSIDER_CLIENT, OUTSIDER_OBJECT, OUTSIDER_SECRET, bin, cosmos, emulator, fhirlock,
+    gateway, rg, site, vnet,
+};
+use fhirlock_tests::text;
 use serde_json::{Value, json};
 
 const NET: &str = "2025-01-01";
@@ -201,9 +205,53 @@ async fn a_second_apply_on_a_converged_estate_only_reads() {
     let (code, out, _) = fhirlock(&emu, &apply_args("examples/fhir-endpoint.yaml", &tls));
     assert_eq!(code, 0);
     assert!(out.contains("converged: 0 write(s)"), "{out}");
-    // VNet, gateway, site, its private endpoint connections, config/web, Cosmos, the feature
-    // registration, the plan: 8 reads.
-    assert_eq!(emu.control.operator_requests().await.unwrap(), (8, 0, 0));
+    // VNet, gateway, site, its private endpoint connections, config/web, Cosmos, the plan: 7
+    // reads. Not the feature registration: it matters only to create the gateway, which exists.
+    assert_eq!(emu.control.operator_requests().await.unwrap(), (7, 0, 0));
+}
+
+#[tokio::test]
+async fn an_identity_with_resource_group_roles_only_works_once_the_gateway_exists() {
+    // The least-privilege setup: roles on the resource groups, none on the subscription, where
+    // the feature registration lives (ARM answers 403 there).
+    let emu = emulator("arm-emulator-estate.yaml", 0.01);
+    for rg_name in ["fhir", "hscn-net"] {
+        emu.control
+            .assign_role(OUTSIDER_OBJECT, &rg(rg_name), &["*"])
+            .await
+            .unwrap();
+    }
+    let tls = tls_files(&emu);
+    let as_outsider = |args: &[&str]| {
+        let out = std::process::Command::new(bin("fhirlock"))
+            .args(args)
+            .envs(emu.env())
+            .env("AZURE_CLIENT_ID", OUTSIDER_CLIENT)
+            .env("AZURE_CLIENT_SECRET", OUTSIDER_SECRET)
+            .current_dir(testenv::workspace_root())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            text(&out.stdout),
+            text(&out.stderr),
+        )
+    };
+    let args = apply_args("examples/fhir-endpoint.yaml", &tls);
+    // Before the gateway exists the registration matters, and cannot be read: a stop that says
+    // which role is missing, not an authorization failure of the whole pass.
+    let (code, out, err) = as_outsider(&args);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(
+        err.contains("NetworkIsolationNotRegistered") && err.contains("Reader on the subscription"),
+        "{err}"
+    );
+    // Once someone with more rights created the gateway, the resource-group roles suffice.
+    let (code, out, err) = fhirlock(&emu, &apply_args("examples/fhir-endpoint.yaml", &tls));
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = as_outsider(&args);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("converged: 0 write(s)"), "{out}");
 }
 
 #[tokio::test]

@@ -15,6 +15,10 @@ pub mod api_version {
     pub const FEATURES: &str = "2021-07-01";
 }
 
+/// `Observed::isolation_feature` when fhirlock's identity may not read the feature registration
+/// (it lives at subscription scope; roles on resource groups do not reach it).
+pub const FEATURE_UNREADABLE: &str = "Unreadable";
+
 /// One read of everything the endpoint involves. `None` means ARM answered 404.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Observed {

@@ -389,7 +389,12 @@ fn gateway_ours_or_creatable(d: &Desired, o: &Observed, out: &mut Vec<PreflightF
             }
         }
         None => {
-            if o.isolation_feature.as_deref() != Some("Registered") {
+            if o.isolation_feature.as_deref() == Some(crate::observed::FEATURE_UNREADABLE) {
+                out.push(fail(
+                    "NetworkIsolationNotRegistered",
+                    "creating a private-only Application Gateway needs the subscription feature Microsoft.Network/EnableApplicationGatewayNetworkIsolation registered, and fhirlock's identity may not read the subscription's feature registrations (403): give it Reader on the subscription until the gateway exists (fhirlock no longer reads the feature then), or create the gateway yourself".to_owned(),
+                ));
+            } else if o.isolation_feature.as_deref() != Some("Registered") {
                 out.push(fail(
                     "NetworkIsolationNotRegistered",
                     format!(

@@ -62,28 +62,26 @@ async fn read(
     d: &Desired,
     absent: fn(Read) -> Read,
 ) -> Result<Observed, ArmError> {
-    let (config_id, feature_id) = (d.site_config_id(), d.isolation_feature_id());
+    let config_id = d.site_config_id();
     // The site's private endpoint connections are not in the Site model (Web 2024-11-01): they
     // are a list of their own (WebApps_GetPrivateEndpointConnectionList).
     let endpoints_id = format!("{}/privateEndpointConnections", d.site_id);
-    // All seven run to their answer even when one fails (`join!`, not `try_join!`): a dropped
+    // All six run to their answer even when one fails (`join!`, not `try_join!`): a dropped
     // request is still counted by ARM, and must be by fhirlock's metrics too.
-    let (vnet, gateway, site, site_config, cosmos, feature, endpoints) = tokio::join!(
+    let (vnet, gateway, site, site_config, cosmos, endpoints) = tokio::join!(
         arm.get(&d.vnet_id, api_version::NETWORK),
         arm.get(&d.gateway.id, api_version::NETWORK),
         arm.get(&d.site_id, api_version::WEB),
         arm.get(&config_id, api_version::WEB),
         arm.get(&d.cosmos_id, api_version::COSMOS),
-        arm.get(&feature_id, api_version::FEATURES),
         arm.get(&endpoints_id, api_version::WEB),
     );
-    let (vnet, gateway, site, site_config, cosmos, feature, endpoints) = (
+    let (vnet, gateway, site, site_config, cosmos, endpoints) = (
         absent(vnet)?,
         absent(gateway)?,
         absent(site)?,
         absent(site_config)?,
         absent(cosmos)?,
-        absent(feature)?,
         absent(endpoints)?,
     );
     let farm_id = site
@@ -91,10 +89,25 @@ async fn read(
         .and_then(|s| s.pointer("/properties/serverFarmId"))
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let server_farm = match farm_id {
-        Some(id) => absent(arm.get(&id, api_version::WEB).await)?,
-        None => None,
+    let farm = async {
+        match &farm_id {
+            Some(id) => absent(arm.get(id, api_version::WEB).await),
+            None => Ok(None),
+        }
     };
+    // The network-isolation feature matters only to create the gateway (pre-flight), so it is
+    // read only while there is none: a converged endpoint never reads it.
+    let feature = async {
+        if gateway.is_some() {
+            return Ok(None);
+        }
+        isolation_feature(absent(
+            arm.get(&d.isolation_feature_id(), api_version::FEATURES)
+                .await,
+        ))
+    };
+    let (server_farm, isolation_feature) = tokio::join!(farm, feature);
+    let (server_farm, isolation_feature) = (server_farm?, isolation_feature?);
     Ok(Observed {
         vnet,
         gateway,
@@ -102,14 +115,25 @@ async fn read(
         site_config,
         server_farm,
         cosmos,
-        isolation_feature: feature.and_then(|f| {
-            f.pointer("/properties/state")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        }),
+        isolation_feature,
         site_private_endpoints: endpoints
             .map(|l| l["value"].as_array().cloned().unwrap_or_default()),
     })
+}
+
+/// The feature registration's state. It lives at subscription scope, so an identity with roles
+/// on resource groups only (the least-privilege setup) is refused it: that is "Unreadable", for
+/// pre-flight to explain, not a failed pass.
+fn isolation_feature(r: Read) -> Result<Option<String>, ArmError> {
+    match r {
+        Ok(f) => Ok(f.and_then(|f| {
+            f.pointer("/properties/state")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })),
+        Err(e) if e.status == Some(403) => Ok(Some(observed::FEATURE_UNREADABLE.to_owned())),
+        Err(e) => Err(e),
+    }
 }
 
 /// `known` with the resources in `ids` read again (one GET each). Falls back to a full
