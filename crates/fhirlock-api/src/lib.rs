@@ -44,6 +44,21 @@ pub fn crds()
             status.default = Some(JSON(serde_json::json!({"observedGeneration": -1})));
         }
     }
+    // Deleting the CRD deletes every endpoint, and each then runs its deletionPolicy in Azure, so
+    // GitOps tools must never prune it: Flux, Argo CD and Helm each read their own annotation.
+    crd.metadata.annotations = Some(
+        [
+            ("kustomize.toolkit.fluxcd.io/prune", "disabled"),
+            (
+                "argocd.argoproj.io/sync-options",
+                "Prune=false,Delete=false",
+            ),
+            ("helm.sh/resource-policy", "keep"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+    );
     vec![crd]
 }
 
