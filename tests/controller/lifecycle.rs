@@ -241,6 +241,32 @@ fn a_planted_handle_is_dropped_not_polled(ns: &str, handle: impl Fn(&str) -> Val
         "no OperationDropped Event saying {why:?}:\n{events}\n{}",
         tail(&op.logs(), 40)
     );
+
+    // Planted again into a converged endpoint's status: fhirlock owns the list, so its next
+    // status write clears it (it used to leave a list it did not own, and drop it on every pass).
+    kubectl_ok(&[
+        "patch",
+        "sfe",
+        &name,
+        "-n",
+        &ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &patch.to_string(),
+    ]);
+    wait_for(
+        &op,
+        &ns,
+        &name,
+        Duration::from_secs(60),
+        "the planted handle cleared from status",
+        |o| {
+            o["status"]["pendingOperations"]
+                .as_array()
+                .is_none_or(|a| a.is_empty())
+        },
+    );
 }
 
 fn planted(resource_id: &str, method: &str, status_url: String, started: String) -> Value {

@@ -23,7 +23,10 @@ pub async fn write_status(
 ) -> Result<Option<String>, kube::Error> {
     let api: Api<SecuredFhirEndpoint> =
         Api::namespaced(ctx.client.clone(), &sfe.namespace().unwrap_or_default());
-    let patch = json!({"apiVersion": "fhirlock.io/v1alpha1", "kind": "SecuredFhirEndpoint", "status": status});
+    let mut patch = json!({"apiVersion": "fhirlock.io/v1alpha1", "kind": "SecuredFhirEndpoint", "status": status});
+    // Sent even when empty, so that fhirlock owns the list: a handle someone else patched into
+    // status would otherwise never be cleared, and be dropped again on every pass.
+    patch["status"]["pendingOperations"] = json!(status.pending_operations);
     let updated = api
         .patch_status(
             &sfe.name_any(),
