@@ -167,9 +167,7 @@ pub async fn stage(
         Ok(Applied::Stopped { .. }) => {
             // What was written is seen at the next full read, by whoever leads then.
             ctx.memory.endpoint(&key(sfe), |m| m.followup = None);
-            return Err(still_leading(ctx)
-                .err()
-                .unwrap_or(Exit::Requeue(Duration::from_secs(15), None)));
+            return Err(Exit::Requeue(Duration::from_secs(15), None));
         }
         Ok(applied) => {
             written.count = applied.writes();
