@@ -279,6 +279,74 @@ fn lists_return_value_arrays() {
     assert_eq!(v["value"].as_array().unwrap().len(), 2);
 }
 
+/// Resources_ListByResourceGroup and Resources_List (Microsoft.Resources 2021-04-01): top-level
+/// resources only, as envelopes without properties; a missing group is 404. Before this was
+/// emulated, the path listed a type named `resources` and answered an empty list, so a check that
+/// nothing is left in a group passed whatever was there.
+#[test]
+fn resource_lists_name_every_top_level_resource_of_a_group_and_no_child() {
+    let mut h = H::new();
+    h.put_subnet("a", json!({"addressPrefix": "10.20.5.0/24"}));
+    h.settle();
+    common::estate::site_and_cosmos(&mut h);
+    let names = |v: &serde_json::Value| {
+        let mut n: Vec<String> = v["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r["type"].as_str().unwrap(),
+                    r["name"].as_str().unwrap()
+                )
+            })
+            .collect();
+        n.sort();
+        n
+    };
+    let fhir = h.ok("GET", &format!("{}/resources", rg("fhir")), RG_API, None);
+    assert_eq!(
+        names(&fhir),
+        [
+            "Microsoft.DocumentDB/databaseAccounts fhir-cosmos",
+            "Microsoft.Web/serverfarms plan",
+            "Microsoft.Web/sites fhir-server",
+        ]
+    );
+    let site = fhir["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "fhir-server")
+        .unwrap();
+    assert_eq!(site["id"], site_id("fhir-server"));
+    assert_eq!(site["location"], "uksouth");
+    assert!(site.get("properties").is_none(), "{site}");
+    let net = h.ok(
+        "GET",
+        &format!("{}/resources", rg("hscn-net")),
+        RG_API,
+        None,
+    );
+    assert_eq!(names(&net), ["Microsoft.Network/virtualNetworks hscn-vnet"]);
+    let all = h.ok(
+        "GET",
+        &format!("/subscriptions/{SUB}/resources"),
+        RG_API,
+        None,
+    );
+    assert_eq!(all["value"].as_array().unwrap().len(), 4, "{all}");
+    h.fails(
+        "GET",
+        &format!("{}/resources", rg("nope")),
+        RG_API,
+        None,
+        404,
+        "ResourceGroupNotFound",
+    );
+}
+
 #[test]
 fn integration_subnet_must_be_28_or_larger_and_serve_one_plan() {
     let mut h = H::new();

@@ -221,6 +221,9 @@ impl Engine {
                     "The collection does not support this method.",
                 ));
             }
+            if p.namespace.is_none() && rtype.eq_ignore_ascii_case("resources") {
+                return self.list_generic(req, p, now);
+            }
             return Ok(self.list(p, now));
         }
         if rtype != "resourceGroups" && ids::canonical_type(&rtype).is_none() {

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::web::WEB_NETWORK_CONFIG;
-use super::{Engine, R, Response};
+use super::{Engine, R, Request, Response};
 use crate::enrich::{merge, render, strip_read_only};
 use crate::error::ArmError;
 use crate::ids::{self, ArmPath};
@@ -84,6 +84,70 @@ impl Engine {
             .map(|r| render(&self.state, r))
             .collect();
         Response::json(200, &json!({"value": items}))
+    }
+
+    /// `Resources_ListByResourceGroup` (`GET …/resourceGroups/{rg}/resources`) and
+    /// `Resources_List` (`GET /subscriptions/{s}/resources`), Microsoft.Resources
+    /// `resources/stable/2021-04-01/resources.json`: every top-level resource (never a child such
+    /// as a subnet or `config/web`) as a `GenericResourceExpanded`: the envelope without
+    /// `properties`. A missing group is 404 `ResourceGroupNotFound`. `$filter`, `$expand` and
+    /// `$top` are refused rather than ignored: ignoring them would answer more than Azure does.
+    pub(super) fn list_generic(&self, req: &Request, p: &ArmPath, now: u64) -> R<Response> {
+        if let Some((k, _)) = req.query.iter().find(|(k, _)| k.starts_with('$')) {
+            return Err(ArmError::bad_request(
+                "BadRequest",
+                format!("[emulator] {k} is not emulated on resource lists."),
+            ));
+        }
+        let scope = match &p.resource_group {
+            Some(rg) => {
+                let group = format!("/subscriptions/{}/resourceGroups/{rg}", p.subscription);
+                if !self.visible(&group, now) {
+                    return Err(ArmError::new(
+                        404,
+                        "ResourceGroupNotFound",
+                        format!("Resource group '{rg}' could not be found."),
+                    ));
+                }
+                group
+            }
+            None => format!("/subscriptions/{}", p.subscription),
+        };
+        let prefix = format!("{}/", ids::key(&scope));
+        let items: Vec<Value> = self
+            .state
+            .resources
+            .values()
+            .filter(|r| {
+                r.rtype.matches('/').count() == 1
+                    && !r.rtype.starts_with("Microsoft.Features")
+                    && ids::key(&r.id).starts_with(&prefix)
+                    && self.visible(&r.id, now)
+            })
+            .map(|r| {
+                let full = render(&self.state, r);
+                let mut g = json!({
+                    "id": r.id,
+                    "name": r.id.rsplit('/').next().unwrap_or_default(),
+                    "type": r.rtype,
+                });
+                for k in [
+                    "location",
+                    "tags",
+                    "kind",
+                    "sku",
+                    "identity",
+                    "managedBy",
+                    "plan",
+                ] {
+                    if let Some(v) = full.get(k).filter(|v| !v.is_null()) {
+                        g[k] = v.clone();
+                    }
+                }
+                g
+            })
+            .collect();
+        Ok(Response::json(200, &json!({"value": items})))
     }
 
     pub(super) fn upsert(&mut self, id: &str, rtype: &str, body: Value) -> bool {
