@@ -154,7 +154,21 @@ def test_key_vault_certificate_needs_a_user_assigned_identity(emu, agw_subnet):
     assert e.value.status_code == 400
     assert e.value.error.code == "ApplicationGatewayKeyVaultSecretRequiresUserAssignedIdentity"
     body["identity"] = {"type": "UserAssigned", "userAssignedIdentities": {uai: {}}}
+    # A private-only gateway has no internet egress: without the Microsoft.KeyVault endpoint on
+    # its subnet it cannot fetch the certificate, and the SDK's poller sees the operation fail.
+    with pytest.raises(HttpResponseError) as e:
+        net.application_gateways.begin_create_or_update(NET_RG, "conf-agw-kv", body).result()
+    assert "ApplicationGatewayKeyVaultSecretException" in str(e.value)
+    net.subnets.begin_create_or_update(
+        NET_RG,
+        VNET,
+        "snet-agw",
+        {"properties": {"addressPrefix": "10.20.1.0/24",
+                        "serviceEndpoints": [{"service": "Microsoft.Web"}, {"service": "Microsoft.KeyVault"}],
+                        "delegations": [{"name": "agw", "properties": {"serviceName": "Microsoft.Network/applicationGateways"}}]}},
+    ).result()
     g = net.application_gateways.begin_create_or_update(NET_RG, "conf-agw-kv", body).result()
+    assert g["properties"]["provisioningState"] == "Succeeded"
     entry = g["identity"]["userAssignedIdentities"][uai]
     assert entry["principalId"] and entry["clientId"]
     # The SDK's read-modify-write sends the model back as it came; the identity survives unchanged.

@@ -6,6 +6,7 @@
 //! `faults`) is plain functions tested by tables; `engine` applies them to an ARM request, `entra`
 //! answers the token endpoint, `control` the `/_emulator/` API; `server` is the HTTPS edge.
 
+pub mod backend_health;
 pub mod body_rules;
 pub mod cidr;
 pub mod client;
@@ -19,6 +20,7 @@ pub mod exposure;
 pub mod faults;
 pub mod ids;
 pub mod jwt;
+pub mod key_vault;
 pub mod requests;
 pub mod server;
 pub mod state;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 #[test]
 fn s7_5_gateway_identity_reads_back_with_principal_and_client_ids() {
     let mut h = H::new();
-    agw_subnet(&mut h);
+    agw_subnet_reaching_key_vault(&mut h);
     register_isolation(&mut h);
     let (a, b) = (uai("id-agw"), uai("id-monitoring"));
     let put = key_vault_gateway(Some(json!({
@@ -25,6 +25,7 @@ fn s7_5_gateway_identity_reads_back_with_principal_and_client_ids() {
     );
     h.settle();
     let g = h.ok("GET", &agw_id("agw-fhir"), NET, None);
+    assert_eq!(g["properties"]["provisioningState"], "Succeeded");
     assert_eq!(g["identity"]["type"], "UserAssigned");
     let users = g["identity"]["userAssignedIdentities"].as_object().unwrap();
     assert_eq!(users.len(), 2);

@@ -188,6 +188,71 @@ fn s7_4_key_vault_certificate_needs_a_user_assigned_identity() {
     h.ok("PUT", &agw_id("agw-fhir"), NET, Some(gateway_body(None)));
 }
 
+/// A private-only gateway has no internet egress, so it reaches Key Vault only through a private
+/// endpoint or the `Microsoft.KeyVault` service endpoint on its subnet (Learn, "Private
+/// Application Gateway deployment"). Without one, its operation fails as Azure reports a
+/// certificate it could not fetch (`src/key_vault.rs`).
+#[test]
+fn s7_4_private_only_gateway_fetches_a_key_vault_certificate_only_through_the_key_vault_endpoint() {
+    let mut h = H::new();
+    agw_subnet(&mut h);
+    register_isolation(&mut h);
+    let body = key_vault_gateway(Some(
+        json!({"type": "UserAssigned", "userAssignedIdentities": {uai("id-agw"): {}}}),
+    ));
+    let r = h.call("PUT", &agw_id("agw-fhir"), NET, Some(body.clone()));
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let url = r.get_header("Azure-AsyncOperation").unwrap().to_string();
+    h.settle();
+    let status = h.poll(&url).json_body();
+    assert_eq!(status["status"], "Failed", "{status}");
+    assert_eq!(
+        status["error"]["code"],
+        "ApplicationGatewayKeyVaultSecretException"
+    );
+    assert!(
+        status["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&agw_id("agw-fhir"))
+    );
+    assert_eq!(
+        status["error"]["details"][0]["code"],
+        "ApplicationGatewayKeyVaultSecretAccessDenied"
+    );
+    let g = h.ok("GET", &agw_id("agw-fhir"), NET, None);
+    assert_eq!(g["properties"]["provisioningState"], "Failed");
+
+    // The same gateway with a public frontend egresses to the vault.
+    let pip = format!(
+        "{}/providers/Microsoft.Network/publicIPAddresses/pip",
+        rg("hscn-net")
+    );
+    h.ok("PUT", &pip, NET, Some(json!({"location": "uksouth", "sku": {"name": "Standard"}, "properties": {"publicIPAllocationMethod": "Static"}})));
+    h.settle();
+    let mut public = body.clone();
+    public["properties"]["frontendIPConfigurations"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "fe-public", "properties": {"publicIPAddress": {"id": pip}}}));
+    let r = h.call("PUT", &agw_id("agw-fhir"), NET, Some(public));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    h.settle();
+    let g = h.ok("GET", &agw_id("agw-fhir"), NET, None);
+    assert_eq!(g["properties"]["provisioningState"], "Succeeded");
+
+    // Private-only again, once the subnet has the Microsoft.KeyVault endpoint: PUT again, it
+    // recovers.
+    agw_subnet_reaching_key_vault(&mut h);
+    let r = h.call("PUT", &agw_id("agw-fhir"), NET, Some(body));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let url = r.get_header("Azure-AsyncOperation").unwrap().to_string();
+    h.settle();
+    assert_eq!(h.poll(&url).json_body()["status"], "Succeeded");
+    let g = h.ok("GET", &agw_id("agw-fhir"), NET, None);
+    assert_eq!(g["properties"]["provisioningState"], "Succeeded");
+}
+
 #[test]
 fn s7_4_site_integration_needs_serverfarms_delegation_and_creates_service_association_link() {
     let mut h = H::new();

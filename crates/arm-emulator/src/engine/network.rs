@@ -134,6 +134,12 @@ impl Engine {
             }
         }
         self.network_conflict(&locks, now)?;
+        // An injected failure wins; otherwise a gateway that cannot reach the vault of its Key
+        // Vault certificate fails its operation, as Azure's does (`key_vault.rs`).
+        let fail = match fail {
+            None if rtype == NET_AGW => crate::key_vault::fetch_failure(&self.state, &id, &body),
+            f => f,
+        };
         if rtype == NET_AGW {
             let isolated = self.isolated(&sub);
             validate::gateway_put(&self.state, &id, &body, api, isolated)?;
@@ -272,6 +278,67 @@ impl Engine {
         let services = json!(endpoint_services(&r.body));
         let secs = self.cfg.lro.service_endpoint_propagation_seconds;
         self.record_effect(id, services, secs, false, now);
+    }
+}
+
+/// `POST …/applicationGateways/{name}/backendhealth` (`ApplicationGateways_BackendHealth`,
+/// SPEC-NET 2025-01-01): no request body, a long-running operation with `final-state-via:
+/// location`, answered 202 with `Location` (as the spec's example shows) and the health as the
+/// last poll's body.
+pub(super) fn is_backend_health(p: &ArmPath) -> bool {
+    p.types.len() == 2
+        && p.names.len() == 1
+        && p.namespace
+            .as_deref()
+            .is_some_and(|n| n.eq_ignore_ascii_case("Microsoft.Network"))
+        && p.types[0].eq_ignore_ascii_case("applicationGateways")
+        && p.types[1].eq_ignore_ascii_case("backendhealth")
+}
+
+/// How long Azure takes to answer a backend-health request [U: no documented figure; the portal
+/// shows it within seconds to a minute]. Scaled by the time scale like every operation.
+pub const BACKEND_HEALTH_TYPE: &str = "Microsoft.Network/applicationGateways/backendhealth";
+
+impl Engine {
+    /// The health is what the gateway's probes last found, so it is computed when the request
+    /// arrives [U: how old Azure's answer may be; its probes run every `interval` seconds], and
+    /// the answer is kept on the operation. An action locks nothing: the gateway can be written
+    /// while it runs [U].
+    pub(super) fn post_backend_health(
+        &mut self,
+        p: &ArmPath,
+        api: &str,
+        now: u64,
+        fail_lro: Option<String>,
+    ) -> R<Response> {
+        let mut gp = p.clone();
+        gp.types.truncate(1);
+        let gid = gp.id();
+        let Some(gw) = self.state.get(&gid).cloned() else {
+            return Err(ArmError::not_found(
+                NET_AGW,
+                &p.names[0],
+                p.resource_group.as_deref().unwrap_or(""),
+            ));
+        };
+        let result = crate::backend_health::backend_health(&self.state, &gid, now);
+        let fail = fail_lro.map(|code| json!({"code": code, "message": format!("Injected failure: the operation failed with {code}."), "details": []}));
+        let op = self.start_op(
+            OpKind::Action,
+            &gid,
+            BACKEND_HEALTH_TYPE,
+            &p.subscription,
+            &loc_slug(&gw.body),
+            api,
+            now,
+            fail,
+        );
+        if let Some(o) = self.state.operations.get_mut(&op.id) {
+            o.result = Some(result);
+        }
+        Ok(Response::empty(202)
+            .header("Location", self.op_url(&op, false))
+            .header("Retry-After", self.retry_after()))
     }
 }
 

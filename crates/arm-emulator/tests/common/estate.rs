@@ -15,6 +15,22 @@ pub fn agw_subnet(h: &mut H) {
     h.settle();
 }
 
+/// The gateway subnet with the `Microsoft.KeyVault` endpoint too, the private-only gateway's path
+/// to the vault of a Key Vault certificate.
+pub fn agw_subnet_reaching_key_vault(h: &mut H) {
+    let r = h.put_subnet("snet-agw", json!({
+        "addressPrefix": "10.20.1.0/24",
+        "delegations": [{"name": "agw", "properties": {"serviceName": "Microsoft.Network/applicationGateways"}}],
+        "serviceEndpoints": [{"service": "Microsoft.Web"}, {"service": "Microsoft.KeyVault"}]
+    }));
+    assert!(
+        r.status == 200 || r.status == 201,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    h.settle();
+}
+
 pub fn int_subnet(h: &mut H) {
     let r = h.put_subnet("snet-app-int", json!({
         "addressPrefix": "10.20.2.0/26",
