@@ -208,8 +208,17 @@ pub fn poll_outcome(
     }
     let json = parse_json(body);
     match op.kind {
+        // A 404 on a status URL: the operation is unknown (expired, forgotten, or never ARM's).
+        // Polling it again would answer the same for ever, while nothing else is observed, so
+        // it is a failed poll (`Err`, Terminal, `is_not_found`) and the caller drops the handle
+        // and reads the resource itself. The RPC: a 4xx on the status URL means reading the
+        // status failed, not the operation; the Azure SDK for Go's pollers take only 200, 201,
+        // 202 and 204 as answers (azcore `internal/pollers/util.go` `StatusCodeValid`).
+        _ if status == 404 && op.kind != OperationKind::ProvisioningState => {
+            Err(classify(status, headers, body))
+        }
         OperationKind::AsyncOperation => match status {
-            202 | 404 => Ok(in_progress()),
+            202 => Ok(in_progress()),
             200..=299 => {
                 let Some(v) = json else {
                     return Ok(OperationStatus::Succeeded);
@@ -230,7 +239,7 @@ pub fn poll_outcome(
             _ => Err(classify(status, headers, body)),
         },
         OperationKind::Location => match status {
-            202 | 404 => Ok(in_progress()),
+            202 => Ok(in_progress()),
             200..=299 => match json.as_ref().and_then(provisioning_state) {
                 Some(s) if is_terminal_failure(s) => Ok(OperationStatus::Failed(failed_from_body(
                     json.as_ref().unwrap_or(&Value::Null),
@@ -428,7 +437,7 @@ mod tests {
                 Ok(ip(None)),
             ),
             (202, h(&[]), String::new(), Ok(ip(None))),
-            (404, h(&[]), String::new(), Ok(ip(None))),
+            (404, h(&[]), String::new(), Err(ErrorClass::Terminal)),
             (
                 429,
                 h(&[("Retry-After", "7")]),
@@ -442,6 +451,24 @@ mod tests {
         for (status, hdrs, body, want) in cases {
             let got = poll_outcome(&o, status, &hdrs, body.as_bytes()).map_err(|e| e.class);
             assert_eq!(got, want, "{status} {body}");
+        }
+    }
+
+    /// The emulator's (and ARM's) answer for an operation it does not know: a failed poll that
+    /// says so, never "still running", on either kind of status URL.
+    #[test]
+    fn an_unknown_operation_is_a_not_found_poll_error() {
+        let body = json!({"error":{"code":"OperationNotFound","message":"gone"}}).to_string();
+        for kind in [OperationKind::AsyncOperation, OperationKind::Location] {
+            for method in ["PUT", "DELETE"] {
+                let e = poll_outcome(&op(kind, method), 404, &Vec::new(), body.as_bytes())
+                    .expect_err("a 404 poll is not an operation state");
+                assert!(e.is_not_found(), "{kind:?} {method}: {e:?}");
+                assert_eq!(
+                    (e.class, e.code.as_str()),
+                    (ErrorClass::Terminal, "OperationNotFound")
+                );
+            }
         }
     }
 
@@ -493,7 +520,7 @@ mod tests {
         let o = op(OperationKind::Location, "DELETE");
         let cases: Vec<(u16, String, Result<&str, ErrorClass>)> = vec![
             (202, String::new(), Ok("progress")),
-            (404, String::new(), Ok("progress")),
+            (404, String::new(), Err(ErrorClass::Terminal)),
             (204, String::new(), Ok("ok")),
             (
                 200,
