@@ -204,6 +204,8 @@ fn default_durations() -> BTreeMap<String, f64> {
         ("Microsoft.Network/virtualNetworks", 10.0),
         ("Microsoft.Network/virtualNetworks/subnets", 10.0),
         ("Microsoft.Network/applicationGateways", 300.0),
+        // Backend health (a POST action) [U: no documented figure].
+        ("Microsoft.Network/applicationGateways/backendhealth", 10.0),
         ("Microsoft.Network/publicIPAddresses", 5.0),
         ("Microsoft.Web/serverfarms", 0.0),
         ("Microsoft.Web/sites", 0.0),

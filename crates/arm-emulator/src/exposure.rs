@@ -32,7 +32,7 @@ pub enum Source {
 
 /// A subnet as a traffic source at `now`: service endpoints count once their switch has
 /// propagated (the subnet's history), its prefixes are the current ones.
-fn subnet_source(state: &State, id: &str, service: &str, now_ms: u64) -> Source {
+pub fn subnet_source(state: &State, id: &str, service: &str, now_ms: u64) -> Source {
     let body = state.get(id).map(|s| s.body.clone()).unwrap_or_default();
     let effective: Vec<String> = state
         .get(id)

@@ -23,6 +23,10 @@ pub struct State {
     pub features: BTreeMap<String, Feature>,
     /// Monotonic counter for etags.
     pub etag_seq: u64,
+    /// The emulated public DNS: TXT records by lower-cased name (`POST /_emulator/dns`), which
+    /// App Service's domain verification reads (`engine/host_names.rs`).
+    #[serde(default)]
+    pub dns_txt: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -49,6 +53,9 @@ pub enum OpKind {
     Delete,
     Register,
     Unregister,
+    /// A POST action that reads (backend health): it locks nothing and changes no resource; its
+    /// answer is `Operation::result`.
+    Action,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -72,6 +79,9 @@ pub struct Operation {
     /// Error to end with (injected failure), or the error it ended with.
     #[serde(default)]
     pub error: Option<Value>,
+    /// An action's final answer (the body of the last `Location` poll).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -90,6 +100,14 @@ pub struct Feature {
 /// emulator answers needs them, and they stay out of `state.json` and `/_emulator/state`. A Key
 /// Vault secret id is a reference, not a secret: it stays.
 pub fn without_secrets(rtype: &str, mut body: Value) -> Value {
+    // An App Service certificate's PFX and password are write-only too (`pfxBlob`, `password`,
+    // Web 2024-11-01 `Certificates.json`; the password is create-only and never returned).
+    if rtype.eq_ignore_ascii_case("Microsoft.Web/certificates")
+        && let Some(Value::Object(p)) = body.get_mut("properties")
+    {
+        p.remove("pfxBlob");
+        p.remove("password");
+    }
     if rtype.eq_ignore_ascii_case("Microsoft.Network/applicationGateways")
         && let Some(Value::Array(certs)) = body
             .get_mut("properties")
@@ -161,7 +179,10 @@ impl State {
         let keys: Vec<String> = lock_ids.iter().map(|i| ids::key(i)).collect();
         self.operations.values().find(|op| {
             op_status_at(op, now_ms) == "InProgress"
-                && !matches!(op.kind, OpKind::Register | OpKind::Unregister)
+                && !matches!(
+                    op.kind,
+                    OpKind::Register | OpKind::Unregister | OpKind::Action
+                )
                 && keys.iter().any(|k| {
                     let rk = ids::key(&op.resource_id);
                     &rk == k || rk.starts_with(&format!("{k}/")) || k.starts_with(&format!("{rk}/"))
@@ -191,6 +212,7 @@ impl State {
                         .into();
                     }
                 }
+                OpKind::Action => {}
                 OpKind::Delete if !failed => {
                     let k = ids::key(&op.resource_id);
                     self.resources
@@ -281,6 +303,7 @@ mod tests {
             status: "InProgress".into(),
             end_ms: None,
             error,
+            result: None,
         }
     }
 

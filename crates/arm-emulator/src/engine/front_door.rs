@@ -193,6 +193,8 @@ impl Engine {
                 "Microsoft.Resources/subscriptions/resourceGroups/{}",
                 kind.word()
             ),
+            // `…/applicationGateways/{n}/backendhealth`: the type already ends with the action.
+            (t, "POST") if p.types.len() > p.names.len() => format!("{t}/action"),
             (t, "POST") => format!("{t}/{}/action", p.action_name()),
             (t, _) => format!("{t}/{}", kind.word()),
         };
@@ -210,6 +212,13 @@ impl Engine {
         }
         if rtype == "subscriptions" && req.method == "GET" {
             return Ok(self.subscription(p));
+        }
+        if req.method == "POST" && super::network::is_backend_health(p) {
+            let r = self.post_backend_health(p, api, now, fail_lro);
+            if r.is_ok() {
+                self.persist();
+            }
+            return r;
         }
         let body = request_body(req)?;
         let fail = fail_lro.map(|code| json!({"code": code, "message": format!("Injected failure: the operation failed with {code}."), "details": []}));

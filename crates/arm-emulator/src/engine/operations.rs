@@ -63,6 +63,7 @@ impl Engine {
             }
             return Ok(match op.kind {
                 OpKind::Delete => Response::empty(204),
+                OpKind::Action => Response::json(200, op.result.as_ref().unwrap_or(&json!({}))),
                 _ => match self.state.get(&op.resource_id) {
                     Some(r) => Response::json(200, &render(&self.state, r)),
                     None => Response::empty(204),
@@ -142,9 +143,11 @@ impl Engine {
             status: "InProgress".into(),
             end_ms: None,
             error: fail,
+            result: None,
         };
         self.state.operations.insert(op.id.clone(), op.clone());
-        if let Some(r) = self.state.get_mut(rid) {
+        // An action reads: the resource is neither locked nor marked as changing.
+        if let Some(r) = self.state.get_mut(rid).filter(|_| kind != OpKind::Action) {
             r.pending_op = Some(op.id.clone());
             r.provisioning_state = match kind {
                 OpKind::Delete => "Deleting".into(),
