@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Builds the pinned kube-apiserver, kubectl and etcd from their official Go modules into a cache
-# directory keyed by the versions, and prints that directory. A second run finds them and skips.
+# Builds the pinned kube-apiserver, kubectl, kube-controller-manager and etcd from their official
+# Go modules into a cache directory keyed by the versions, and prints that directory. A second run
+# finds them and skips; a cache from before a binary was added builds only that one.
+# kube-controller-manager is there for its namespace controller alone: without it a deleted
+# namespace stays Terminating for ever (the apiserver only marks it), and the tests of what
+# deleting a namespace does to its endpoints need the real thing.
 #
 #   FHIRLOCK_CACHE_DIR   cache root (default: $XDG_CACHE_HOME/fhirlock or ~/.cache/fhirlock)
 set -euo pipefail
@@ -10,7 +14,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 cache_root=${FHIRLOCK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/fhirlock}
 gover=$(go env GOVERSION)
 out="$cache_root/k8s-bins/kube-${KUBE_VERSION}_etcd-${ETCD_VERSION}_${gover}"
-if [ -x "$out/kube-apiserver" ] && [ -x "$out/kubectl" ] && [ -x "$out/etcd" ]; then
+kube_bins="kube-apiserver kubectl kube-controller-manager"
+missing=""
+for b in $kube_bins etcd; do
+  [ -x "$out/$b" ] || missing="$missing $b"
+done
+if [ -z "$missing" ]; then
   echo "$out"
   exit 0
 fi
@@ -27,10 +36,14 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ld="$ld -X $pkg.gitVersion=${KUBE_VERSION} -X $pkg.gitMajor=1 -X $pkg.gitMinor=${minor}"
   ld="$ld -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 done
-(cd "$here" && go build -trimpath -ldflags "$ld" -o "$out/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
-(cd "$here" && go build -trimpath -ldflags "$ld" -o "$out/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl)
-(cd "$here/etcd" && go mod tidy && go build -trimpath -ldflags "-s -w" -o "$out/etcd.tmp" .)
-# Rename last so an interrupted build never looks complete.
-for b in kube-apiserver kubectl etcd; do mv "$out/$b.tmp" "$out/$b"; done
-echo "k8s-bins: built in $(( $(date +%s) - start ))s into $out" >&2
+# Each renamed into place once built, so an interrupted build never looks complete.
+for b in $missing; do
+  if [ "$b" = etcd ]; then
+    (cd "$here/etcd" && go mod tidy && go build -trimpath -ldflags "-s -w" -o "$out/etcd.tmp" .)
+  else
+    (cd "$here" && go build -trimpath -ldflags "$ld" -o "$out/$b.tmp" "k8s.io/kubernetes/cmd/$b")
+  fi
+  mv "$out/$b.tmp" "$out/$b"
+done
+echo "k8s-bins: built$missing in $(( $(date +%s) - start ))s into $out" >&2
 echo "$out"

@@ -189,6 +189,33 @@ impl ControlPlane {
         self.processes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Starts kube-controller-manager's namespace controller, and nothing else of it, against this
+    /// control plane (once; later calls do nothing). The apiserver alone only marks a deleted
+    /// namespace `Terminating`: this controller deletes what is in it and then the namespace, so
+    /// tests of what deleting a namespace does need it. Stopped with the control plane.
+    pub fn start_namespace_controller(&self) -> anyhow::Result<()> {
+        let mut processes = self.processes();
+        let running = processes.as_mut().context("the control plane is stopped")?;
+        if running.len() > 2 {
+            return Ok(());
+        }
+        let program = bin_dir()?.join("kube-controller-manager");
+        if !program.is_file() {
+            bail!("{} is missing; run `make k8s-bins`", program.display());
+        }
+        let args = vec![
+            format!("--kubeconfig={}", self.kubeconfig_path().display()),
+            "--controllers=namespace".to_owned(),
+            "--leader-elect=false".to_owned(),
+            // Nothing scrapes it: no HTTPS port to find or collide on.
+            "--secure-port=0".to_owned(),
+            "--v=0".to_owned(),
+        ];
+        let log = self.dir().join("kube-controller-manager.log");
+        running.push(Process::start(Spec::new(program, log).args(args))?);
+        Ok(())
+    }
+
     /// Kills etcd (SIGKILL) and starts it again on the same ports with the same data directory,
     /// then waits until the apiserver is ready again. Returns etcd's new pid.
     pub fn restart_etcd(&self) -> anyhow::Result<u32> {
