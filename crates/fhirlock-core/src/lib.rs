@@ -16,6 +16,7 @@ pub mod observed;
 pub mod plan;
 pub mod posture;
 pub mod preflight;
+pub mod reachable;
 pub mod read_only;
 #[cfg(feature = "simulate")]
 pub mod simulate;

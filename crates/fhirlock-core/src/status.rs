@@ -10,6 +10,7 @@ use crate::desired::Desired;
 use crate::plan::{Clock, Plan};
 use crate::posture::Finding;
 use crate::preflight::PreflightFailure;
+use crate::reachable::{REACHABLE, Reachability};
 
 /// What one look at Azure means for the endpoint: pre-flight failures, findings and the plan,
 /// plus what the reconcile learnt while acting on it (an operation in flight, writes deferred, a
@@ -33,6 +34,8 @@ pub struct Assessment {
     /// When the plan's wait for the Cosmos DB firewall ends ([`crate::plan::wait_ends`]): the
     /// time to look again, rather than polling.
     pub wait_ends: Option<Timestamp>,
+    /// What the gateway's backend health says, if it was read (or may not be) this pass.
+    pub reachability: Reachability,
 }
 
 impl Assessment {
@@ -113,6 +116,7 @@ pub fn conditions(
     } else {
         posture_condition(&blocking)
     });
+    all.push(reachable_condition(&a.reachability, previous));
     all.into_iter()
         .map(|x| {
             let status = match x.ok {
@@ -180,6 +184,37 @@ fn component_condition(a: &Assessment, component: Component) -> Cond {
         ("Pending", bad.to_owned())
     };
     c(component.condition_type(), ok, reason, msg)
+}
+
+/// Reachable: True only when the gateway's health probe answers. Separate from Ready, which is
+/// about the security posture: an endpoint can be locked down and unreachable (a person's Deny
+/// rule for the gateway subnet, which fhirlock keeps, or a stopped app).
+fn reachable_condition(r: &Reachability, previous: &[Condition]) -> Cond {
+    match r {
+        Reachability::Healthy(m) => c(REACHABLE, true, "BackendHealthy", m.clone()),
+        Reachability::Unhealthy(m) => c(REACHABLE, false, "BackendUnhealthy", m.clone()),
+        Reachability::Indeterminate { reason, message } => {
+            unknown(REACHABLE, reason, message.clone())
+        }
+        Reachability::NotChecked(m) => unknown(REACHABLE, "NotChecked", m.clone()),
+        Reachability::Kept => match previous.iter().find(|p| p.type_ == REACHABLE) {
+            Some(p) => Cond {
+                type_: REACHABLE,
+                ok: match p.status.as_str() {
+                    "True" => Some(true),
+                    "False" => Some(false),
+                    _ => None,
+                },
+                reason: p.reason.clone(),
+                message: p.message.clone(),
+            },
+            None => unknown(
+                REACHABLE,
+                "NotChecked",
+                "not checked yet: fhirlock reads the gateway's backend health once the endpoint has converged",
+            ),
+        },
+    }
 }
 
 fn posture_condition(blocking: &[&Finding]) -> Cond {
