@@ -20,7 +20,9 @@ use crate::credential::RefreshableCredential;
 use crate::error::{ArmError, ErrorClass, classify, error_envelope, wants_token_refresh};
 use crate::headers::Headers;
 use crate::ids::{resource_type, subscription_of};
-use crate::lro::{Operation, OperationStatus, WriteOutcome, poll_outcome, write_outcome};
+use crate::lro::{
+    Operation, OperationKind, OperationStatus, WriteOutcome, poll_outcome, write_outcome,
+};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -443,6 +445,16 @@ impl ArmClient {
     /// ARM endpoint (the handle may come from a custom resource's status; the bearer token is
     /// never sent anywhere else).
     pub async fn poll(&self, op: &Operation) -> Result<OperationStatus, ArmError> {
+        self.poll_with_result(op).await.map(|(status, _)| status)
+    }
+
+    /// [`ArmClient::poll`], also returning the final answer's body when the operation succeeded
+    /// and its status URL carried it: a `Location` operation's last poll answers with the result
+    /// (e.g. `ApplicationGateways_BackendHealth`, `final-state-via: location`).
+    pub async fn poll_with_result(
+        &self,
+        op: &Operation,
+    ) -> Result<(OperationStatus, Option<Value>), ArmError> {
         let url = Url::parse(&op.status_url).map_err(|e| {
             invalid_request(format!("operation status URL {:?}: {e}", op.status_url))
         })?;
@@ -454,7 +466,11 @@ impl ArmClient {
             )));
         }
         let r = self.send(Method::Get, url, None, None, true).await?;
-        poll_outcome(op, r.status, &r.headers, &r.body)
+        let status = poll_outcome(op, r.status, &r.headers, &r.body)?;
+        let body = (status == OperationStatus::Succeeded && op.kind == OperationKind::Location)
+            .then(|| serde_json::from_slice(&r.body).ok())
+            .flatten();
+        Ok((status, body))
     }
 
     /// Sends one request; re-sends at most once: after a 401 that asks for a fresh token, or
