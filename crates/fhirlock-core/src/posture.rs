@@ -8,7 +8,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::component::Component;
-use crate::desired::Desired;
+use crate::desired::{Certificate, Desired};
 use crate::id;
 use crate::model::{CosmosProperties, IpRestriction, Site, SiteConfigProperties};
 use crate::observed::Observed;
@@ -47,6 +47,7 @@ pub enum FindingCode {
     GatewayPublicFrontend,
     GatewaySubnetMissingWebEndpoint,
     GatewaySubnetMissingDelegation,
+    GatewayKeyVaultUnreachable,
     IntegrationSubnetMissingCosmosEndpoint,
     CosmosVnetFilterOff,
     CosmosIpRule,
@@ -68,6 +69,7 @@ impl FindingCode {
         FindingCode::GatewayPublicFrontend,
         FindingCode::GatewaySubnetMissingWebEndpoint,
         FindingCode::GatewaySubnetMissingDelegation,
+        FindingCode::GatewayKeyVaultUnreachable,
         FindingCode::IntegrationSubnetMissingCosmosEndpoint,
         FindingCode::CosmosVnetFilterOff,
         FindingCode::CosmosIpRule,
@@ -88,6 +90,7 @@ impl FindingCode {
             FindingCode::GatewayPublicFrontend => "GatewayPublicFrontend",
             FindingCode::GatewaySubnetMissingWebEndpoint => "GatewaySubnetMissingWebEndpoint",
             FindingCode::GatewaySubnetMissingDelegation => "GatewaySubnetMissingDelegation",
+            FindingCode::GatewayKeyVaultUnreachable => "GatewayKeyVaultUnreachable",
             FindingCode::IntegrationSubnetMissingCosmosEndpoint => {
                 "IntegrationSubnetMissingCosmosEndpoint"
             }
@@ -118,6 +121,7 @@ impl FindingCode {
             | CosmosAzureServicesBypass => Some(Component::Cosmos),
             GatewaySubnetMissingWebEndpoint
             | GatewaySubnetMissingDelegation
+            | GatewayKeyVaultUnreachable
             | IntegrationSubnetMissingCosmosEndpoint
             | CosmosKeyAuthEnabled => None,
         }
@@ -276,6 +280,22 @@ fn subnet_findings(d: &Desired, o: &Observed, out: &mut Vec<Finding>) {
             gw_subnet,
             "the gateway subnet does not exist yet".into(),
         )),
+    }
+    // A Key Vault certificate is fetched by the gateway itself, which with a private frontend
+    // only has no internet egress: it needs the Microsoft.KeyVault endpoint (or a private
+    // endpoint of the vault, which fhirlock does not read) on its subnet (see
+    // `plan::gateway_subnet_services`).
+    if matches!(d.gateway.certificate, Certificate::KeyVault { .. })
+        && o.subnet(&d.gateway_subnet.name)
+            .and_then(|s| s.endpoint("Microsoft.KeyVault").cloned())
+            .is_none()
+    {
+        out.push(finding(
+            FindingCode::GatewayKeyVaultUnreachable,
+            Severity::Medium,
+            gw_subnet,
+            "the gateway's certificate comes from Key Vault, but the gateway subnet has no Microsoft.KeyVault service endpoint; a private-only gateway has no internet egress, so it cannot fetch the certificate".into(),
+        ));
     }
     if o.subnet(&d.integration_subnet.name)
         .and_then(|s| s.endpoint("Microsoft.AzureCosmosDB").cloned())

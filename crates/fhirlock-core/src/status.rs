@@ -406,7 +406,7 @@ pub fn next_steps(d: &Desired, gateway_ip: Option<&str>) -> Vec<String> {
     } = &d.gateway.certificate
     {
         steps.push(format!(
-            "Grant the gateway's identity {identity_id} the Key Vault Secrets User role on {secret_id} (or get on secrets in the vault's access policy), and give the gateway subnet a private path to the vault (a private endpoint, or the Microsoft.KeyVault service endpoint): fhirlock attaches the identity but does not grant it access"
+            "Grant the gateway's identity {identity_id} the Key Vault Secrets User role on {secret_id} (or get on secrets in the vault's access policy), and if the vault has a firewall, admit the gateway subnet {} (fhirlock adds its Microsoft.KeyVault service endpoint) or give the vault a private endpoint: fhirlock attaches the identity but does not grant it access nor change the vault", d.gateway_subnet.id
         ));
     }
     steps

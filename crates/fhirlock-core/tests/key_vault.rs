@@ -302,3 +302,181 @@ fn next_steps_ask_for_the_identity_role_assignment() {
     let pfx = status::next_steps(&desired(), None);
     assert!(pfx.iter().all(|s| !s.contains("Key Vault")), "{pfx:#?}");
 }
+
+/// The gateway subnet as the VNet read lists it: `endpoints` as (service, provisioningState).
+fn with_gateway_subnet(endpoints: &[(&str, &str)]) -> Observed {
+    let mut o = wide_open();
+    let ses: Vec<Value> = endpoints
+        .iter()
+        .map(|(svc, st)| json!({"service": svc, "locations": ["*"], "provisioningState": st}))
+        .collect();
+    o.vnet.as_mut().unwrap()["properties"]["subnets"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({
+            "id": gw_subnet(), "name": "snet-fhir-agw", "etag": "W/\"1\"",
+            "properties": {"addressPrefix": "10.20.1.0/26", "provisioningState": "Succeeded",
+                "serviceEndpoints": ses,
+                "delegations": [{"name": "Microsoft.Network.applicationGateways",
+                    "properties": {"serviceName": "Microsoft.Network/applicationGateways", "provisioningState": "Succeeded"}}]}
+        }));
+    o
+}
+
+fn services(step: &plan::Step) -> Vec<String> {
+    step.body["properties"]["serviceEndpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["service"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_key_vault_certificate_needs_the_key_vault_endpoint_on_the_gateway_subnet() {
+    let kv = key_vault(&identity("id-agw-fhir"));
+    let pfx = desired();
+    let none: &[(&str, &str)] = &[];
+    // (case, desired, the gateway subnet's endpoints (None: no subnet), the gateway subnet
+    // step's endpoints (None: no step), the gateway step waits for the subnet, the finding raised)
+    type Case<'a> = (
+        &'a str,
+        &'a Desired,
+        Option<&'a [(&'a str, &'a str)]>,
+        Option<&'a [&'a str]>,
+        bool,
+        bool,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "Key Vault, no subnet yet",
+            &kv,
+            None,
+            Some(&["Microsoft.Web", "Microsoft.KeyVault"]),
+            false,
+            true,
+        ),
+        (
+            "Key Vault, an adopted subnet with someone else's endpoint (kept)",
+            &kv,
+            Some(&[("Microsoft.Storage", "Succeeded")]),
+            Some(&["Microsoft.Storage", "Microsoft.Web", "Microsoft.KeyVault"]),
+            false,
+            true,
+        ),
+        (
+            "Key Vault, Microsoft.Web only (a PFX endpoint switched to Key Vault)",
+            &kv,
+            Some(&[("Microsoft.Web", "Succeeded")]),
+            Some(&["Microsoft.Web", "Microsoft.KeyVault"]),
+            false,
+            true,
+        ),
+        (
+            "Key Vault, both endpoints, the Key Vault one still Updating",
+            &kv,
+            Some(&[
+                ("Microsoft.Web", "Succeeded"),
+                ("Microsoft.KeyVault", "Updating"),
+            ]),
+            None,
+            false,
+            false,
+        ),
+        (
+            "Key Vault, both endpoints Succeeded (service names without case)",
+            &kv,
+            Some(&[
+                ("microsoft.web", "Succeeded"),
+                ("microsoft.keyvault", "Succeeded"),
+            ]),
+            None,
+            true,
+            false,
+        ),
+        (
+            "PFX, no subnet yet",
+            &pfx,
+            None,
+            Some(&["Microsoft.Web"]),
+            false,
+            false,
+        ),
+        (
+            "PFX, Microsoft.Web Succeeded: no Key Vault endpoint wanted",
+            &pfx,
+            Some(&[("Microsoft.Web", "Succeeded")]),
+            None,
+            true,
+            false,
+        ),
+        (
+            "PFX, no endpoint at all",
+            &pfx,
+            Some(none),
+            Some(&["Microsoft.Web"]),
+            false,
+            false,
+        ),
+    ];
+    for (case, d, existing, want_step, subnet_ready, finding) in cases {
+        let o = match existing {
+            None => wide_open(),
+            Some(e) => with_gateway_subnet(e),
+        };
+        let p = plan::plan(d, &o);
+        let subnet = p.steps.iter().find(|s| s.kind == StepKind::GatewaySubnet);
+        match want_step {
+            None => assert!(subnet.is_none(), "{case}: {subnet:#?}"),
+            Some(want) => {
+                let s = subnet.unwrap_or_else(|| panic!("{case}: no GatewaySubnet step"));
+                assert_eq!(services(s), *want, "{case}");
+                assert_eq!(s.creates, existing.is_none(), "{case}");
+                assert!(
+                    s.reason.contains("Microsoft.KeyVault") == want.contains(&"Microsoft.KeyVault"),
+                    "{case}: {}",
+                    s.reason
+                );
+            }
+        }
+        // The gateway may wait for other things too; what counts here is the subnet.
+        let gw = p
+            .steps
+            .iter()
+            .find(|s| s.kind == StepKind::Gateway)
+            .unwrap();
+        let waits = gw.waiting_for.as_deref().unwrap_or_default();
+        assert_eq!(
+            !waits.contains("subnet snet-fhir-agw delegated"),
+            subnet_ready,
+            "{case}: {waits}"
+        );
+        if matches!(d.gateway.certificate, Certificate::KeyVault { .. }) && !subnet_ready {
+            assert!(
+                waits.contains("Microsoft.Web and Microsoft.KeyVault endpoints"),
+                "{case}: {waits}"
+            );
+        }
+        let found = fhirlock_core::posture::findings(d, &o)
+            .iter()
+            .any(|f| f.code == fhirlock_core::posture::FindingCode::GatewayKeyVaultUnreachable);
+        assert_eq!(found, finding, "{case}");
+    }
+}
+
+#[test]
+fn a_pfx_endpoint_switched_to_key_vault_adds_the_endpoint_before_the_gateway() {
+    let kv = key_vault(&identity("id-agw-fhir"));
+    let start = converged(&desired());
+    let (end, history, _) = converge(&kv, &start);
+    let kinds: Vec<StepKind> = history.iter().map(|(s, _, _)| s.kind).collect();
+    assert_eq!(kinds, [StepKind::GatewaySubnet, StepKind::Gateway]);
+    let subnet = end.subnet("snet-fhir-agw").unwrap();
+    assert!(subnet.endpoint("Microsoft.KeyVault").is_some());
+    assert!(subnet.endpoint("Microsoft.Web").is_some());
+    assert!(
+        fhirlock_core::posture::findings(&kv, &end)
+            .iter()
+            .all(|f| f.code != fhirlock_core::posture::FindingCode::GatewayKeyVaultUnreachable)
+    );
+}

@@ -73,9 +73,19 @@ fn the_remaining_back_doors_are_found_too() {
     ] {
         assert!(f.contains(&code), "{code} not found in {f:?}");
     }
-    // Every catalogued code is produced by one of the two estates above.
+    // With a Key Vault certificate, that gateway subnet (Microsoft.Web only) cannot reach the vault.
+    let mut key_vault = d.clone();
+    key_vault.gateway.certificate = fhirlock_core::Certificate::KeyVault {
+        secret_id: "https://fhir-vault.vault.azure.net/secrets/fhir-tls".into(),
+        identity_id: format!("/subscriptions/{SUB}/resourceGroups/fhir/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-agw"),
+    };
+    let kv = codes(&posture::findings(&key_vault, &o));
+    assert!(kv.contains(&"GatewayKeyVaultUnreachable"), "{kv:?}");
+    assert!(!f.contains(&"GatewayKeyVaultUnreachable"), "{f:?}");
+    // Every catalogued code is produced by one of the estates above.
     let mut all = codes(&posture::findings(&d, &wide_open()));
     all.extend(f);
+    all.extend(kv);
     for code in posture::FindingCode::ALL {
         assert!(
             all.contains(&code.as_str()),

@@ -5,7 +5,8 @@
 //! 1. `SiteHttpsOnly`, `SiteTlsAndFtp`: tightening only, safe at any time.
 //! 2. `IntegrationSubnet`: delegation to Microsoft.Web/serverFarms and the Cosmos endpoint must exist
 //!    before App Service uses the subnet.
-//! 3. `GatewaySubnet`: delegation and the Microsoft.Web endpoint before the gateway is created.
+//! 3. `GatewaySubnet`: delegation and the Microsoft.Web endpoint (with a Key Vault certificate,
+//!    Microsoft.KeyVault too: the gateway fetches it through that) before the gateway is created.
 //! 4. `CosmosVnetRule`: admit the integration subnet *before* the site moves into it, so a Cosmos
 //!    firewall that is already filtering never cuts the app off (service endpoints change the
 //!    source address); with IP rules and the VNet filter off, that means turning the filter on.
@@ -38,7 +39,7 @@ pub use precondition::Precondition;
 pub use teardown::teardown;
 
 use crate::component::Component;
-use crate::desired::Desired;
+use crate::desired::{Certificate, Desired};
 use crate::id;
 use crate::json::{self, FieldChange};
 use crate::model::{self, IpRestriction};
@@ -228,6 +229,8 @@ impl Plan {
 }
 
 const AGW_DELEGATION: &str = "Microsoft.Network/applicationGateways";
+const WEB_ENDPOINT: &str = "Microsoft.Web";
+const KEY_VAULT_ENDPOINT: &str = "Microsoft.KeyVault";
 const WEB_DELEGATION: &str = "Microsoft.Web/serverFarms";
 const GATEWAY_RULE_NAME: &str = "fhirlock-gateway";
 const GATEWAY_RULE_PRIORITY: i64 = 100;
@@ -341,19 +344,42 @@ fn site_tls_and_ftp(d: &Desired, o: &Observed) -> Option<Step> {
     ))
 }
 
+/// The service endpoints the gateway subnet needs: `Microsoft.Web`, so App Service admits the
+/// gateway by subnet; and, when the certificate comes from Key Vault, `Microsoft.KeyVault`. A
+/// gateway with only a private frontend "is not able to egress traffic destined to the
+/// Internet", and public IP usage is required for "communication to key vault without use of
+/// private endpoints or service endpoints" (Microsoft Learn, "Private Application Gateway
+/// deployment", Outbound Internet connectivity); Learn "TLS termination with Key Vault
+/// certificates" (Verify Firewall Permissions to Key Vault) names the `Microsoft.KeyVault`
+/// service endpoint on the gateway's subnet. A PFX certificate is uploaded with the PUT and
+/// needs no path.
+pub fn gateway_subnet_services(d: &Desired) -> &'static [&'static str] {
+    match d.gateway.certificate {
+        Certificate::KeyVault { .. } => &[WEB_ENDPOINT, KEY_VAULT_ENDPOINT],
+        _ => &[WEB_ENDPOINT],
+    }
+}
+
 fn subnet_step(d: &Desired, o: &Observed, kind: StepKind) -> Option<Step> {
-    let (want, delegation, endpoint, reason) = match kind {
+    let (want, delegation, endpoints, reason): (_, _, &[&str], _) = match kind {
         StepKind::IntegrationSubnet => (
             &d.integration_subnet,
             WEB_DELEGATION,
-            "Microsoft.AzureCosmosDB",
+            &["Microsoft.AzureCosmosDB"],
             "App Service VNet integration needs the subnet delegated to it, and Cosmos DB admits the subnet through its service endpoint",
         ),
         _ => (
             &d.gateway_subnet,
             AGW_DELEGATION,
-            "Microsoft.Web",
-            "a private-only gateway needs a delegated subnet, and App Service admits the gateway through the Microsoft.Web endpoint",
+            gateway_subnet_services(d),
+            match d.gateway.certificate {
+                Certificate::KeyVault { .. } => {
+                    "a private-only gateway needs a delegated subnet, App Service admits the gateway through the Microsoft.Web endpoint, and the gateway, which has no internet egress, fetches its Key Vault certificate through the Microsoft.KeyVault endpoint"
+                }
+                _ => {
+                    "a private-only gateway needs a delegated subnet, and App Service admits the gateway through the Microsoft.Web endpoint"
+                }
+            },
         ),
     };
     o.vnet.as_ref()?;
@@ -376,15 +402,18 @@ fn subnet_step(d: &Desired, o: &Observed, kind: StepKind) -> Option<Step> {
                 ..Default::default()
             });
     }
-    if sub.endpoint(endpoint).is_none() {
-        sub.properties
-            .service_endpoints
-            .get_or_insert_with(Vec::new)
-            .push(model::ServiceEndpoint {
-                service: endpoint.to_owned(),
-                locations: Some(vec!["*".into()]),
-                ..Default::default()
-            });
+    // Added to what is there: endpoints someone else put on the subnet stay.
+    for endpoint in endpoints {
+        if sub.endpoint(endpoint).is_none() {
+            sub.properties
+                .service_endpoints
+                .get_or_insert_with(Vec::new)
+                .push(model::ServiceEndpoint {
+                    service: (*endpoint).to_owned(),
+                    locations: Some(vec!["*".into()]),
+                    ..Default::default()
+                });
+        }
     }
     body = model::to_json(&sub);
     let mut changes = Vec::new();
@@ -496,14 +525,19 @@ fn gateway(d: &Desired, o: &Observed) -> Option<Step> {
     );
     s.creates = creates;
     s.precondition = Precondition::for_etagged(creates, o.gateway.as_ref());
+    let services = gateway_subnet_services(d);
     let subnet_ready = o
         .subnet(&d.gateway_subnet.name)
         .is_some_and(|s| s.delegated_to(AGW_DELEGATION))
-        && endpoint_succeeded(o, &d.gateway_subnet.name, "Microsoft.Web");
+        && services
+            .iter()
+            .all(|svc| endpoint_succeeded(o, &d.gateway_subnet.name, svc));
     let why = (!subnet_ready).then(|| {
         format!(
-            "subnet {} delegated with its Microsoft.Web endpoint Succeeded",
-            d.gateway_subnet.name
+            "subnet {} delegated with its {} endpoint{} Succeeded",
+            d.gateway_subnet.name,
+            services.join(" and "),
+            if services.len() > 1 { "s" } else { "" }
         )
     });
     Some(waiting(s, why))
