@@ -232,6 +232,54 @@ mod tests {
     }
 
     #[test]
+    fn the_condition_follows_the_verdict_and_keeps_the_last_one_between_checks() {
+        use crate::status::{Assessment, conditions};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let now = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+        let reachable = |r: Reachability, previous: &[_]| {
+            let a = Assessment {
+                reachability: r,
+                ..Default::default()
+            };
+            conditions(&a, Some(1), &now, previous)
+                .into_iter()
+                .find(|c| c.type_ == REACHABLE)
+                .unwrap()
+        };
+        let down = reachable(Reachability::Unhealthy("fhir: 403".into()), &[]);
+        assert_eq!(
+            (down.status.as_str(), down.reason.as_str()),
+            ("False", "BackendUnhealthy")
+        );
+        let up = reachable(Reachability::Healthy("ok".into()), &[]);
+        assert_eq!(
+            (up.status.as_str(), up.reason.as_str()),
+            ("True", "BackendHealthy")
+        );
+        let kept = reachable(Reachability::Kept, std::slice::from_ref(&down));
+        assert_eq!(
+            (kept.status, kept.message),
+            ("False".to_owned(), "fhir: 403".to_owned())
+        );
+        let first = reachable(Reachability::Kept, &[]);
+        assert_eq!(
+            (first.status.as_str(), first.reason.as_str()),
+            ("Unknown", "NotChecked")
+        );
+        let failed = reachable(
+            Reachability::Indeterminate {
+                reason: "CheckFailed",
+                message: "429".into(),
+            },
+            std::slice::from_ref(&up),
+        );
+        assert_eq!(
+            (failed.status.as_str(), failed.reason.as_str()),
+            ("Unknown", "CheckFailed")
+        );
+    }
+
+    #[test]
     fn another_pool_counts_only_when_fhirlocks_is_absent() {
         let mut h = answer(json!([{"address": "a", "health": "Up"}]));
         h["backendAddressPools"]

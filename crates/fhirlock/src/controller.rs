@@ -45,6 +45,11 @@ pub struct RunArgs {
     /// Seconds between comparisons of a converged endpoint with Azure (jittered ±10%).
     #[arg(long, default_value_t = 300)]
     pub resync_seconds: u64,
+    /// The least time between two reads of an endpoint's backend health, for its Reachable
+    /// condition. Each read is a POST (counted against the subscription's write bucket) and one
+    /// poll; it happens only on a pass, so at most once per resync.
+    #[arg(long, default_value_t = 900)]
+    pub backend_health_seconds: u64,
     /// Endpoints reconciled at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: u16,
@@ -200,6 +205,7 @@ fn settings(args: &RunArgs) -> Settings {
         write_bucket_size: args.arm_write_bucket_size.max(1),
         read_bucket_size: args.arm_read_bucket_size.max(1),
         cosmos_propagation: args.cosmos.propagation(),
+        backend_health: Duration::from_secs(args.backend_health_seconds.max(1)),
     }
 }
 

@@ -99,6 +99,7 @@ pub struct Metrics {
     reconcile_duration: Histogram,
     drifts_corrected: Family<ResourceTypeLabels, Counter>,
     endpoint_ready: Family<EndpointLabels, Gauge>,
+    endpoint_reachable: Family<EndpointLabels, Gauge>,
     findings: Family<FindingLabels, Gauge>,
     time_to_ready: Histogram,
     deferred_writes: Family<SubscriptionLabels, Counter>,
@@ -144,6 +145,12 @@ impl Metrics {
             "endpoint_ready",
             "1 when the endpoint's Ready condition is True, else 0",
             endpoint_ready.clone(),
+        );
+        let endpoint_reachable = Family::<EndpointLabels, Gauge>::default();
+        registry.register(
+            "endpoint_reachable",
+            "1 when the gateway's backend health says the FHIR server answers (Reachable True), 0 when it does not, -1 when unknown",
+            endpoint_reachable.clone(),
         );
         let findings = Family::<FindingLabels, Gauge>::default();
         registry.register(
@@ -195,6 +202,7 @@ impl Metrics {
             reconcile_duration,
             drifts_corrected,
             endpoint_ready,
+            endpoint_reachable,
             findings,
             time_to_ready,
             deferred_writes,
@@ -275,9 +283,23 @@ impl Metrics {
             .set(i64::from(ready));
     }
 
+    /// The Reachable condition: `Some(true)` 1, `Some(false)` 0, unknown -1.
+    pub fn set_reachable(&self, namespace: &str, name: &str, reachable: Option<bool>) {
+        self.endpoint_reachable
+            .get_or_create(&EndpointLabels {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            })
+            .set(reachable.map_or(-1, i64::from));
+    }
+
     /// The endpoint is gone: remove all its series.
     pub fn forget_endpoint(&self, namespace: &str, name: &str) {
         self.endpoint_ready.remove(&EndpointLabels {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        });
+        self.endpoint_reachable.remove(&EndpointLabels {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
         });
@@ -299,6 +321,7 @@ impl Metrics {
     /// would count stale values (a lost Lease leaves the old leader running).
     pub fn forget_all_endpoints(&self) {
         self.endpoint_ready.clear();
+        self.endpoint_reachable.clear();
         self.findings.clear();
         self.finding_codes
             .lock()

@@ -42,6 +42,36 @@ pub struct EndpointMemory {
     pub failures: u32,
     pub followup: Option<Followup>,
     pub own_writes: OwnWrites,
+    pub health: HealthCheck,
+}
+
+/// The endpoint's backend-health checks (a POST that ARM runs as a long-running operation).
+/// Losing this costs at most one check, never a wrong condition: Reachable keeps what status says.
+#[derive(Clone, Debug, Default)]
+pub struct HealthCheck {
+    /// The check whose answer is still to be read.
+    pub in_flight: Option<fhirlock_arm::Operation>,
+    /// When the last check was started.
+    pub last_started: Option<Instant>,
+}
+
+impl HealthCheck {
+    /// Whether to start a check now: none in flight, and the last one started at least `min`
+    /// ago. A replica that has never checked but finds Reachable judged in status (a restart, a
+    /// new leader) counts from now, so that a restart does not cost every endpoint a POST.
+    pub fn due(&mut self, judged: bool, now: Instant, min: Duration) -> bool {
+        if self.in_flight.is_some() {
+            return false;
+        }
+        match self.last_started {
+            Some(t) => now.saturating_duration_since(t) >= min,
+            None if judged => {
+                self.last_started = Some(now);
+                false
+            }
+            None => true,
+        }
+    }
 }
 
 impl EndpointMemory {
@@ -266,6 +296,30 @@ mod tests {
                 "{remaining} {age:?} {cap} {share} {refill}"
             );
         }
+    }
+
+    #[test]
+    fn a_health_check_is_due_once_per_interval_and_not_at_once_after_a_restart() {
+        let now = Instant::now();
+        let s = Duration::from_secs;
+        let mut h = HealthCheck::default();
+        assert!(h.due(false, now, s(900)), "never checked, nothing judged");
+        h.last_started = Some(now);
+        assert!(!h.due(false, now + s(899), s(900)));
+        assert!(h.due(false, now + s(900), s(900)));
+        h.in_flight = Some(fhirlock_arm::Operation {
+            resource_id: "/g".into(),
+            method: "POST".into(),
+            api_version: "v".into(),
+            status_url: "https://arm/op".into(),
+            kind: fhirlock_arm::OperationKind::Location,
+            retry_after_secs: None,
+        });
+        assert!(!h.due(false, now + s(3600), s(900)), "one at a time");
+        // A restarted replica with Reachable already judged in status waits an interval.
+        let mut fresh = HealthCheck::default();
+        assert!(!fresh.due(true, now, s(900)));
+        assert!(fresh.due(true, now + s(900), s(900)));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod apply;
 mod cleanup;
 pub mod decide;
 mod finalizer;
+pub mod health;
 pub mod memory;
 pub mod observe;
 pub mod report;
@@ -57,6 +58,9 @@ pub struct Settings {
     /// How long after Cosmos DB is seen admitting the integration subnet the site may join it
     /// (`fhirlock_core::plan::FIREWALL_PROPAGATION`, 15 minutes, unless configured).
     pub cosmos_propagation: Duration,
+    /// The least time between two reads of an endpoint's backend health (a POST, counted by ARM
+    /// against the write bucket [U]).
+    pub backend_health: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,9 +111,12 @@ async fn secure(
     let resolved = resolve::stage(ctx, sfe).await?; // tenancy, identity, certificate
     let seen = observe::stage(ctx, sfe, &resolved).await?; // one poll, then the reads
     let look = seen.look(&resolved.desired, sfe);
-    let decision = decide::decide(&look, apply::write_wait(ctx, &resolved)); // pure
+    let mut decision = decide::decide(&look, apply::write_wait(ctx, &resolved)); // pure
+    let checked = health::stage(ctx, sfe, &resolved, &seen, &decision).await; // backend health
+    decision.assessment.reachability = checked.reachability;
     let written = apply::stage(ctx, sfe, &resolved, &seen, &decision).await?; // ARM writes
-    report::stage(ctx, sfe, &look, decision, written, started).await // status, Events, metrics
+    let after = checked.requeue;
+    report::stage(ctx, sfe, &look, decision, written, started, after).await // status, Events, metrics
 }
 
 /// Why a pass ended before reporting a conclusion; [`report::exit`] says it.

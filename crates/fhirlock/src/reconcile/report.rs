@@ -125,16 +125,33 @@ pub async fn stage(
     decision: Decision,
     (mut written, echoes): (Written, Vec<String>),
     started: Instant,
+    health_poll: Option<Duration>,
 ) -> Result<Action, Exit> {
     let failed = written.failed.take();
     still_leading(ctx)?;
-    let c = decide::conclude(
+    let mut c = decide::conclude(
         look,
         decision,
         &written,
         jitter(ctx.settings.resync),
         &now(),
     );
+    // A backend-health check in flight is read on the next pass, when its answer is due.
+    c.requeue = health_poll.map_or(c.requeue, |p| c.requeue.min(p));
+    let reachable = c
+        .status
+        .conditions
+        .iter()
+        .find(|x| x.type_ == fhirlock_core::reachable::REACHABLE)
+        .map(|x| match x.status.as_str() {
+            "True" => Some(true),
+            "False" => Some(false),
+            _ => None,
+        });
+    if let Some(r) = reachable {
+        let ns = sfe.namespace().unwrap_or_default();
+        ctx.metrics.set_reachable(&ns, &sfe.name_any(), r);
+    }
     let rv = conclusion(ctx, sfe, &c, failed.is_none())
         .await
         .map_err(Exit::Kube)?;
