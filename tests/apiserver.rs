@@ -195,6 +195,79 @@ fn kubectl_get_shows_ready_reason_gateway_ip_findings_and_age() {
         &row[..5],
         ["patient-records", "True", "Secured", "10.20.1.10", "0"]
     );
+
+    // `-o wide` adds the priority-1 columns: the mode and the gateway's name. An endpoint that
+    // leaves mode out reads the CRD's default.
+    assert!(
+        !header.contains(&"MODE") && !header.contains(&"GATEWAY"),
+        "{header:?}"
+    );
+    let mut audit = in_namespace(fixtures::base_example(), &ns);
+    audit["metadata"]["name"] = json!("audit-only");
+    audit["spec"]["mode"] = json!("Audit");
+    audit["spec"]["gateway"]["name"] = json!("agw-audit");
+    let mut defaulted = in_namespace(fixtures::base_example(), &ns);
+    defaulted["metadata"]["name"] = json!("defaulted");
+    defaulted["spec"].as_object_mut().unwrap().remove("mode");
+    for obj in [&audit, &defaulted] {
+        let out = apply_object(obj, dir.path());
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let wide = kubectl_ok(&[
+        "get",
+        "sfe",
+        "-n",
+        &ns,
+        "-o",
+        "wide",
+        "--sort-by=.metadata.name",
+    ]);
+    let table = columns(&wide);
+    let col = |name: &str| {
+        table[0]
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no {name} column in -o wide:\n{wide}"))
+    };
+    let (mode, gateway) = (col("MODE"), col("GATEWAY"));
+    assert_eq!(table[0].last().map(String::as_str), Some("AGE"));
+    let mode_gateway: Vec<[&str; 3]> = table[1..]
+        .iter()
+        .map(|r| [r[0].as_str(), &r[mode], &r[gateway]])
+        .collect();
+    assert_eq!(
+        mode_gateway,
+        [
+            ["audit-only", "Audit", "agw-audit"],
+            ["defaulted", "Enforce", "agw-fhir"],
+            ["patient-records", "Enforce", "agw-fhir"],
+        ],
+        "{wide}"
+    );
+}
+
+/// kubectl's table as cells, split at the header's column starts: an empty cell (no status yet)
+/// stays in its column.
+fn columns(table: &str) -> Vec<Vec<String>> {
+    let header = table.lines().next().unwrap();
+    let mut starts: Vec<usize> = header
+        .char_indices()
+        .filter(|&(i, c)| c != ' ' && (i == 0 || header.as_bytes()[i - 1] == b' '))
+        .map(|(i, _)| i)
+        .collect();
+    starts.push(usize::MAX);
+    table
+        .lines()
+        .map(|line| {
+            starts
+                .windows(2)
+                .map(|w| {
+                    let end = w[1].min(line.len());
+                    line.get(w[0].min(end)..end).unwrap_or("").trim().to_owned()
+                })
+                .collect()
+        })
+        .collect()
 }
 
 #[test]

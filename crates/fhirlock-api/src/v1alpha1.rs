@@ -51,6 +51,21 @@ const SUB_PREFIX: &str = "(?i)^/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4
         type_ = "integer",
         json_path = ".status.findingCount"
     ),
+    // priority 1: only in `kubectl get -o wide`.
+    printcolumn(
+        name = "Mode",
+        type_ = "string",
+        description = "Enforce changes Azure; Audit only reports",
+        json_path = ".spec.mode",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Gateway",
+        type_ = "string",
+        description = "The Application Gateway's name",
+        json_path = ".spec.gateway.name",
+        priority = 1
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",
