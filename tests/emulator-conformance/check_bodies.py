@@ -42,6 +42,7 @@ MODELS = {
     ("microsoft.network/applicationgateways", "PUT"): ("network", "ApplicationGateway"),
     ("microsoft.network/applicationgateways", "PATCH"): ("network", "TagsObject"),
     ("microsoft.network/publicipaddresses", "PUT"): ("network", "PublicIPAddress"),
+    ("microsoft.network/applicationgatewaywebapplicationfirewallpolicies", "PUT"): ("network", "WebApplicationFirewallPolicy"),
     ("microsoft.network/publicipaddresses", "PATCH"): ("network", "TagsObject"),
     ("microsoft.web/serverfarms", "PUT"): ("web", "AppServicePlan"),
     ("microsoft.web/serverfarms", "PATCH"): ("web", "AppServicePlanPatchResource"),
@@ -54,6 +55,10 @@ MODELS = {
     ("microsoft.documentdb/databaseaccounts", "PUT"): ("cosmosdb", "DatabaseAccountCreateUpdateParameters"),
     ("microsoft.documentdb/databaseaccounts", "PATCH"): ("cosmosdb", "DatabaseAccountUpdateParameters"),
 }
+
+# POST actions whose operation declares no body parameter: a body sent to one is a violation.
+# ApplicationGateways_BackendHealth (SPEC-NET 2025-01-01 applicationGateway.json): path and query only.
+BODYLESS_POSTS = ("microsoft.network/applicationgateways/backendhealth",)
 
 PRIMITIVES = {
     "str": (str,),
@@ -256,12 +261,17 @@ def check_body(resource_type: str, method: str, body, path: str = "") -> list[Vi
 
 
 def check_requests(requests: list[dict], principal: str | None = None) -> list[tuple[dict, Violation]]:
-    """Violations of every recorded PUT/PATCH (optionally of one principal only)."""
+    """Violations of every recorded PUT/PATCH, and of bodies sent to body-less POST actions
+    (optionally of one principal only)."""
     out = []
     for r in requests:
-        if r.get("method") not in ("PUT", "PATCH"):
-            continue
         if principal and r.get("principal", "").lower() != principal.lower():
+            continue
+        if r.get("method") == "POST" and r.get("resourceType", "").lower() in BODYLESS_POSTS:
+            if r.get("body") is not None:
+                out.append((r, Violation("body", "(body)", "this action takes no request body")))
+            continue
+        if r.get("method") not in ("PUT", "PATCH"):
             continue
         for v in check_body(r.get("resourceType", ""), r["method"], r.get("body"), r.get("path", "")):
             out.append((r, v))

@@ -27,6 +27,7 @@ AGW_SUBNET = f"{VNET_ID}/subnets/agw"
 INT_SUBNET = f"{VNET_ID}/subnets/int"
 AGW_ID = f"{NET}/applicationGateways/corpus-agw"
 PIP_ID = f"{NET}/publicIPAddresses/corpus-pip"
+WAF_ID = f"{NET}/ApplicationGatewayWebApplicationFirewallPolicies/corpus-waf"
 PLAN_ID = f"{WEB}/serverfarms/corpus-plan"
 SITE_ID = f"{WEB}/sites/corpus-site"
 COSMOS_ID = f"{RG}/providers/Microsoft.DocumentDB/databaseAccounts/corpus-cosmos"
@@ -148,6 +149,10 @@ BASES = [
     }}),
     Base("PUT", PIP_ID, "Microsoft.Network/publicIPAddresses", {"location": "uksouth", "sku": {"name": "Standard", "tier": "Regional"}, "properties": {"publicIPAllocationMethod": "Static", "publicIPAddressVersion": "IPv4"}}),
     Base("PATCH", PIP_ID, "Microsoft.Network/publicIPAddresses", {"tags": {"env": "corpus"}}),
+    Base("PUT", WAF_ID, "Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies", {"location": "uksouth", "tags": {"fhirlock-owner": "corpus"}, "properties": {
+        "policySettings": {"state": "Enabled", "mode": "Prevention", "requestBodyCheck": True},
+        "managedRules": {"managedRuleSets": [{"ruleSetType": "Microsoft_DefaultRuleSet", "ruleSetVersion": "2.1"}]},
+    }}),
     Base("PUT", AGW_ID, "Microsoft.Network/applicationGateways", _gateway()),
     Base("PUT", PLAN_ID, "Microsoft.Web/serverfarms", {"location": "uksouth", "kind": "linux", "sku": {"name": "P1v3", "tier": "PremiumV3", "capacity": 1}, "properties": {"reserved": True}}),
     # AppServicePlanPatchResource and SitePatchResource have no `tags` at 2024-11-01.

@@ -7,10 +7,13 @@ const TYPES: &[&str] = &[
     "Microsoft.Network/virtualNetworks/subnets",
     "Microsoft.Network/applicationGateways",
     "Microsoft.Network/publicIPAddresses",
+    "Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies",
     "Microsoft.Web/serverfarms",
     "Microsoft.Web/sites",
     "Microsoft.Web/sites/config",
     "Microsoft.Web/sites/networkConfig",
+    "Microsoft.Web/sites/hostNameBindings",
+    "Microsoft.Web/certificates",
     "Microsoft.DocumentDB/databaseAccounts",
 ];
 

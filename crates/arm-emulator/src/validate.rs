@@ -323,7 +323,8 @@ fn gateway_references(state: &State, agw_id: &str, p: &Value) -> Result<(), ArmE
                 return Err(ArmError::invalid_reference(r, agw_id));
             }
         } else if rk.contains("/providers/microsoft.network/") && state.get(r).is_none() {
-            // Only Network references are checked; Key Vault, identities and WAF policies are not emulated.
+            // Only Network references are checked here; Key Vault and identities are not emulated,
+            // and a WAF policy reference is checked by `engine/waf.rs` `check_gateway`.
             let t = ids::ArmPath::parse(r)
                 .map(|x| x.type_name())
                 .unwrap_or_default();

@@ -80,7 +80,7 @@ fn gateway(public: bool) -> Value {
             "backendAddressPool": {"id": format!("{id}/backendAddressPools/app")}, "backendHttpSettings": {"id": format!("{id}/backendHttpSettingsCollection/https")}}}));
     }
     json!({"location": "uksouth", "properties": {
-        "sku": {"name": "WAF_v2", "tier": "WAF_v2"}, "autoscaleConfiguration": {"minCapacity": 2, "maxCapacity": 4},
+        "sku": {"name": "Standard_v2", "tier": "Standard_v2"}, "autoscaleConfiguration": {"minCapacity": 2, "maxCapacity": 4},
         "gatewayIPConfigurations": [{"name": "gwip", "properties": {"subnet": {"id": snet("snet-agw")}}}],
         "frontendIPConfigurations": fes,
         "frontendPorts": [{"name": "p443", "properties": {"port": 443}}],

@@ -42,6 +42,12 @@ const SUB_PREFIX: &str = "(?i)^/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4
         json_path = r#".status.conditions[?(@.type=="Ready")].reason"#
     ),
     printcolumn(
+        name = "Reachable",
+        type_ = "string",
+        description = "Whether the gateway's health probe reaches the FHIR server (its backend health)",
+        json_path = r#".status.conditions[?(@.type=="Reachable")].status"#
+    ),
+    printcolumn(
         name = "Gateway-IP",
         type_ = "string",
         json_path = ".status.gateway.privateIPAddress"
@@ -92,6 +98,10 @@ const SUB_PREFIX: &str = "(?i)^/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4
         .message("spec.appService.id must be in spec.subscriptionId"))]
 #[x_kube(validation = Rule::new("self.cosmosDb.id.lowerAscii().startsWith('/subscriptions/' + self.subscriptionId.lowerAscii() + '/')")
         .message("spec.cosmosDb.id must be in spec.subscriptionId"))]
+#[x_kube(validation = Rule::new("!has(self.gateway.waf) || !has(self.gateway.waf.policyId) || self.gateway.waf.policyId.lowerAscii().startsWith('/subscriptions/' + self.subscriptionId.lowerAscii() + '/')")
+        .message("spec.gateway.waf.policyId must be in spec.subscriptionId"))]
+#[x_kube(validation = Rule::new("!has(self.appService.hostHeader) || self.appService.hostHeader != 'Preserve' || has(self.gateway.tls.secretRef)")
+        .message("spec.appService.hostHeader Preserve needs spec.gateway.tls.secretRef: App Service imports a Key Vault certificate by the vault's resource ID and its own access grant, which fhirlock does not manage yet"))]
 #[x_kube(validation = Rule::new("!has(self.gateway.tls.keyVaultIdentityId) || self.gateway.tls.keyVaultIdentityId.lowerAscii().startsWith('/subscriptions/' + self.subscriptionId.lowerAscii() + '/')")
         .message("spec.gateway.tls.keyVaultIdentityId must be in spec.subscriptionId"))]
 #[serde(rename_all = "camelCase")]
@@ -218,6 +228,15 @@ pub struct AppServiceSpec {
     /// every source; deploy through another path (for example run-from-package).
     #[serde(default)]
     pub scm_site: ScmSiteLock,
+
+    /// The Host header the App Service receives from the gateway. Default: the app's default host
+    /// name (`<app>.azurewebsites.net`); the FHIR server then builds absolute URLs (Bundle.link,
+    /// fullUrl, Location) from it unless it honours the gateway's X-Original-Host header.
+    /// Preserve: spec.gateway.hostName, as clients sent it; fhirlock adds that host name to the
+    /// App Service with the certificate from spec.gateway.tls.secretRef (a host-name binding, which
+    /// Azure accepts only once the DNS TXT record shown in status.nextSteps exists).
+    #[serde(default)]
+    pub host_header: HostHeader,
 }
 
 /// The Cosmos DB account behind the FHIR server.
@@ -238,6 +257,8 @@ pub struct CosmosDbSpec {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.sku.minCapacity <= self.sku.maxCapacity")
     .message("spec.gateway.sku.minCapacity must not exceed spec.gateway.sku.maxCapacity"))]
+#[x_kube(validation = Rule::new("!has(self.waf) || self.sku.tier == 'WAF_v2'")
+    .message("spec.gateway.waf is only for sku.tier WAF_v2: remove it, or set the tier to WAF_v2"))]
 pub struct GatewaySpec {
     /// Name of the gateway fhirlock creates: 1–80 letters, digits, underscores, periods or hyphens,
     /// starting with a letter or digit and ending with a letter, digit or underscore. Immutable.
@@ -296,6 +317,41 @@ pub struct GatewaySpec {
     #[x_kube(validation = Rule::new("self.startsWith('/') && !self.contains(' ')").message("spec.gateway.probePath must be an absolute path starting with '/' and without spaces"))]
     #[schemars(length(min = 1, max = 1024))]
     pub probe_path: String,
+
+    /// The web application firewall of a WAF_v2 gateway (not allowed with Standard_v2). When
+    /// omitted, a WAF_v2 gateway gets fhirlock's own WAF policy in Prevention mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waf: Option<GatewayWaf>,
+}
+
+/// The WAF policy of a WAF_v2 gateway.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayWaf {
+    /// Prevention blocks the requests the managed rules match; Detection only logs them, for a
+    /// tuning period (FHIR search parameters and JSON bodies can match managed rules). Applies to
+    /// the policy fhirlock creates, not to a policyId.
+    #[serde(default)]
+    pub mode: WafMode,
+
+    /// ARM ID of an existing WAF policy the gateway uses instead of one fhirlock creates, for
+    /// example `/subscriptions/<sub>/resourceGroups/fhir/providers/Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies/waf-fhir`.
+    /// fhirlock attaches it and never changes or deletes it; its owner keeps its mode and rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(format!("self.matches('{SUB_PREFIX}Microsoft\\\\.Network/ApplicationGatewayWebApplicationFirewallPolicies/[a-zA-Z0-9]([-a-zA-Z0-9_.]{{0,126}}[a-zA-Z0-9_])?$')"))
+        .message("spec.gateway.waf.policyId must be an ARM ID of the form /subscriptions/<guid>/resourceGroups/<group>/providers/Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies/<name>"))]
+    #[schemars(length(max = 512))]
+    pub policy_id: Option<String>,
+}
+
+/// What the WAF does with a request its rules match.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WafMode {
+    /// Block it.
+    #[default]
+    Prevention,
+    /// Log it and let it through.
+    Detection,
 }
 
 fn default_probe_path() -> String {
@@ -399,6 +455,16 @@ pub enum ScmSiteLock {
     LockedLikeMain,
     /// The SCM site denies every source.
     LockedDenyAll,
+}
+
+/// The Host header the gateway sends to the App Service.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HostHeader {
+    /// The app's default host name (`<app>.azurewebsites.net`), as before.
+    #[default]
+    Default,
+    /// The FHIR host name clients used (spec.gateway.hostName), bound to the App Service.
+    Preserve,
 }
 
 /// Application Gateway v2 tier.

@@ -2,7 +2,8 @@
 //! certificate the edge resolved (a Secret converted to PFX, or a Key Vault secret ID).
 
 use fhirlock_api::v1alpha1::{
-    DeletionPolicy, GatewayTier, Mode, ScmSiteLock, SecuredFhirEndpointSpec, SslPolicy,
+    DeletionPolicy, GatewayTier, HostHeader, Mode, ScmSiteLock, SecuredFhirEndpointSpec, SslPolicy,
+    WafMode,
 };
 
 use crate::id::{self, ResourceId};
@@ -90,10 +91,18 @@ pub struct Desired {
     pub integration_subnet: SubnetDesired,
     pub site_id: String,
     pub scm: ScmSiteLock,
+    /// The Host header the App Service receives (`spec.appService.hostHeader`).
+    pub host_header: HostHeader,
     pub cosmos_id: String,
     pub gateway: GatewayDesired,
     pub mode: Mode,
     pub deletion_policy: DeletionPolicy,
+    /// Who outside Azure routes the private network's address and publishes the DNS name, as
+    /// `status.nextSteps` words it: HSCN and NHS England unless the tenancy says otherwise.
+    pub private_network: crate::status::PrivateNetwork,
+    /// The other endpoints in the cluster (none for the one-shot CLI): whose rules on a shared
+    /// site or Cosmos DB account stay, and which claims are already taken ([`crate::peers`]).
+    pub peers: crate::peers::Peers,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -117,6 +126,27 @@ pub struct GatewayDesired {
     pub ssl_policy: &'static str,
     pub probe_path: String,
     pub certificate: Certificate,
+    /// The WAF policy a WAF_v2 gateway references; `None` for Standard_v2.
+    pub waf: Option<WafDesired>,
+    /// ARM ID of the WAF policy fhirlock creates for this gateway (`<gateway>-waf` beside it),
+    /// whether or not the tier wants it now: a Standard_v2 gateway's earlier one is removed.
+    pub owned_waf_policy_id: String,
+    /// `status.createdResources` names [`Self::owned_waf_policy_id`] (set by the caller, which
+    /// has the status): then a look reads that policy even for a Standard_v2 gateway, so the one
+    /// fhirlock created is deleted; never for a policy fhirlock did not create.
+    pub owned_waf_policy_recorded: bool,
+}
+
+/// The WAF policy of a WAF_v2 gateway.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WafDesired {
+    /// ARM ID of the policy the gateway's `firewallPolicy` references.
+    pub policy_id: String,
+    /// True when fhirlock creates and keeps the policy (`spec.gateway.waf.policyId` unset);
+    /// false for a policy its owner manages, which fhirlock only attaches.
+    pub owned: bool,
+    /// `policySettings.mode` of an owned policy: `Prevention` or `Detection`.
+    pub mode: &'static str,
 }
 
 impl Desired {
@@ -138,6 +168,23 @@ impl Desired {
             prefix: n.address_prefix.clone(),
         };
         let g = &s.gateway;
+        let rg_id = id::resource_group_id(&s.subscription_id, &g.resource_group);
+        let owned_waf_policy_id = format!(
+            "{rg_id}/providers/Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies/{}-waf",
+            g.name
+        );
+        let waf_spec = g.waf.clone().unwrap_or_default();
+        let waf = (g.sku.tier == GatewayTier::WafV2).then(|| WafDesired {
+            owned: waf_spec.policy_id.is_none(),
+            policy_id: waf_spec
+                .policy_id
+                .map(|p| p.trim_end_matches('/').to_owned())
+                .unwrap_or_else(|| owned_waf_policy_id.clone()),
+            mode: match waf_spec.mode {
+                WafMode::Prevention => "Prevention",
+                WafMode::Detection => "Detection",
+            },
+        });
         Desired {
             owner: format!("{namespace}/{name}"),
             subscription: s.subscription_id.to_ascii_lowercase(),
@@ -146,11 +193,11 @@ impl Desired {
             vnet_id,
             site_id: s.app_service.id.trim_end_matches('/').to_owned(),
             scm: s.app_service.scm_site,
+            host_header: s.app_service.host_header,
             cosmos_id: s.cosmos_db.id.trim_end_matches('/').to_owned(),
             gateway: GatewayDesired {
                 id: format!(
-                    "{}/providers/Microsoft.Network/applicationGateways/{}",
-                    id::resource_group_id(&s.subscription_id, &g.resource_group),
+                    "{rg_id}/providers/Microsoft.Network/applicationGateways/{}",
                     g.name
                 ),
                 name: g.name.clone(),
@@ -170,9 +217,14 @@ impl Desired {
                 },
                 probe_path: g.probe_path.clone(),
                 certificate,
+                waf,
+                owned_waf_policy_id,
+                owned_waf_policy_recorded: false,
             },
             mode: s.mode,
             deletion_policy: s.deletion_policy,
+            private_network: Default::default(),
+            peers: Default::default(),
         }
     }
 
@@ -180,10 +232,55 @@ impl Desired {
         format!("{}/config/web", self.site_id)
     }
 
+    /// True when the App Service must receive the FHIR host name itself.
+    pub fn preserves_host(&self) -> bool {
+        self.host_header == HostHeader::Preserve
+    }
+
+    /// The App Service certificate fhirlock uploads for the FHIR host name: beside the site, in
+    /// its resource group (a certificate must share the site's resource group and region to be
+    /// bound, Learn "Add and manage TLS/SSL certificates in Azure App Service").
+    pub fn site_certificate_id(&self) -> String {
+        let group = self
+            .site_id
+            .to_ascii_lowercase()
+            .find("/providers/")
+            .map_or(self.site_id.as_str(), |i| &self.site_id[..i]);
+        format!(
+            "{group}/providers/Microsoft.Web/certificates/{}-{}",
+            self.site_name(),
+            self.gateway.host_name.replace('.', "-")
+        )
+    }
+
+    /// The site's host-name binding for the FHIR host name
+    /// (`Microsoft.Web/sites/hostNameBindings`, named by the host name).
+    pub fn host_name_binding_id(&self) -> String {
+        format!(
+            "{}/hostNameBindings/{}",
+            self.site_id, self.gateway.host_name
+        )
+    }
+
     pub fn site_name(&self) -> String {
         ResourceId::parse(&self.site_id)
             .map(|r| r.name().to_owned())
             .unwrap_or_default()
+    }
+
+    /// The WAF policy a look reads: the one a WAF_v2 gateway references, else the one fhirlock
+    /// creates (a Standard_v2 gateway may have left it behind).
+    pub fn waf_policy_read_id(&self) -> &str {
+        self.gateway
+            .waf
+            .as_ref()
+            .map_or(&self.gateway.owned_waf_policy_id, |w| &w.policy_id)
+    }
+
+    /// Whether a look reads [`Self::waf_policy_read_id`]: for a WAF_v2 gateway, and for one
+    /// whose policy fhirlock created earlier.
+    pub fn reads_waf_policy(&self) -> bool {
+        self.gateway.waf.is_some() || self.gateway.owned_waf_policy_recorded
     }
 
     /// The subscription feature a private-only gateway needs.

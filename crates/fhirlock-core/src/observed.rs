@@ -34,6 +34,15 @@ pub struct Observed {
     /// Web 2024-11-01: a `PrivateEndpointConnectionCollection` of
     /// `RemotePrivateEndpointConnectionARMResource`); `None` when not read.
     pub site_private_endpoints: Option<Vec<Value>>,
+    /// With `hostHeader: Preserve` only: the App Service certificate fhirlock uploads for the host
+    /// name (`Microsoft.Web/certificates`, Web 2024-11-01 `Certificates.json`), and the site's
+    /// binding of the host name (`WebApps_GetHostNameBinding`). `None` when absent or not read.
+    pub site_certificate: Option<Value>,
+    pub host_name_binding: Option<Value>,
+    /// The WAF policy at [`crate::Desired::waf_policy_read_id`]: the one a WAF_v2 gateway
+    /// references, or the one fhirlock created for a gateway that is Standard_v2 now. `None` when
+    /// absent or not read (a Standard_v2 gateway's never-created policy is not read).
+    pub waf_policy: Option<Value>,
 }
 
 impl Observed {
@@ -150,6 +159,9 @@ pub enum Slot {
     Site,
     SiteConfig,
     Cosmos,
+    WafPolicy,
+    SiteCertificate,
+    HostNameBinding,
 }
 
 /// The slot of a resource this endpoint reads or writes; `None` for anything else (a teardown
@@ -162,6 +174,9 @@ pub fn slot(d: &crate::Desired, id: &str) -> Option<Slot> {
         (&d.site_id, Slot::Site),
         (&d.site_config_id(), Slot::SiteConfig),
         (&d.cosmos_id, Slot::Cosmos),
+        (d.waf_policy_read_id(), Slot::WafPolicy),
+        (&d.site_certificate_id(), Slot::SiteCertificate),
+        (&d.host_name_binding_id(), Slot::HostNameBinding),
         (
             &d.gateway_subnet.id,
             Slot::Subnet(d.gateway_subnet.name.clone()),
@@ -186,6 +201,9 @@ impl Observed {
             Slot::Site => self.site = body,
             Slot::SiteConfig => self.site_config = body,
             Slot::Cosmos => self.cosmos = body,
+            Slot::WafPolicy => self.waf_policy = body,
+            Slot::SiteCertificate => self.site_certificate = body,
+            Slot::HostNameBinding => self.host_name_binding = body,
             Slot::Subnet(name) => {
                 let Some(props) = self
                     .vnet

@@ -44,7 +44,11 @@ pub enum FindingCode {
     HttpsOnlyDisabled,
     MinTlsBelow12,
     FtpEnabled,
+    HostNameNotBound,
     GatewayPublicFrontend,
+    WafPolicyNotAttached,
+    WafPolicyDisabled,
+    WafDetectionMode,
     GatewaySubnetMissingWebEndpoint,
     GatewaySubnetMissingDelegation,
     GatewayKeyVaultUnreachable,
@@ -66,7 +70,11 @@ impl FindingCode {
         FindingCode::HttpsOnlyDisabled,
         FindingCode::MinTlsBelow12,
         FindingCode::FtpEnabled,
+        FindingCode::HostNameNotBound,
         FindingCode::GatewayPublicFrontend,
+        FindingCode::WafPolicyNotAttached,
+        FindingCode::WafPolicyDisabled,
+        FindingCode::WafDetectionMode,
         FindingCode::GatewaySubnetMissingWebEndpoint,
         FindingCode::GatewaySubnetMissingDelegation,
         FindingCode::GatewayKeyVaultUnreachable,
@@ -87,7 +95,11 @@ impl FindingCode {
             FindingCode::HttpsOnlyDisabled => "HttpsOnlyDisabled",
             FindingCode::MinTlsBelow12 => "MinTlsBelow12",
             FindingCode::FtpEnabled => "FtpEnabled",
+            FindingCode::HostNameNotBound => "HostNameNotBound",
             FindingCode::GatewayPublicFrontend => "GatewayPublicFrontend",
+            FindingCode::WafPolicyNotAttached => "WafPolicyNotAttached",
+            FindingCode::WafPolicyDisabled => "WafPolicyDisabled",
+            FindingCode::WafDetectionMode => "WafDetectionMode",
             FindingCode::GatewaySubnetMissingWebEndpoint => "GatewaySubnetMissingWebEndpoint",
             FindingCode::GatewaySubnetMissingDelegation => "GatewaySubnetMissingDelegation",
             FindingCode::GatewayKeyVaultUnreachable => "GatewayKeyVaultUnreachable",
@@ -107,14 +119,17 @@ impl FindingCode {
     pub fn component(self) -> Option<Component> {
         use FindingCode::*;
         match self {
-            GatewayPublicFrontend => Some(Component::Gateway),
+            GatewayPublicFrontend | WafPolicyNotAttached | WafPolicyDisabled | WafDetectionMode => {
+                Some(Component::Gateway)
+            }
             SiteAllowsOtherSources
             | SiteDefaultAllow
             | ScmSitePublic
             | SiteNotVnetIntegrated
             | HttpsOnlyDisabled
             | MinTlsBelow12
-            | FtpEnabled => Some(Component::AppService),
+            | FtpEnabled
+            | HostNameNotBound => Some(Component::AppService),
             CosmosVnetFilterOff
             | CosmosIpRule
             | CosmosForeignVnetRule
@@ -149,7 +164,12 @@ impl Finding {
     }
 }
 
-fn finding(code: FindingCode, severity: Severity, resource_id: &str, message: String) -> Finding {
+pub(crate) fn finding(
+    code: FindingCode,
+    severity: Severity,
+    resource_id: &str,
+    message: String,
+) -> Finding {
     Finding {
         code,
         severity,
@@ -177,6 +197,18 @@ pub fn findings(d: &Desired, o: &Observed) -> Vec<Finding> {
             ));
         }
     }
+    if o.site.is_some() && d.preserves_host() && !crate::plan::host_name::binding_in_place(o) {
+        out.push(finding(
+            FindingCode::HostNameNotBound,
+            Severity::Medium,
+            &d.site_id,
+            format!(
+                "hostHeader is Preserve, but the site has no SNI binding of {} with the certificate fhirlock uploaded, so the gateway still sends the app's default host name and the FHIR server's absolute URLs name it",
+                d.gateway.host_name
+            ),
+        ));
+    }
+    out.extend(crate::plan::waf::findings(d, o));
     subnet_findings(d, o, &mut out);
     if let Some(c) = o.cosmos() {
         cosmos_findings(d, &c.properties, &mut out);
@@ -186,11 +218,12 @@ pub fn findings(d: &Desired, o: &Observed) -> Vec<Finding> {
 
 fn site_config_findings(d: &Desired, p: &SiteConfigProperties, out: &mut Vec<Finding>) {
     let gw_subnet = &d.gateway_subnet.id;
+    // Another endpoint's gateway on the same site is a way in by design, not a back door.
+    let peers = crate::peers::site_gateway_subnets(d);
+    let admitted =
+        |r: &IpRestriction| allows_only(r, gw_subnet) || peers.iter().any(|s| allows_only(r, s));
     let rules = real_rules(p.ip_security_restrictions.as_deref());
-    for r in rules
-        .iter()
-        .filter(|r| r.allows() && !allows_only(r, gw_subnet))
-    {
+    for r in rules.iter().filter(|r| r.allows() && !admitted(r)) {
         out.push(finding(
             FindingCode::SiteAllowsOtherSources,
             Severity::High,
@@ -334,11 +367,13 @@ fn cosmos_findings(d: &Desired, p: &CosmosProperties, out: &mut Vec<Finding>) {
             ),
         ));
     }
+    let peers = crate::peers::cosmos_subnets(d);
     for r in p
         .virtual_network_rules
         .iter()
         .flatten()
         .filter(|r| !id::same(&r.id, &d.integration_subnet.id))
+        .filter(|r| !peers.iter().any(|s| id::same(&r.id, s)))
     {
         out.push(finding(
             FindingCode::CosmosForeignVnetRule,
@@ -644,7 +679,15 @@ mod tests {
                 .collect()
         };
         assert_eq!(of(Some(Component::Subnets)), Vec::<&str>::new());
-        assert_eq!(of(Some(Component::Gateway)), ["GatewayPublicFrontend"]);
+        assert_eq!(
+            of(Some(Component::Gateway)),
+            [
+                "GatewayPublicFrontend",
+                "WafPolicyNotAttached",
+                "WafPolicyDisabled",
+                "WafDetectionMode"
+            ]
+        );
         assert_eq!(
             of(Some(Component::AppService)),
             [

@@ -27,6 +27,10 @@ const TIERS_WITHOUT_VNET_INTEGRATION: &[&str] = &["free", "shared", "dynamic"];
 /// judged, so only that failure is reported.
 pub fn check(d: &Desired, o: &Observed) -> Vec<PreflightFailure> {
     let mut out = Vec::new();
+    // Another endpoint's claim comes first: whatever Azure holds, this endpoint must not write.
+    if let Some(c) = crate::peers::conflict(d) {
+        out.push(fail("ConflictsWith", c.message()));
+    }
     let Some(vnet) = o.vnet() else {
         out.push(fail(
             "VirtualNetworkNotFound",
@@ -73,11 +77,13 @@ pub fn check(d: &Desired, o: &Observed) -> Vec<PreflightFailure> {
     site_public_access(d, o, &site, &mut out);
     cosmos_public_access(d, o, &mut out);
     gateway_ours_or_creatable(d, o, &mut out);
+    waf_policy_usable(d, o, &mut out);
     out
 }
 
 /// Every code [`check`] can return; each is documented in `docs/operations.md`.
 pub const CODES: &[&str] = &[
+    "ConflictsWith",
     "VirtualNetworkNotFound",
     "AppServiceNotFound",
     "CosmosAccountNotFound",
@@ -100,6 +106,8 @@ pub const CODES: &[&str] = &[
     "GatewayNotOwned",
     "NetworkIsolationNotRegistered",
     "CertificateUnavailable",
+    "WafPolicyNotFound",
+    "WafPolicyNotOwned",
 ];
 
 /// The gateway reaches the site through the site's public (default) endpoint, filtered by
@@ -410,6 +418,38 @@ fn gateway_ours_or_creatable(d: &Desired, o: &Observed, out: &mut Vec<PreflightF
                 ));
             }
         }
+    }
+}
+
+/// A WAF_v2 gateway references a policy: the one its owner named must exist (ARM refuses a
+/// gateway that references a missing one), and one of the name fhirlock would create must be
+/// its own (the owner tag), or fhirlock would take over someone else's policy.
+fn waf_policy_usable(d: &Desired, o: &Observed, out: &mut Vec<PreflightFailure>) {
+    let Some(waf) = &d.gateway.waf else { return };
+    let owner = o.waf_policy.as_ref().map(|p| {
+        p.pointer(&format!("/tags/{}", crate::OWNER_TAG))
+            .and_then(serde_json::Value::as_str)
+    });
+    match (waf.owned, owner) {
+        (false, None) => out.push(fail(
+            "WafPolicyNotFound",
+            format!(
+                "WAF policy {} (spec.gateway.waf.policyId) does not exist or is not readable: create it, or remove policyId to have fhirlock create one",
+                waf.policy_id
+            ),
+        )),
+        (true, Some(tag)) if tag != Some(d.owner.as_str()) => out.push(fail(
+            "WafPolicyNotOwned",
+            format!(
+                "WAF policy {} exists but is not owned by this endpoint (tag {}={}): fhirlock does not adopt it implicitly; set spec.gateway.waf.policyId to it, or tag it {}={}",
+                waf.policy_id,
+                crate::OWNER_TAG,
+                tag.unwrap_or("<none>"),
+                crate::OWNER_TAG,
+                d.owner
+            ),
+        )),
+        _ => {}
     }
 }
 

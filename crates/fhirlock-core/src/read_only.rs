@@ -24,6 +24,8 @@ pub enum Kind {
     ApplicationGateway,
     /// `Microsoft.Network/virtualNetworks/subnets`.
     Subnet,
+    /// `Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies`.
+    WafPolicy,
 }
 
 /// Every child collection of an Application Gateway whose items are sub-resources with a
@@ -145,10 +147,29 @@ const SUBNET: &[&str] = &[
     "properties.serviceEndpointPolicies.[].properties.provisioningState",
 ];
 
+/// The WAF policy's read-only fields: `readOnly` in the 2025-01-01 REST spec itself
+/// (`webapplicationfirewall.json`, `WebApplicationFirewallPolicy` and what it embeds; `name` and
+/// `type` from `network.json` `Resource`). `applicationGateways` are the gateways that reference
+/// it, embedded whole, so they go as one.
+const WAF_POLICY: &[&str] = &[
+    "name",
+    "type",
+    "etag",
+    "properties.applicationGateways",
+    "properties.provisioningState",
+    "properties.resourceState",
+    "properties.httpListeners",
+    "properties.pathBasedRules",
+    "properties.applicationGatewayForContainers",
+    "properties.customRules.[].etag",
+    "properties.managedRules.managedRuleSets.[].computedDisabledRules",
+];
+
 /// The read-only paths of `kind`, as listed in the module's source.
 pub fn paths(kind: Kind) -> Vec<String> {
     match kind {
         Kind::Subnet => SUBNET.iter().map(|p| (*p).to_owned()).collect(),
+        Kind::WafPolicy => WAF_POLICY.iter().map(|p| (*p).to_owned()).collect(),
         Kind::ApplicationGateway => {
             let children = GATEWAY_CHILDREN.iter().flat_map(|c| {
                 ["etag", "type", "properties.provisioningState"]
@@ -287,6 +308,35 @@ mod tests {
                 "{child}"
             );
         }
+    }
+
+    #[test]
+    fn a_waf_policy_read_back_loses_its_back_references_and_state() {
+        let mut read_back = json!({
+            "id": "/s/p", "name": "p", "type": "Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies",
+            "etag": "W/\"1\"", "location": "uksouth", "tags": {"t": "v"},
+            "properties": {
+                "provisioningState": "Succeeded", "resourceState": "Enabled",
+                "applicationGateways": [{"id": "/s/agw"}], "httpListeners": [], "pathBasedRules": [],
+                "policySettings": {"state": "Enabled", "mode": "Prevention"},
+                "customRules": [{"name": "c", "etag": "e", "priority": 1}],
+                "managedRules": {"managedRuleSets": [{"ruleSetType": "Microsoft_DefaultRuleSet",
+                    "ruleSetVersion": "2.1", "computedDisabledRules": []}]}
+            }
+        });
+        strip(Kind::WafPolicy, &mut read_back);
+        assert_eq!(
+            read_back,
+            json!({
+                "id": "/s/p", "location": "uksouth", "tags": {"t": "v"},
+                "properties": {
+                    "policySettings": {"state": "Enabled", "mode": "Prevention"},
+                    "customRules": [{"name": "c", "priority": 1}],
+                    "managedRules": {"managedRuleSets": [{"ruleSetType": "Microsoft_DefaultRuleSet",
+                        "ruleSetVersion": "2.1"}]}
+                }
+            })
+        );
     }
 
     #[test]

@@ -77,6 +77,30 @@ pub fn apply(o: &Observed, step: &Step) -> Observed {
                 site["properties"]["virtualNetworkSubnetId"] = Value::Null;
             }
         }
+        (StepKind::WafPolicy, _) => {
+            let mut policy = step.body.clone();
+            policy["id"] = json!(step.resource_id);
+            policy["properties"]["provisioningState"] = json!("Succeeded");
+            next.waf_policy = Some(policy);
+        }
+        (StepKind::DeleteWafPolicy, _) => next.waf_policy = None,
+        (StepKind::SiteCertificate, _) => {
+            // ARM keeps neither the PFX nor its password, and computes the thumbprint.
+            let mut cert = step.body.clone();
+            cert["id"] = json!(step.resource_id);
+            if let Some(p) = cert["properties"].as_object_mut() {
+                p.remove("pfxBlob");
+                p.remove("password");
+                let tag = step.body["tags"][crate::TLS_TAG].as_str().unwrap_or("");
+                p.insert("thumbprint".into(), json!(format!("THUMB-{tag}")));
+            }
+            next.site_certificate = Some(cert);
+        }
+        (StepKind::SiteHostNameBinding, _) => {
+            let mut b = step.body.clone();
+            b["id"] = json!(step.resource_id);
+            next.host_name_binding = Some(b);
+        }
         (StepKind::DeleteGateway, _) => next.gateway = None,
         (StepKind::DeleteSubnet, _) => {
             if let Some(list) = next

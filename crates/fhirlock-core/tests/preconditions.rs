@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 const VNET_ETAG: &str = "W/\"00000007-0000-4000-8000-000000000007\"";
 const GATEWAY_ETAG: &str = "W/\"0000000a-0000-4000-8000-00000000000a\"";
+const POLICY_ETAG: &str = "W/\"0000000b-0000-4000-8000-00000000000b\"";
 
 /// Every subnet carries its VNet's etag, as ARM returns them.
 fn with_vnet_etag(o: &mut Observed, etag: &str) {
@@ -70,6 +71,16 @@ fn drifted_gateway() -> Observed {
         }
     }
     g["properties"]["sslCertificates"][0]["properties"]["publicCertData"] = json!("MIIB");
+    // Its WAF policy as ARM reads it back, switched to Detection in the portal.
+    let p = o.waf_policy.as_mut().unwrap();
+    p["etag"] = json!(POLICY_ETAG);
+    p["name"] = json!("agw-fhir-waf");
+    p["type"] = json!("Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies");
+    p["properties"]["policySettings"]["mode"] = json!("Detection");
+    p["properties"]["resourceState"] = json!("Enabled");
+    p["properties"]["applicationGateways"] = json!([{"id": d.gateway.id}]);
+    p["properties"]["managedRules"]["managedRuleSets"][0]["computedDisabledRules"] = json!([]);
+    p["properties"]["x-unknown-policy"] = json!(8);
     o
 }
 
@@ -97,10 +108,15 @@ fn each_step_kind_carries_the_precondition_of_its_resource() {
     let drifted = preconditions(&plan::plan(&d, &drifted_gateway()).steps);
     // The teardown: deletes of what was read, as read.
     let o = drifted_gateway();
-    let created = [gw_subnet(), int_subnet(), d.gateway.id.clone()];
+    let created = [
+        gw_subnet(),
+        int_subnet(),
+        d.gateway.id.clone(),
+        d.gateway.owned_waf_policy_id.clone(),
+    ];
     let teardown = preconditions(&plan::teardown(&d, &o, &created).steps);
 
-    let table: [(StepKind, &Seen, Option<Precondition>); 17] = [
+    let table: [(StepKind, &Seen, Option<Precondition>); 20] = [
         (StepKind::SiteHttpsOnly, &seen, None),
         (StepKind::SiteTlsAndFtp, &seen, None),
         (
@@ -115,16 +131,19 @@ fn each_step_kind_carries_the_precondition_of_its_resource() {
         ),
         (StepKind::CosmosVnetRule, &seen, None),
         (StepKind::SiteVnetIntegration, &seen, None),
+        (StepKind::WafPolicy, &seen, Some(Precondition::IfNoneMatch)),
         (StepKind::Gateway, &seen, Some(Precondition::IfNoneMatch)),
         (StepKind::SiteAccessRestrictions, &seen, None),
         (StepKind::CosmosLockdown, &seen, None),
         (StepKind::IntegrationSubnet, &adopted, if_match(VNET_ETAG)),
         (StepKind::GatewaySubnet, &adopted, if_match(VNET_ETAG)),
         (StepKind::Gateway, &drifted, if_match(GATEWAY_ETAG)),
+        (StepKind::WafPolicy, &drifted, if_match(POLICY_ETAG)),
         (StepKind::RemoveGatewayRule, &teardown, None),
         (StepKind::RemoveCosmosVnetRule, &teardown, None),
         (StepKind::RemoveSiteVnetIntegration, &teardown, None),
         (StepKind::DeleteGateway, &teardown, if_match(GATEWAY_ETAG)),
+        (StepKind::DeleteWafPolicy, &teardown, if_match(POLICY_ETAG)),
         (StepKind::DeleteSubnet, &teardown, if_match(VNET_ETAG)),
     ];
     for (kind, steps, want) in table {
@@ -204,6 +223,7 @@ fn no_write_body_echoes_a_read_only_field() {
             let kind = match s.kind {
                 StepKind::Gateway => Kind::ApplicationGateway,
                 StepKind::IntegrationSubnet | StepKind::GatewaySubnet => Kind::Subnet,
+                StepKind::WafPolicy => Kind::WafPolicy,
                 _ => continue,
             };
             bodies += 1;
@@ -228,11 +248,19 @@ fn no_write_body_echoes_a_read_only_field() {
                     assert_eq!(s.body["id"], json!(d.gateway.id), "id is writable");
                 }
                 Kind::ApplicationGateway => {}
+                Kind::WafPolicy if !s.creates => {
+                    assert_eq!(s.body["properties"]["x-unknown-policy"], 8);
+                    assert_eq!(
+                        s.body["properties"]["policySettings"]["mode"],
+                        "Prevention"
+                    );
+                }
+                Kind::WafPolicy => {}
             }
         }
     }
     assert_eq!(
-        bodies, 4,
-        "two adopted subnets, the gateway to create beside them, the drifted gateway"
+        bodies, 6,
+        "two adopted subnets, the gateway and its WAF policy to create beside them, the drifted gateway and its drifted policy"
     );
 }

@@ -82,10 +82,23 @@ fn the_remaining_back_doors_are_found_too() {
     let kv = codes(&posture::findings(&key_vault, &o));
     assert!(kv.contains(&"GatewayKeyVaultUnreachable"), "{kv:?}");
     assert!(!f.contains(&"GatewayKeyVaultUnreachable"), "{f:?}");
+    // fhirlock's WAF policy attached, then disabled and switched to Detection in the portal.
+    let mut waf = o.clone();
+    let policy = d.gateway.owned_waf_policy_id.clone();
+    waf.gateway.as_mut().unwrap()["properties"]["firewallPolicy"] = json!({"id": policy});
+    waf.waf_policy = Some(json!({"id": policy, "tags": {"fhirlock-owner": d.owner},
+        "properties": {"policySettings": {"state": "Disabled", "mode": "Detection"}}}));
+    let w = codes(&posture::findings(&d, &waf));
+    assert!(f.contains(&"WafPolicyNotAttached"), "{f:?}");
+    assert!(!w.contains(&"WafPolicyNotAttached"), "{w:?}");
+    for code in ["WafPolicyDisabled", "WafDetectionMode"] {
+        assert!(w.contains(&code), "{code} not found in {w:?}");
+    }
     // Every catalogued code is produced by one of the estates above.
     let mut all = codes(&posture::findings(&d, &wide_open()));
     all.extend(f);
     all.extend(kv);
+    all.extend(w);
     for code in posture::FindingCode::ALL {
         assert!(
             all.contains(&code.as_str()),
@@ -108,6 +121,7 @@ fn the_plan_follows_the_safe_order_and_waits_where_it_must() {
             (StepKind::GatewaySubnet, true),
             (StepKind::CosmosVnetRule, false),
             (StepKind::SiteVnetIntegration, false),
+            (StepKind::WafPolicy, true),
             (StepKind::Gateway, false),
             (StepKind::SiteAccessRestrictions, false),
             (StepKind::CosmosLockdown, false),

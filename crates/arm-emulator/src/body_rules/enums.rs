@@ -50,6 +50,18 @@ pub const ENUMS: &[EnumRule] = &[
     },
     // azure-mgmt-network==30.0.0, api-version 2024-10-01
     EnumRule {
+        rtype: "Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies",
+        path: "properties.policySettings.mode",
+        model: "WebApplicationFirewallMode",
+        values: &["Prevention", "Detection"],
+    },
+    EnumRule {
+        rtype: "Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies",
+        path: "properties.policySettings.state",
+        model: "WebApplicationFirewallEnabledState",
+        values: &["Disabled", "Enabled"],
+    },
+    EnumRule {
         rtype: "Microsoft.Network/applicationGateways",
         path: "properties.backendHttpSettingsCollection[].properties.cookieBasedAffinity",
         model: "ApplicationGatewayCookieBasedAffinity",

@@ -11,11 +11,13 @@ mod auth;
 mod cosmos;
 mod features;
 mod front_door;
+mod host_names;
 mod message;
 mod network;
 mod operations;
 mod preconditions;
 mod resources;
+mod waf;
 mod web;
 
 pub(crate) use auth::utc_words;
@@ -23,6 +25,7 @@ pub use auth::{ARM_AUDIENCES, Principal};
 pub use features::feature_key;
 pub use message::{Handled, Outcome, Request, Response};
 pub use network::endpoint_services;
+pub use waf::{NET_WAF, render_waf_policy};
 
 use serde_json::Value;
 use std::collections::HashMap;

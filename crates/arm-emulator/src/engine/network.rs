@@ -143,6 +143,7 @@ impl Engine {
         if rtype == NET_AGW {
             let isolated = self.isolated(&sub);
             validate::gateway_put(&self.state, &id, &body, api, isolated)?;
+            super::waf::check_gateway(&self.state, &id, &body, existing.as_ref().map(|e| &e.body))?;
             if isolated
                 && props(&body)["sku"]["tier"]
                     .as_str()

@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use super::host_names::{WEB_CERTIFICATE, WEB_HOST_NAME_BINDING};
 use super::web::WEB_NETWORK_CONFIG;
 use super::{Engine, R, Request, Response};
 use crate::enrich::{merge, render, strip_read_only};
@@ -203,7 +204,10 @@ impl Engine {
             WEB_SITE => self.put_site(p, body, api, now, fail),
             WEB_CONFIG => self.put_site_config(p, body),
             WEB_NETWORK_CONFIG => self.put_network_config(p, body),
+            WEB_CERTIFICATE => self.put_certificate(p, body),
+            WEB_HOST_NAME_BINDING => self.put_host_name_binding(p, body),
             COSMOS => self.put_cosmos(p, body, api, now, fail),
+            super::NET_WAF => self.put_waf_policy(p, body),
             other => Err(ArmError::bad_request(
                 "InvalidResourceType",
                 format!("PUT is not supported for '{other}'."),
@@ -323,8 +327,14 @@ impl Engine {
                 self.delete_network(p, &existing, api, now, fail)
             }
             COSMOS => self.delete_cosmos(p, &existing, api, now, fail),
+            super::NET_WAF => self.delete_waf_policy(p, &existing, api, now, fail),
             WEB_PLAN => self.delete_plan(p),
             WEB_SITE => Ok(self.delete_site(&id)),
+            WEB_CERTIFICATE => self.delete_certificate(p),
+            WEB_HOST_NAME_BINDING => {
+                self.state.resources.remove(&ids::key(&id));
+                Ok(Response::empty(200))
+            }
             other => Err(ArmError::new(
                 405,
                 "MethodNotAllowed",

@@ -73,6 +73,8 @@ pub fn render(state: &State, r: &Resource) -> Value {
         render_config(r)
     } else if t.eq_ignore_ascii_case(COSMOS) {
         render_cosmos(r)
+    } else if t.eq_ignore_ascii_case(crate::engine::NET_WAF) {
+        crate::engine::render_waf_policy(state, r)
     } else if t.eq_ignore_ascii_case("resourceGroups") {
         let mut v = base(r, "Microsoft.Resources/resourceGroups");
         props_mut(&mut v).insert("provisioningState".into(), json!(r.provisioning_state));

@@ -55,6 +55,17 @@ pub fn strip_read_only(rtype: &str, body: &mut Value) {
                 }
             }
         }
+    } else if rtype.eq_ignore_ascii_case(crate::engine::NET_WAF) {
+        // Server-made (webapplicationfirewall.json 2025-01-01, readOnly).
+        for k in [
+            "applicationGateways",
+            "resourceState",
+            "httpListeners",
+            "pathBasedRules",
+            "applicationGatewayForContainers",
+        ] {
+            p.remove(k);
+        }
     } else if rtype.eq_ignore_ascii_case(NET_VNET) {
         // subnets are handled by the caller (they become child resources)
     } else if rtype.eq_ignore_ascii_case(NET_AGW) {

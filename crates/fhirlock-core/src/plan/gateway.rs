@@ -34,7 +34,19 @@ pub fn gateway_body(d: &Desired, o: &Observed) -> Option<Value> {
         }
         Certificate::Unresolved { .. } => observed_certs?,
     };
-    let mut props = json!({
+    // Preserve, once the App Service serves the host name: the client's Host goes through, and
+    // the probe names it (Learn "Configure App Service with Application Gateway", custom domain:
+    // "Override with new host name: No", a probe with the custom domain as its host). Until then,
+    // and with Default, the app's default host name (Learn: "you must set the host header of the
+    // incoming request on the web application to the default domain").
+    let through = false && super::host_name::passes_host_through(d, o);
+    let mut probe = json!({
+        "protocol": "Https", "path": g.probe_path, "interval": 30, "timeout": 30, "unhealthyThreshold": 3,
+        "pickHostNameFromBackendHttpSettings": !through, "match": {"statusCodes": ["200-399"]}});
+    if through {
+        probe["host"] = json!(g.host_name);
+    }
+    let props = json!({
         "sku": {"name": g.tier, "tier": g.tier},
         "autoscaleConfiguration": {"minCapacity": g.min_capacity, "maxCapacity": g.max_capacity},
         "sslPolicy": {"policyType": "Predefined", "policyName": g.ssl_policy},
@@ -44,11 +56,9 @@ pub fn gateway_body(d: &Desired, o: &Observed) -> Option<Value> {
         "frontendPorts": [{"name": "https-443", "properties": {"port": 443}}],
         "sslCertificates": certs,
         "backendAddressPools": [{"name": "app-service", "properties": {"backendAddresses": [{"fqdn": host}]}}],
-        "probes": [{"name": "fhir-metadata", "properties": {
-            "protocol": "Https", "path": g.probe_path, "interval": 30, "timeout": 30, "unhealthyThreshold": 3,
-            "pickHostNameFromBackendHttpSettings": true, "match": {"statusCodes": ["200-399"]}}}],
+        "probes": [{"name": "fhir-metadata", "properties": probe}],
         "backendHttpSettingsCollection": [{"name": "app-service-https", "properties": {
-            "port": 443, "protocol": "Https", "cookieBasedAffinity": "Disabled", "pickHostNameFromBackendAddress": true,
+            "port": 443, "protocol": "Https", "cookieBasedAffinity": "Disabled", "pickHostNameFromBackendAddress": !through,
             "requestTimeout": 30, "probe": sub("probes", "fhir-metadata")}}],
         "httpListeners": [{"name": "fhir-https", "properties": {
             "frontendIPConfiguration": sub("frontendIPConfigurations", "private-frontend"),
@@ -59,9 +69,6 @@ pub fn gateway_body(d: &Desired, o: &Observed) -> Option<Value> {
             "backendAddressPool": sub("backendAddressPools", "app-service"),
             "backendHttpSettings": sub("backendHttpSettingsCollection", "app-service-https")}}],
     });
-    if g.tier == "WAF_v2" {
-        props["webApplicationFirewallConfiguration"] = json!({"enabled": true, "firewallMode": "Prevention", "ruleSetType": "OWASP", "ruleSetVersion": "3.2"});
-    }
     // Anything but an object (a misbehaving proxy's answer) is no gateway to build on; indexing
     // into it would panic.
     let mut body = o
@@ -90,6 +97,9 @@ pub fn gateway_body(d: &Desired, o: &Observed) -> Option<Value> {
     }
     for (k, v) in props.as_object().expect("object") {
         body["properties"][k] = v.clone();
+    }
+    if let Some(p) = body["properties"].as_object_mut() {
+        super::waf::gateway_properties(d, p);
     }
     // A PFX needs no identity: whatever identity the gateway has is left as it is.
     if let Certificate::KeyVault { identity_id, .. } = &g.certificate {
@@ -172,6 +182,10 @@ fn identity_view(identity: &Value) -> Value {
 /// and the observed body cut down to the same shape, with IDs lower-cased.
 pub fn gateway_managed_view(desired: &Value, observed: Option<&Value>) -> (Value, Option<Value>) {
     let mut want = json!({"location": desired["location"], "tags": desired["tags"], "properties": desired["properties"]});
+    // A write-time switch, not a setting to compare: whether ARM returns it is unknown.
+    if let Some(p) = want["properties"].as_object_mut() {
+        p.remove("forceFirewallPolicyAssociation");
+    }
     if let Some(certs) = want
         .pointer_mut("/properties/sslCertificates")
         .and_then(Value::as_array_mut)

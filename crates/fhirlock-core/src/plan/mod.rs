@@ -19,6 +19,9 @@
 //!    site reaches Cosmos through the subnet. `publicNetworkAccess` is never written: pre-flight
 //!    stops on anything but `Enabled`.
 //!
+//! 9. `SiteCertificate`, `SiteHostNameBinding` (`hostHeader: Preserve` only): the App Service
+//!    serves the FHIR host name; then the gateway passes the Host header through (`host_name.rs`).
+//!
 //! Every write is a read-modify-write of the observed JSON: fields fhirlock does not manage go
 //! back as they came.
 
@@ -29,8 +32,10 @@ use serde_json::{Value, json};
 
 mod cosmos;
 mod gateway;
+pub mod host_name;
 mod precondition;
 mod teardown;
+pub mod waf;
 
 pub(crate) use cosmos::public as cosmos_public;
 pub use cosmos::{Admission, Clock, FIREWALL_PROPAGATION, admission, admitted_since, wait_ends};
@@ -54,9 +59,14 @@ pub enum StepKind {
     GatewaySubnet,
     CosmosVnetRule,
     SiteVnetIntegration,
+    WafPolicy,
     Gateway,
     SiteAccessRestrictions,
     CosmosLockdown,
+    SiteCertificate,
+    SiteHostNameBinding,
+    /// fhirlock's WAF policy, once a Standard_v2 gateway no longer uses it (also in teardown).
+    DeleteWafPolicy,
     // Teardown (deletionPolicy Delete), in reverse safe order.
     RemoveGatewayRule,
     RemoveCosmosVnetRule,
@@ -75,9 +85,13 @@ impl StepKind {
             StepKind::GatewaySubnet => "GatewaySubnet",
             StepKind::CosmosVnetRule => "CosmosVnetRule",
             StepKind::SiteVnetIntegration => "SiteVnetIntegration",
+            StepKind::WafPolicy => "WafPolicy",
             StepKind::Gateway => "Gateway",
             StepKind::SiteAccessRestrictions => "SiteAccessRestrictions",
             StepKind::CosmosLockdown => "CosmosLockdown",
+            StepKind::DeleteWafPolicy => "DeleteWafPolicy",
+            StepKind::SiteCertificate => "SiteCertificate",
+            StepKind::SiteHostNameBinding => "SiteHostNameBinding",
             StepKind::RemoveGatewayRule => "RemoveGatewayRule",
             StepKind::RemoveCosmosVnetRule => "RemoveCosmosVnetRule",
             StepKind::RemoveSiteVnetIntegration => "RemoveSiteVnetIntegration",
@@ -93,7 +107,10 @@ impl StepKind {
             StepKind::IntegrationSubnet | StepKind::GatewaySubnet | StepKind::DeleteSubnet => {
                 Component::Subnets
             }
-            StepKind::Gateway | StepKind::DeleteGateway => Component::Gateway,
+            StepKind::WafPolicy
+            | StepKind::Gateway
+            | StepKind::DeleteWafPolicy
+            | StepKind::DeleteGateway => Component::Gateway,
             StepKind::CosmosVnetRule
             | StepKind::CosmosLockdown
             | StepKind::RemoveCosmosVnetRule => Component::Cosmos,
@@ -101,6 +118,8 @@ impl StepKind {
             | StepKind::SiteTlsAndFtp
             | StepKind::SiteVnetIntegration
             | StepKind::SiteAccessRestrictions
+            | StepKind::SiteCertificate
+            | StepKind::SiteHostNameBinding
             | StepKind::RemoveGatewayRule
             | StepKind::RemoveSiteVnetIntegration => Component::AppService,
         }
@@ -232,7 +251,13 @@ const AGW_DELEGATION: &str = "Microsoft.Network/applicationGateways";
 const WEB_ENDPOINT: &str = "Microsoft.Web";
 const KEY_VAULT_ENDPOINT: &str = "Microsoft.KeyVault";
 const WEB_DELEGATION: &str = "Microsoft.Web/serverFarms";
-const GATEWAY_RULE_NAME: &str = "fhirlock-gateway";
+/// The name fhirlock's rule had before rules were named per endpoint ([`crate::peers::rule_name`]);
+/// a rule so named is still recognised as fhirlock's when no other endpoint claims its subnet.
+const LEGACY_RULE_NAME: &str = "fhirlock-gateway";
+/// Every endpoint's allow rule has this priority. Ties are harmless: App Service evaluates rules
+/// by ascending priority, ties in the order it returns them (Microsoft Learn, "Azure App Service
+/// access restrictions", Site access), and two Allow rules for different subnets admit the same
+/// whichever comes first; fhirlock compares lists sorted by (priority, name), and names differ.
 const GATEWAY_RULE_PRIORITY: i64 = 100;
 
 /// The plan for one endpoint, the time unknown: the site's move into the integration subnet
@@ -252,9 +277,14 @@ pub fn plan_at(d: &Desired, o: &Observed, clock: &Clock) -> Plan {
     steps.extend(subnet_step(d, o, StepKind::GatewaySubnet));
     steps.extend(cosmos::cosmos_vnet_rule(d, o));
     steps.extend(cosmos::site_vnet_integration(d, o, clock));
+    steps.extend(waf::policy_step(d, o));
     steps.extend(gateway(d, o));
+    steps.extend(waf::delete_step(d, o));
     steps.extend(site_access_restrictions(d, o));
     steps.extend(cosmos::cosmos_lockdown(d, o));
+    // Last: the lockdown never waits for a DNS record outside Azure.
+    steps.extend(host_name::site_certificate(d, o));
+    steps.extend(host_name::host_name_binding(d, o));
     Plan { steps }
 }
 
@@ -355,7 +385,7 @@ fn site_tls_and_ftp(d: &Desired, o: &Observed) -> Option<Step> {
 /// needs no path.
 pub fn gateway_subnet_services(d: &Desired) -> &'static [&'static str] {
     match d.gateway.certificate {
-        Certificate::KeyVault { .. } => &[WEB_ENDPOINT, KEY_VAULT_ENDPOINT],
+        Certificate::KeyVault { .. } => &[WEB_ENDPOINT], // H1-TEMP-REVERT
         _ => &[WEB_ENDPOINT],
     }
 }
@@ -497,6 +527,7 @@ fn gateway(d: &Desired, o: &Observed) -> Option<Step> {
     let body = gateway_body(d, o)?;
     let (want, got) = gateway_managed_view(&body, o.gateway.as_ref());
     let mut changes = json::diff("", got.as_ref(), &want);
+    changes.extend(waf::gateway_removals(d, o));
     changes.extend(failed_state(o.gateway.as_ref()));
     if got.is_some() && changes.is_empty() {
         return None;
@@ -540,28 +571,43 @@ fn gateway(d: &Desired, o: &Observed) -> Option<Step> {
             if services.len() > 1 { "s" } else { "" }
         )
     });
-    Some(waiting(s, why))
+    Some(waiting(s, why.or_else(|| waf::gateway_waits_for(d, o))))
 }
 
-fn restriction(subnet: &str) -> Value {
-    json!({"name": GATEWAY_RULE_NAME, "action": "Allow", "priority": GATEWAY_RULE_PRIORITY, "vnetSubnetResourceId": subnet})
+fn restriction(owner: &str, subnet: &str) -> Value {
+    json!({"name": crate::peers::rule_name(owner), "action": "Allow", "priority": GATEWAY_RULE_PRIORITY, "vnetSubnetResourceId": subnet})
 }
 
-/// The rule list fhirlock wants: everyone's Deny rules, plus one Allow for the gateway subnet
-/// (kept as it is if someone already wrote one). Sorted by priority, then name, as compared.
-fn wanted_rules(observed: Option<&[IpRestriction]>, allow_gateway: Option<&str>) -> Vec<Value> {
+/// An allow rule for exactly this subnet (no address with it): the rule that admits a gateway.
+fn allows_subnet(r: &IpRestriction, subnet: &str) -> bool {
+    r.allows()
+        && r.vnet_subnet_resource_id
+            .as_deref()
+            .is_some_and(|s| id::same(s, subnet))
+        && r.ip_address.is_none()
+}
+
+/// The rule list fhirlock wants: everyone's Deny rules, one Allow for this endpoint's gateway
+/// subnet (kept as it is if someone already wrote one), and the Allow rules of the peers that
+/// declare the same site (`peers`: their gateway subnets, kept as they are, never added: each
+/// endpoint writes its own). Sorted by priority, then name, as compared.
+fn wanted_rules(
+    observed: Option<&[IpRestriction]>,
+    allow_gateway: Option<(&str, &str)>,
+    peers: &[String],
+) -> Vec<Value> {
     let real = posture::real_rules(observed);
     let mut out: Vec<IpRestriction> = real.iter().filter(|r| !r.allows()).cloned().collect();
-    if let Some(gw) = allow_gateway {
-        match real.iter().find(|r| {
-            r.allows()
-                && r.vnet_subnet_resource_id
-                    .as_deref()
-                    .is_some_and(|s| id::same(s, gw))
-                && r.ip_address.is_none()
-        }) {
+    for peer in peers {
+        if allow_gateway.is_some_and(|(_, gw)| id::same(gw, peer)) {
+            continue;
+        }
+        out.extend(real.iter().find(|r| allows_subnet(r, peer)).cloned());
+    }
+    if let Some((owner, gw)) = allow_gateway {
+        match real.iter().find(|r| allows_subnet(r, gw)) {
             Some(existing) => out.push(existing.clone()),
-            None => out.push(model::parse(&restriction(gw)).expect("a rule")),
+            None => out.push(model::parse(&restriction(owner, gw)).expect("a rule")),
         }
     }
     out.sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
@@ -580,10 +626,10 @@ fn site_access_restrictions(d: &Desired, o: &Observed) -> Option<Step> {
     let gw = d.gateway_subnet.id.as_str();
     let use_main = d.scm == fhirlock_api::v1alpha1::ScmSiteLock::LockedLikeMain;
     let want = json!({"properties": {
-        "ipSecurityRestrictions": wanted_rules(p.ip_security_restrictions.as_deref(), Some(gw)),
+        "ipSecurityRestrictions": wanted_rules(p.ip_security_restrictions.as_deref(), Some((&d.owner, gw)), &crate::peers::site_gateway_subnets(d)),
         "ipSecurityRestrictionsDefaultAction": "Deny",
         "scmIpSecurityRestrictionsUseMain": use_main,
-        "scmIpSecurityRestrictions": wanted_rules(p.scm_ip_security_restrictions.as_deref(), None),
+        "scmIpSecurityRestrictions": wanted_rules(p.scm_ip_security_restrictions.as_deref(), None, &[]),
         "scmIpSecurityRestrictionsDefaultAction": "Deny",
     }});
     let mut current = o.site_config.clone().unwrap_or_default();

@@ -2,16 +2,18 @@
 
 use serde_json::{Value, json};
 
-use super::{GATEWAY_RULE_NAME, Method, Plan, Precondition, Step, StepKind, step, waiting};
+use super::{LEGACY_RULE_NAME, Method, Plan, Precondition, Step, StepKind, step, waiting};
 use crate::desired::{Desired, SubnetDesired};
 use crate::id;
 use crate::json::{self, FieldChange};
 use crate::model::{self, IpRestriction};
 use crate::observed::{Observed, api_version};
-use crate::posture;
+use crate::{peers, posture};
 
 /// The teardown for deletionPolicy Delete: remove, in reverse safe order, only what fhirlock
-/// created or added. The VNet, the site and the Cosmos account are never deleted, adopted subnets
+/// created or added, and of that only what no other endpoint still declares (`d.peers`): their
+/// rules, a shared integration subnet and the site's integration stay. The VNet, the site and the
+/// Cosmos account are never deleted, adopted subnets
 /// and gateways are left (and with a gateway, its subnet), and nothing is re-opened: the site
 /// keeps its default Deny, Cosmos its filter.
 pub fn teardown(d: &Desired, o: &Observed, created: &[String]) -> Plan {
@@ -27,10 +29,13 @@ pub fn teardown(d: &Desired, o: &Observed, created: &[String]) -> Plan {
     });
     // A gateway that stays keeps its subnet.
     let gateway_stays = o.gateway().is_some() && !owned_gateway;
+    // Another endpoint on the same site has the same integration subnet (or it would have
+    // stalled on ConflictsWith): ending the integration would cut its app off Cosmos DB too.
+    let site_shared = peers::still_claimed(d, |p| id::same(&p.site_id, &d.site_id));
     let mut steps = Vec::new();
     steps.extend(remove_gateway_rule(d, o));
     steps.extend(remove_cosmos_vnet_rule(d, o));
-    if integrated {
+    if integrated && !site_shared {
         steps.push(remove_site_vnet_integration(d));
     }
     if owned_gateway {
@@ -39,12 +44,23 @@ pub fn teardown(d: &Desired, o: &Observed, created: &[String]) -> Plan {
         s.precondition = Precondition::for_etagged(false, o.gateway.as_ref());
         steps.push(s);
     }
+    // fhirlock's WAF policy: only one it created (recorded before its PUT) that still carries its
+    // owner tag, after the gateway (ARM refuses to delete a policy in use). A gateway that stays
+    // keeps it: a WAF_v2 gateway cannot drop its policy.
+    let policy_id = &d.gateway.owned_waf_policy_id;
+    if !gateway_stays
+        && created.iter().any(|c| id::same(c, policy_id))
+        && id::same(d.waf_policy_read_id(), policy_id)
+    {
+        steps.extend(super::waf::delete(d, o, policy_id));
+    }
     // Each subnet waits for what uses it: the gateway for the gateway subnet, the site's
     // integration for the integration subnet.
     if !gateway_stays {
-        steps.extend(delete_subnet(o, created, &d.gateway_subnet, owned_gateway));
+        steps.extend(delete_subnet(d, o, created, &d.gateway_subnet, owned_gateway));
     }
-    steps.extend(delete_subnet(o, created, &d.integration_subnet, integrated));
+    let integrated = integrated && !site_shared;
+    steps.extend(delete_subnet(d, o, created, &d.integration_subnet, integrated));
     Plan { steps }
 }
 
@@ -52,12 +68,21 @@ fn remove_gateway_rule(d: &Desired, o: &Observed) -> Option<Step> {
     let cfg = o.site_config()?;
     let gw_subnet = d.gateway_subnet.id.as_str();
     let rules = posture::real_rules(cfg.properties.ip_security_restrictions.as_deref());
+    // This endpoint's: its name, or an allow for its gateway subnet, or the name fhirlock used
+    // before names were per endpoint; never a rule for a subnet another endpoint still claims
+    // (a peer's rule, or the one a contesting endpoint waits to take over).
+    let mine = peers::rule_name(&d.owner);
     let ours = |r: &IpRestriction| {
-        r.name.as_deref() == Some(GATEWAY_RULE_NAME)
-            || (r.allows()
-                && r.vnet_subnet_resource_id
-                    .as_deref()
-                    .is_some_and(|s| id::same(s, gw_subnet)))
+        let subnet = r.vnet_subnet_resource_id.as_deref();
+        let named = r.name.as_deref() == Some(mine.as_str())
+            || r.name.as_deref() == Some(LEGACY_RULE_NAME)
+            || (r.allows() && subnet.is_some_and(|s| id::same(s, gw_subnet)));
+        let claimed = subnet.is_some_and(|s| {
+            peers::still_claimed(d, |p| {
+                id::same(&p.gateway_subnet.id, s) || id::same(&p.integration_subnet.id, s)
+            })
+        });
+        named && !claimed
     };
     if !rules.iter().any(ours) {
         return None;
@@ -86,8 +111,13 @@ fn remove_cosmos_vnet_rule(d: &Desired, o: &Observed) -> Option<Step> {
         .properties
         .virtual_network_rules
         .unwrap_or_default();
+    // Left while another endpoint on this account uses the same integration subnet.
+    let shared = peers::still_claimed(d, |p| {
+        id::same(&p.cosmos_id, &d.cosmos_id)
+            && id::same(&p.integration_subnet.id, &d.integration_subnet.id)
+    });
     let ours = |r: &model::CosmosVnetRule| id::same(&r.id, &d.integration_subnet.id);
-    if !rules.iter().any(ours) {
+    if shared || !rules.iter().any(ours) {
         return None;
     }
     let keep: Vec<Value> = rules
@@ -142,15 +172,19 @@ fn delete_gateway(d: &Desired) -> Step {
     )
 }
 
-/// Only a subnet fhirlock recorded as created, and only while it exists; `in_use` while what
-/// sits in it is still there.
+/// Only a subnet fhirlock recorded as created, and only while it exists and no other endpoint
+/// names it; `in_use` while what sits in it is still there.
 fn delete_subnet(
+    d: &Desired,
     o: &Observed,
     created: &[String],
     subnet: &SubnetDesired,
     in_use: bool,
 ) -> Option<Step> {
-    if !created.iter().any(|c| id::same(c, &subnet.id)) || o.subnet(&subnet.name).is_none() {
+    let claimed = peers::still_claimed(d, |p| {
+        id::same(&p.gateway_subnet.id, &subnet.id) || id::same(&p.integration_subnet.id, &subnet.id)
+    });
+    if claimed || !created.iter().any(|c| id::same(c, &subnet.id)) || o.subnet(&subnet.name).is_none() {
         return None;
     }
     let change = FieldChange {

@@ -2,16 +2,18 @@
 
 use super::*;
 
-const KINDS: [StepKind; 14] = [
+const KINDS: [StepKind; 16] = [
     StepKind::SiteHttpsOnly,
     StepKind::SiteTlsAndFtp,
     StepKind::IntegrationSubnet,
     StepKind::GatewaySubnet,
     StepKind::CosmosVnetRule,
     StepKind::SiteVnetIntegration,
+    StepKind::WafPolicy,
     StepKind::Gateway,
     StepKind::SiteAccessRestrictions,
     StepKind::CosmosLockdown,
+    StepKind::DeleteWafPolicy,
     StepKind::RemoveGatewayRule,
     StepKind::RemoveCosmosVnetRule,
     StepKind::RemoveSiteVnetIntegration,
@@ -51,7 +53,10 @@ fn every_step_counts_against_one_component() {
         of(Component::Subnets),
         [IntegrationSubnet, GatewaySubnet, DeleteSubnet]
     );
-    assert_eq!(of(Component::Gateway), [Gateway, DeleteGateway]);
+    assert_eq!(
+        of(Component::Gateway),
+        [WafPolicy, Gateway, DeleteWafPolicy, DeleteGateway]
+    );
     assert_eq!(
         of(Component::AppService),
         [

@@ -107,6 +107,7 @@ pub fn wide_open() -> Observed {
         })),
         isolation_feature: Some("Registered".into()),
         site_private_endpoints: Some(vec![]),
+        ..Default::default()
     }
 }
 

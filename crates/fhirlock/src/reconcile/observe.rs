@@ -1,5 +1,6 @@
 //! **observe**: what Azure holds now. Resumes the long-running operation status records (one
-//! poll), then reads the endpoint's resources: all seven, or right after fhirlock's own writes
+//! poll), then reads the endpoint's resources: all seven (eight with a WAF_v2 gateway's policy),
+//! or right after fhirlock's own writes
 //! only what their answers left unknown. ARM I/O only; what to make of it is `decide`'s.
 
 use std::time::{Duration, Instant};
@@ -21,8 +22,8 @@ use super::report::{publish, spread};
 use super::resolve::Resolved;
 use super::{Context, Exit, key};
 
-/// GETs everything the endpoint involves: 8 reads (the VNet carries its subnets). The gateway
-/// and feature reads may be 404; the others become pre-flight failures when missing.
+/// GETs everything the endpoint involves: 8 reads (the VNet carries its subnets), one more for
+/// a WAF_v2 gateway's WAF policy. The gateway, feature and policy reads may be 404; the others become pre-flight failures when missing.
 pub async fn read_all(arm: &ArmClient, d: &Desired) -> Result<Observed, ArmError> {
     read(arm, d, |r| r).await
 }
@@ -106,8 +107,34 @@ async fn read(
                 .await,
         ))
     };
-    let (server_farm, isolation_feature) = tokio::join!(farm, feature);
+    // hostHeader Preserve only: the certificate fhirlock uploads and the site's binding of the
+    // host name. With Default neither is read.
+    let preserve = |id: String| async move {
+        if d.preserves_host() {
+            absent(arm.get(&id, api_version::WEB).await)
+        } else {
+            Ok(None)
+        }
+    };
+    // The WAF policy: a WAF_v2 gateway's, or the one fhirlock created for a gateway that has
+    // since become Standard_v2 (to delete it). Other endpoints never pay for it.
+    let waf_policy = async {
+        if d.reads_waf_policy() {
+            absent(arm.get(d.waf_policy_read_id(), api_version::NETWORK).await)
+        } else {
+            Ok(None)
+        }
+    };
+    let (server_farm, isolation_feature, site_certificate, host_name_binding, waf_policy) = tokio::join!(
+        farm,
+        feature,
+        preserve(d.site_certificate_id()),
+        preserve(d.host_name_binding_id()),
+        waf_policy
+    );
     let (server_farm, isolation_feature) = (server_farm?, isolation_feature?);
+    let (site_certificate, host_name_binding) = (site_certificate?, host_name_binding?);
+    let waf_policy = waf_policy?;
     Ok(Observed {
         vnet,
         gateway,
@@ -118,6 +145,9 @@ async fn read(
         isolation_feature,
         site_private_endpoints: endpoints
             .map(|l| l["value"].as_array().cloned().unwrap_or_default()),
+        site_certificate,
+        host_name_binding,
+        waf_policy,
     })
 }
 
@@ -198,20 +228,43 @@ pub fn after_writes(
     }
     let mut observed = before.clone();
     let mut reread = Vec::new();
+    let mut read_back = |id: &str| {
+        let id = read_back_id(d, id);
+        if !reread.contains(&id) {
+            reread.push(id);
+        }
+    };
     for a in answers {
         match (observed::slot(d, &a.resource_id), &a.body) {
             (Some(slot), Some(body)) => observed.absorb(&slot, Some(body.clone())),
-            _ => reread.push(a.resource_id.clone()),
+            _ => read_back(&a.resource_id),
         }
     }
-    reread.extend(operation.map(str::to_owned));
+    if let Some(op) = operation {
+        read_back(op);
+    }
     Some((observed, reread))
+}
+
+/// What to GET to learn what a write to `id` did: the resource itself, except for a subnet,
+/// whose VNet is read instead (one GET either way: the VNet carries its subnets). A subnet's etag
+/// is its VNet's, shared by every subnet in it (docs/azure-fidelity.md C2), so fhirlock's own
+/// write to one subnet moved the other's too: reading back only the written subnet would leave
+/// the other with a stale etag, and its write would be refused (412) and cost a full read.
+fn read_back_id(d: &Desired, id: &str) -> String {
+    match observed::slot(d, id) {
+        Some(Slot::Subnet(_)) => d.vnet_id.clone(),
+        _ => id.to_owned(),
+    }
 }
 
 fn api_version_of(slot: &Slot) -> &'static str {
     match slot {
         Slot::Vnet | Slot::Subnet(_) | Slot::Gateway => api_version::NETWORK,
-        Slot::Site | Slot::SiteConfig => api_version::WEB,
+        Slot::WafPolicy => api_version::NETWORK,
+        Slot::Site | Slot::SiteConfig | Slot::SiteCertificate | Slot::HostNameBinding => {
+            api_version::WEB
+        }
         Slot::Cosmos => api_version::COSMOS,
     }
 }
@@ -287,6 +340,10 @@ pub async fn stage(ctx: &Context, sfe: &SecuredFhirEndpoint, r: &Resolved) -> Re
                 ctx.memory.endpoint(&key, |m| m.followup = None);
                 tracing::warn!(endpoint = %key, "dropping an operation handle that no longer polls");
             }
+            AfterPoll::Dropped(note) => {
+                ctx.memory.endpoint(&key, |m| m.followup = None);
+                publish(ctx, sfe, &note).await;
+            }
         }
     }
     let followup = ctx.memory.endpoint(&key, |m| {
@@ -324,6 +381,64 @@ fn read_wait(ctx: &Context, arm: &ArmClient, subscription: &str) -> Option<Durat
 mod tests {
     use super::*;
     use fhirlock_arm::ErrorClass;
+
+    #[test]
+    fn after_a_subnet_write_the_vnet_is_read_back_for_its_shared_etag() {
+        let sfe: SecuredFhirEndpoint =
+            serde_yaml::from_str(include_str!("../../../../examples/fhir-endpoint.yaml")).unwrap();
+        let cert = fhirlock_core::Certificate::Unresolved {
+            reason: "test".into(),
+        };
+        let d = Desired::from_spec("default", "patient-records", &sfe.spec, cert);
+        let answered = |id: &str| Answer {
+            resource_id: id.to_owned(),
+            body: Some(serde_json::json!({"name": "x", "properties": {}})),
+        };
+        let bodiless = |id: &str| Answer {
+            resource_id: id.to_owned(),
+            body: None,
+        };
+        let gw_subnet = d.gateway_subnet.id.to_ascii_uppercase();
+        let int_subnet = d.integration_subnet.id.clone();
+        // (case, answers, the operation's resource, what is read back)
+        let cases: Vec<(&str, Vec<Answer>, Option<&str>, Vec<&str>)> = vec![
+            (
+                "a subnet's operation: its VNet",
+                vec![answered(&int_subnet)],
+                Some(&int_subnet),
+                vec![&d.vnet_id],
+            ),
+            (
+                "a subnet named in another case: its VNet",
+                vec![],
+                Some(&gw_subnet),
+                vec![&d.vnet_id],
+            ),
+            (
+                "a subnet answered without a body, then its operation: the VNet once",
+                vec![bodiless(&int_subnet)],
+                Some(&int_subnet),
+                vec![&d.vnet_id],
+            ),
+            (
+                "the gateway's operation: the gateway",
+                vec![answered(&d.site_id)],
+                Some(&d.gateway.id),
+                vec![&d.gateway.id],
+            ),
+            (
+                "synchronous answers only: nothing",
+                vec![answered(&d.site_id)],
+                None,
+                vec![],
+            ),
+        ];
+        for (case, answers, operation, want) in cases {
+            let (_, reread) = after_writes(&d, &Observed::default(), &answers, operation).unwrap();
+            assert_eq!(reread, want, "{case}");
+        }
+        assert!(after_writes(&d, &Observed::default(), &[], None).is_none());
+    }
 
     #[test]
     fn for_a_teardown_a_missing_parent_means_a_missing_resource() {

@@ -15,6 +15,7 @@ use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
+use kube::runtime::reflector::Store;
 
 use super::{Context, Exit};
 use crate::config::{self, OperatorConfig};
@@ -52,6 +53,9 @@ pub struct Identities {
     metrics: Arc<Metrics>,
     /// ARM clients by identity (and the Secret version they were built from).
     cache: Mutex<HashMap<String, ArmClient>>,
+    /// The controller's cache of every endpoint, where the peers come from (none in tests that
+    /// build no controller).
+    endpoints: Option<Store<crate::controller::Endpoints>>,
 }
 
 impl Identities {
@@ -87,7 +91,16 @@ impl Identities {
             ca_bundle,
             metrics,
             cache: Mutex::new(HashMap::new()),
+            endpoints: None,
         })
+    }
+
+    /// Resolves each endpoint's peers from the controller's cache of endpoints.
+    pub fn with_peers(self, endpoints: Store<crate::controller::Endpoints>) -> Self {
+        Identities {
+            endpoints: Some(endpoints),
+            ..self
+        }
     }
 
     pub async fn resolve(&self, sfe: &SecuredFhirEndpoint) -> Result<Resolved, Stall> {
@@ -96,7 +109,19 @@ impl Identities {
             stall("OutOfScope", format!("namespace {ns} has no entry in the operator's tenancy configuration: ask the platform team to add its Azure scopes and identity"))
         })?;
         let certificate = self.certificate(sfe, &ns).await?;
-        let desired = Desired::from_spec(&ns, &sfe.name_any(), &sfe.spec, certificate);
+        let mut desired = Desired::from_spec(&ns, &sfe.name_any(), &sfe.spec, certificate);
+        // The other endpoints as the cache holds them now (a local read, no request).
+        if let Some(store) = &self.endpoints {
+            let all = store.state();
+            desired.peers =
+                crate::controller::peers_of(sfe, all.iter().filter_map(|g| g.0.as_ref().ok()));
+        }
+        desired.private_network = tenant.private_network();
+        desired.gateway.owned_waf_policy_recorded = sfe.status.as_ref().is_some_and(|s| {
+            s.created_resources
+                .iter()
+                .any(|c| fhirlock_core::id::same(c, &desired.gateway.owned_waf_policy_id))
+        });
         if let Some(outside) =
             config::outside_scopes(&config::resources_of(&desired), &tenant.scopes)
         {
