@@ -70,6 +70,9 @@ if ! "${kubectl[@]}" wait --for=condition=Ready --timeout=180s sfe/patient-recor
   exit 1
 fi
 
+step "waiting for Reachable (the gateway's backend health, read once the endpoint is Ready)"
+"${kubectl[@]}" wait --for=condition=Reachable --timeout=60s sfe/patient-records || true
+
 step "kubectl get sfe"
 "${kubectl[@]}" get sfe
 step "kubectl describe sfe patient-records"

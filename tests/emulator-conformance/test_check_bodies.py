@@ -221,3 +221,13 @@ def test_cli_exit_status_and_listing(tmp_path):
     assert r.returncode == 0 and json.loads(r.stdout)["checked"] == 0
     r = subprocess.run([sys.executable, "check_bodies.py", "--from-file", str(tmp_path / "missing.json")], capture_output=True, text=True)
     assert r.returncode == 2
+
+
+def test_a_backend_health_post_without_a_body_passes_and_one_with_a_body_does_not():
+    path = f"{AGW_ID}/backendhealth"
+    rtype = "Microsoft.Network/applicationGateways/backendhealth"
+    bare = {"seq": 1, "method": "POST", "path": path, "resourceType": rtype, "body": None}
+    assert cb.check_requests([bare]) == []
+    with_body = dict(bare, seq=2, body={"anything": 1})
+    found = cb.check_requests([with_body])
+    assert [v.kind for _, v in found] == ["body"]
