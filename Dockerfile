@@ -12,6 +12,9 @@ RUN apt-get update -qq \
  && rustup target add x86_64-unknown-linux-musl
 WORKDIR /src
 COPY . .
+# .dockerignore leaves .git out, so `fhirlock version` says "unknown" unless the build is told:
+#   docker build --build-arg FHIRLOCK_GIT_COMMIT=$(git rev-parse HEAD) ...
+ARG FHIRLOCK_GIT_COMMIT=""
 RUN CC_x86_64_unknown_linux_musl=musl-gcc \
       cargo build --locked --release --target x86_64-unknown-linux-musl -p fhirlock --bin fhirlock \
  && ! readelf -lW target/x86_64-unknown-linux-musl/release/fhirlock | grep -q 'program interpreter' \
@@ -21,7 +24,8 @@ RUN CC_x86_64_unknown_linux_musl=musl-gcc \
  && printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' > /rootfs/etc/passwd \
  && printf 'root:x:0:\nnonroot:x:65532:\n' > /rootfs/etc/group \
  && cp /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/ \
- && strip --strip-all -o /rootfs/fhirlock target/x86_64-unknown-linux-musl/release/fhirlock
+ && strip --strip-all -o /rootfs/fhirlock target/x86_64-unknown-linux-musl/release/fhirlock \
+ && ln -s fhirlock /rootfs/kubectl-fhirlock
 
 FROM scratch
 COPY --from=build /rootfs/ /

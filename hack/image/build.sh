@@ -17,7 +17,8 @@
 #      Azure, /etc/passwd and /etc/group naming the non-root user 65532, an empty /tmp), with a
 #      config that runs /fhirlock as 65532:65532. No shell, no package manager.
 #
-# Output: target/image/fhirlock-oci (an OCI image layout; `skopeo copy oci:target/image/fhirlock-oci
+# Output: target/image/fhirlock (the binary) with target/image/kubectl-fhirlock (a link to it, the
+# kubectl plugin), target/image/fhirlock-oci (an OCI image layout; `skopeo copy oci:target/image/fhirlock-oci
 # docker://REGISTRY/fhirlock:TAG` pushes it) and target/image/fhirlock-oci.tar (the same, as one
 # archive).
 #
@@ -83,6 +84,8 @@ out="$root/target/image"
 mkdir -p "$out"
 # Symbols are for debugging the build, not for the image: ~30 MB before, about a third after.
 strip --strip-all -o "$out/fhirlock" "$bin"
+# The kubectl plugin is the same binary by another name (docs/install.md).
+ln -sfn fhirlock "$out/kubectl-fhirlock"
 python3 "$here/oci.py" --binary "$out/fhirlock" --ca "$ca" --version "$version" \
   --revision "$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)" \
   --out "$out/fhirlock-oci" --tar "$out/fhirlock-oci.tar" >&2

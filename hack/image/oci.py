@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes fhirlock's OCI image layout without a container engine (standard library only).
 
-One layer holds /fhirlock (static), /etc/ssl/certs/ca-certificates.crt, /etc/passwd and
+One layer holds /fhirlock (static) and /kubectl-fhirlock (a link to it, the kubectl plugin), /etc/ssl/certs/ca-certificates.crt, /etc/passwd and
 /etc/group naming the non-root user 65532, and an empty /tmp (a mount point for an emptyDir under a
 read-only root filesystem). The layer is reproducible: fixed order, owners and timestamps.
 Spec: https://github.com/opencontainers/image-spec (image-layout.md, manifest.md, config.md).
@@ -34,6 +34,14 @@ def add_file(tar, name, data, mode=0o644):
     tar.addfile(info, io.BytesIO(data))
 
 
+def add_symlink(tar, name, target):
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.SYMTYPE
+    info.linkname = target
+    info.mode = 0o777
+    tar.addfile(info)
+
+
 def layer(binary, ca):
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -51,6 +59,8 @@ def layer(binary, ca):
             add_file(tar, "etc/ssl/certs/ca-certificates.crt", f.read())
         with open(binary, "rb") as f:
             add_file(tar, "fhirlock", f.read(), mode=0o755)
+        # The kubectl plugin: the same binary, which acts as `kubectl fhirlock` by this name.
+        add_symlink(tar, "kubectl-fhirlock", "fhirlock")
         add_dir(tar, "home/")
         add_dir(tar, "home/nonroot/", mode=0o700, owner=UID)
         add_dir(tar, "tmp/", mode=0o1777)

@@ -61,9 +61,17 @@ fn image_is_static_non_root_and_runs_without_a_shell() {
 
     // The layer: the binary, a CA bundle, passwd/group and /tmp; no shell, nothing else.
     let listing = run(Command::new("tar").arg("-tvzf").arg(&layer));
+    // A link's line ends "name -> target".
     let names: Vec<&str> = listing
         .lines()
-        .map(|l| l.split_whitespace().last().unwrap())
+        .map(|l| {
+            l.split(" -> ")
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .last()
+                .unwrap()
+        })
         .collect();
     assert_eq!(
         names,
@@ -75,6 +83,7 @@ fn image_is_static_non_root_and_runs_without_a_shell() {
             "etc/ssl/certs/",
             "etc/ssl/certs/ca-certificates.crt",
             "fhirlock",
+            "kubectl-fhirlock",
             "home/",
             "home/nonroot/",
             "tmp/",
@@ -85,6 +94,13 @@ fn image_is_static_non_root_and_runs_without_a_shell() {
         fhirlock_line.starts_with("-rwxr-xr-x root/root")
             || fhirlock_line.starts_with("-rwxr-xr-x 0/0"),
         "{fhirlock_line}"
+    );
+    // The kubectl plugin: a link to the binary, which kubectl finds on PATH by that name.
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with('l') && l.ends_with(" kubectl-fhirlock -> fhirlock")),
+        "{listing}"
     );
     let rootfs = tempfile::tempdir().unwrap();
     run(Command::new("tar")
@@ -137,7 +153,7 @@ fn image_is_static_non_root_and_runs_without_a_shell() {
             .arg(&node)
             .args(["c", "1", minor]));
     }
-    let chrooted = |args: &[&str], env: &[(&str, String)]| {
+    let chrooted_as = |program: &str, args: &[&str], env: &[(&str, String)]| {
         // Found on this PATH: the command runs with an empty environment.
         let chroot = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
             .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
@@ -147,7 +163,7 @@ fn image_is_static_non_root_and_runs_without_a_shell() {
         let mut cmd = Command::new(chroot);
         cmd.arg("--userspec=65532:65532")
             .arg(rootfs.path())
-            .arg("/fhirlock")
+            .arg(program)
             .args(args)
             .env_clear();
         for (k, v) in env {
@@ -155,11 +171,27 @@ fn image_is_static_non_root_and_runs_without_a_shell() {
         }
         cmd.output().unwrap()
     };
+    let chrooted = |args: &[&str], env: &[(&str, String)]| chrooted_as("/fhirlock", args, env);
     let crd = chrooted(&["crd"], &[]);
     assert!(crd.status.success(), "{}", text(&crd.stderr));
     assert_eq!(
         text(&crd.stdout),
         std::fs::read_to_string(root().join("crds/securedfhirendpoints.fhirlock.io.yaml")).unwrap()
+    );
+    // Through the link, the binary is the kubectl plugin: the read-only commands only.
+    let version = chrooted_as("/kubectl-fhirlock", &["version"], &[]);
+    assert!(version.status.success(), "{}", text(&version.stderr));
+    assert!(
+        text(&version.stdout).starts_with(&format!("fhirlock {}\n", env!("CARGO_PKG_VERSION"))),
+        "{}",
+        text(&version.stdout)
+    );
+    let run = chrooted_as("/kubectl-fhirlock", &["run"], &[]);
+    assert_eq!(run.status.code(), Some(2), "the plugin has no run");
+    assert!(
+        text(&run.stderr).contains("kubectl fhirlock"),
+        "{}",
+        text(&run.stderr)
     );
 
     // Name resolution (musl's own resolver, /etc/hosts as the kubelet mounts it), TLS
@@ -216,6 +248,7 @@ fn dockerfile_builds_the_same_image() {
         "FROM scratch",
         "USER 65532:65532",
         r#"ENTRYPOINT ["/fhirlock"]"#,
+        "ln -s fhirlock /rootfs/kubectl-fhirlock",
         r#"CMD ["run"]"#,
         "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
     ] {
