@@ -384,16 +384,51 @@ fn codes(f: &[&Finding]) -> String {
     v.join(", ")
 }
 
-/// What people outside Azure still need to do.
+/// Who, outside Azure, gives the endpoint an address on the private network and publishes its
+/// DNS name: the wording of `status.nextSteps`. Per tenant (the operator's tenancy
+/// configuration), because not every endpoint sits on the HSCN.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PrivateNetwork {
+    /// The network's name, as people know it ("HSCN").
+    pub name: String,
+    /// Who allocates the address on that network and forwards it to the gateway's private IP.
+    pub addressing: String,
+    /// Who publishes the DNS record for the host name on that network.
+    pub dns: String,
+}
+
+impl Default for PrivateNetwork {
+    /// The HSCN as it is run today. NHS Digital merged into NHS England on 1 February 2023, and
+    /// the HSCN services moved with it:
+    /// - addresses: "HSCN RIPE and private IP ranges are managed by the ... IP Address Management
+    ///   (IPAM) team", reached through the HSCN Portal, while the consumer's network service
+    ///   provider (CN-SP) routes them (HSCN consumer handbook, "Managing your live HSCN service",
+    ///   <https://digital.nhs.uk/services/health-and-social-care-network/hscn-consumer-handbook/live-hscn>);
+    /// - DNS: "At NHS England, we are responsible for the apex domain nhs.uk"; an organisation's
+    ///   domain name administrator or its authorised technical contacts submit DNS change
+    ///   requests to NHS England's DNS team (HSCN domain naming standards and policies,
+    ///   "Management", <https://digital.nhs.uk/services/health-and-social-care-network/hscn-technical-guidance/domain-name-service-dns-guidance/domain-standards-and-guidance/management>).
+    fn default() -> Self {
+        PrivateNetwork {
+            name: "HSCN".into(),
+            addressing: "NHS England's HSCN IP Address Management (IPAM) team (through the HSCN Portal) and your HSCN connectivity supplier (CN-SP)".into(),
+            dns: "NHS England's HSCN DNS team (a DNS change request from your organisation's nhs.uk domain name administrator or technical contact)".into(),
+        }
+    }
+}
+
+/// What people outside Azure still need to do, worded for the endpoint's private network.
 pub fn next_steps(d: &Desired, gateway_ip: Option<&str>) -> Vec<String> {
     let ip = gateway_ip.unwrap_or(&d.gateway.private_ip);
+    let net = &d.private_network;
     let mut steps = vec![
         format!(
-            "Ask the HSCN network team to forward the HSCN address assigned to this service to the gateway's private IP {ip}"
+            "Ask {} for an address on {} for this service, forwarded to the gateway's private IP {ip}",
+            net.addressing, net.name
         ),
         format!(
-            "Ask NHS Digital for a DNS record {} pointing at that HSCN address",
-            d.gateway.host_name
+            "Ask {} for a DNS record {} pointing at that {} address",
+            net.dns, d.gateway.host_name, net.name
         ),
         format!(
             "Keep the certificate for {} valid: fhirlock updates the gateway when the certificate changes",
@@ -410,4 +445,64 @@ pub fn next_steps(d: &Desired, gateway_ip: Option<&str>) -> Vec<String> {
         ));
     }
     steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desired(network: PrivateNetwork) -> Desired {
+        let sfe: fhirlock_api::SecuredFhirEndpoint =
+            serde_json::from_value(fhirlock_api::fixtures::base_example()).unwrap();
+        let mut d = Desired::from_spec(
+            "fhir",
+            "e",
+            &sfe.spec,
+            crate::Certificate::Unresolved { reason: "t".into() },
+        );
+        d.private_network = network;
+        d
+    }
+
+    #[test]
+    fn next_steps_name_who_runs_the_private_network_today() {
+        let psn = PrivateNetwork {
+            name: "PSN".into(),
+            addressing: "the PSN service desk".into(),
+            dns: "the council's DNS team".into(),
+        };
+        // (network, what the address and DNS steps must say, what they must not)
+        let table = [
+            (
+                PrivateNetwork::default(),
+                vec![
+                    "Ask NHS England's HSCN IP Address Management (IPAM) team",
+                    "for an address on HSCN for this service, forwarded to the gateway's private IP 10.20.1.10",
+                    "Ask NHS England's HSCN DNS team",
+                    "for a DNS record fhir.trust.nhs.uk pointing at that HSCN address",
+                ],
+                vec!["NHS Digital", "PSN"],
+            ),
+            (
+                psn,
+                vec![
+                    "Ask the PSN service desk for an address on PSN for this service",
+                    "Ask the council's DNS team for a DNS record fhir.trust.nhs.uk pointing at that PSN address",
+                ],
+                vec!["NHS", "HSCN"],
+            ),
+        ];
+        for (network, says, never) in table {
+            let steps = next_steps(&desired(network.clone()), None)[..2].join("\n");
+            for s in says {
+                assert!(
+                    steps.contains(s),
+                    "{network:?}: {s:?} missing from\n{steps}"
+                );
+            }
+            for n in never {
+                assert!(!steps.contains(n), "{network:?}: {n:?} in\n{steps}");
+            }
+        }
+    }
 }

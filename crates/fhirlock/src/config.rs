@@ -16,6 +16,10 @@
 //!       workloadIdentity: { tenantId: …, clientId: …, serviceAccount: fhir-azure }
 //!       # clientSecret: { tenantId: …, clientId: …, secretName: fhir-azure }   # key clientSecret
 //!       # operator: {}                    # the operator's own identity (AZURE_* environment)
+//!     privateNetwork:                     # optional: the wording of status.nextSteps
+//!       name: HSCN                        # default: HSCN, NHS England's IPAM and DNS teams
+//!       addressing: the HSCN team of the trust's network supplier
+//!       dns: NHS England's HSCN DNS team
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -51,6 +55,37 @@ pub struct Tenant {
     /// ServiceAccount of the namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_ref: Option<IdentityRefPolicy>,
+    /// The private network this namespace's endpoints serve, and who runs it, for the wording of
+    /// `status.nextSteps`. Absent: the HSCN, with NHS England's addressing and DNS teams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_network: Option<PrivateNetworkConfig>,
+}
+
+/// `tenants[].privateNetwork`: all three fields, so that no HSCN wording is left in the next steps
+/// of an endpoint on another network.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrivateNetworkConfig {
+    /// The network's name ("HSCN", "PSN", …).
+    pub name: String,
+    /// Who allocates the service's address on it and forwards it to the gateway's private IP.
+    pub addressing: String,
+    /// Who publishes the DNS record for the host name.
+    pub dns: String,
+}
+
+impl Tenant {
+    /// The wording of the next steps for this namespace's endpoints.
+    pub fn private_network(&self) -> fhirlock_core::status::PrivateNetwork {
+        match &self.private_network {
+            Some(p) => fhirlock_core::status::PrivateNetwork {
+                name: p.name.clone(),
+                addressing: p.addressing.clone(),
+                dns: p.dns.clone(),
+            },
+            None => Default::default(),
+        }
+    }
 }
 
 /// What `spec.identityRef` may name in one tenant namespace.
@@ -138,6 +173,21 @@ impl OperatorConfig {
                     path.display(),
                     t.namespace
                 );
+            }
+            if let Some(p) = &t.private_network {
+                for (field, v) in [
+                    ("name", &p.name),
+                    ("addressing", &p.addressing),
+                    ("dns", &p.dns),
+                ] {
+                    if v.trim().is_empty() {
+                        anyhow::bail!(
+                            "{}: tenant {}: privateNetwork.{field} must not be empty",
+                            path.display(),
+                            t.namespace
+                        );
+                    }
+                }
             }
             for s in &t.scopes {
                 if let Err(why) = check_scope(s) {
@@ -349,6 +399,52 @@ mod tests {
             service_accounts: vec!["x".into()],
         };
         assert!(federated_only.check(None).is_err());
+    }
+
+    #[test]
+    fn a_tenant_may_word_the_next_steps_for_its_own_private_network() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |yaml: &str| {
+            let p = dir.path().join("tenancy.yaml");
+            std::fs::write(&p, yaml).unwrap();
+            OperatorConfig::load(&p)
+        };
+        let head = "tenants:\n- namespace: hscn\n  scopes: []\n  identity: {operator: {}}\n- namespace: council\n  scopes: []\n  identity: {operator: {}}\n  privateNetwork:\n";
+        let cfg = load(&format!(
+            "{head}    name: PSN\n    addressing: the PSN service desk\n    dns: the council's DNS team\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            cfg.tenant("hscn").unwrap().private_network(),
+            fhirlock_core::status::PrivateNetwork::default(),
+            "absent: the HSCN and NHS England"
+        );
+        assert_eq!(
+            cfg.tenant("council").unwrap().private_network(),
+            fhirlock_core::status::PrivateNetwork {
+                name: "PSN".into(),
+                addressing: "the PSN service desk".into(),
+                dns: "the council's DNS team".into(),
+            }
+        );
+        // Half an override would leave HSCN wording behind; a misspelt key is not ignored.
+        let partial = load(&format!("{head}    name: PSN\n")).unwrap_err();
+        assert!(partial.to_string().contains("missing field"), "{partial}");
+        let typo = load(&format!(
+            "{head}    name: PSN\n    adressing: x\n    addressing: y\n    dns: z\n"
+        ))
+        .unwrap_err();
+        assert!(typo.to_string().contains("unknown field"), "{typo}");
+        let empty = load(&format!(
+            "{head}    name: PSN\n    addressing: ' '\n    dns: z\n"
+        ))
+        .unwrap_err();
+        assert!(
+            empty
+                .to_string()
+                .contains("privateNetwork.addressing must not be empty"),
+            "{empty}"
+        );
     }
 
     #[test]
