@@ -8,7 +8,18 @@ fn apply_then_ready_and_describe_tells_the_story() {
     let _s = serial();
     // A resync longer than the test, so that every read below is one convergence needed.
     let World { ns, emu, op, name } = world("e2e-ready", 0.01, &["--resync-seconds", "600"], &[]);
-    let obj = wait_for(&op, &ns, &name, READY, "Ready", is_ready);
+    wait_for(&op, &ns, &name, READY, "Ready", is_ready);
+    // The backend health is read once the endpoint has converged: one POST, read a pass later.
+    let obj = wait_for(&op, &ns, &name, READY, "Reachable", reachable("True"));
+    let r = condition(&obj, "Reachable").unwrap();
+    assert_eq!(r["reason"], "BackendHealthy", "{r}");
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap()
+            .contains("fhir-server.azurewebsites.net"),
+        "{r}"
+    );
 
     assert_eq!(obj["status"]["gateway"]["privateIPAddress"], "10.20.1.10");
     // findingCount counts blocking findings only (the advisory one is listed, not counted).
@@ -54,36 +65,59 @@ fn apply_then_ready_and_describe_tells_the_story() {
     }
     let table = kubectl_ok(&["get", "sfe", "-n", &ns]);
     assert!(
-        table.contains("True") && table.contains("Secured") && table.contains("10.20.1.10"),
+        table.contains("True")
+            && table.contains("Secured")
+            && table.contains("REACHABLE")
+            && table.contains("10.20.1.10"),
         "{table}"
     );
-    // Reads to converge: a full look (8 GETs) at the start and one to confirm Ready; between
-    // them, after each long-running operation (2 subnets, the Cosmos rule, the gateway, the Cosmos
-    // lockdown) one GET of what it changed, and nothing after a write ARM answered with the
-    // resource; and two full looks for the Cosmos firewall's propagation: one when nothing but the
-    // site's move into the subnet is left (it waits), one when the wait ends (the reconcile is
-    // requeued for then, not polled). Only full looks read the site's private endpoint
-    // connections, and only the first, before the gateway exists, the feature registration: the
-    // gateway is made before the site's move waits. Operation polls are apart.
+    // Reads to converge: a full look (8 GETs) at the start and one to confirm Ready; between them,
+    // after each long-running operation (2 subnets, the Cosmos rule, the gateway, the Cosmos
+    // lockdown) one GET of what it changed (for a subnet its VNet, whose etag both subnets carry),
+    // and nothing after a write ARM answered with the resource; and two full looks for the Cosmos
+    // firewall's propagation: one when nothing but the site's move into the subnet is left (it
+    // waits), one when the wait ends (the reconcile is requeued for then, not polled). Only full
+    // looks read the site's private endpoint connections, and only the first, before the gateway
+    // exists, the feature registration: the gateway is made before the site's move waits. Then one
+    // more full look, the pass that reads the backend-health check the Ready pass started.
+    // Operation polls are apart.
     let gets = |kind: &str| {
         requests_by(&emu, OPERATOR_OBJECT, |e| {
             e["method"] == "GET" && e["resourceType"].as_str().unwrap() == kind
         })
     };
     let resource_gets = requests_by(&emu, OPERATOR_OBJECT, |e| {
-        e["method"] == "GET" && !e["resourceType"].as_str().unwrap().contains("/operations")
+        e["method"] == "GET" && !e["resourceType"].as_str().unwrap().contains("/operation")
     });
     assert_eq!(
         gets("Microsoft.Features/features"),
         1,
         "full looks before the gateway"
     );
-    assert_eq!(gets("Microsoft.Web/sites/privateEndpointConnections"), 4);
-    assert_eq!(gets("Microsoft.Network/virtualNetworks/subnets"), 2);
-    assert_eq!(gets("Microsoft.DocumentDB/databaseAccounts"), 6);
+    assert_eq!(gets("Microsoft.Web/sites/privateEndpointConnections"), 5);
+    // The VNet: every full look (the only reads of the private endpoint list) and one after each
+    // of the 2 subnet operations; never a subnet alone.
+    assert_eq!(gets("Microsoft.Network/virtualNetworks/subnets"), 0);
+    assert_eq!(
+        gets("Microsoft.Network/virtualNetworks"),
+        gets("Microsoft.Web/sites/privateEndpointConnections") + 2
+    );
+    assert_eq!(gets("Microsoft.DocumentDB/databaseAccounts"), 7);
+    let health_posts = requests_by(&emu, OPERATOR_OBJECT, |e| {
+        e["method"] == "POST"
+            && e["resourceType"] == "Microsoft.Network/applicationGateways/backendhealth"
+    });
+    assert_eq!(health_posts, 1, "one backend-health check");
+    // The gateway is WAF_v2 (the default), so every full look also reads its WAF policy (8
+    // GETs, not 7); creating the policy is a synchronous PUT whose answer is taken in, so it
+    // costs no read of its own.
+    assert_eq!(
+        gets("Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies"),
+        gets("Microsoft.Web/sites/privateEndpointConnections")
+    );
     assert_eq!(
         resource_gets,
-        4 * 7 + 1 + 5,
+        5 * 8 + 1 + 5,
         "{}",
         rt().block_on(emu.control.stats()).unwrap()
     );
@@ -95,6 +129,12 @@ fn apply_then_ready_and_describe_tells_the_story() {
     );
     let metrics = op.metrics().unwrap();
     assert!(metrics.contains("fhirlock_endpoint_ready"), "{metrics}");
+    assert!(
+        metrics.contains(&format!(
+            "fhirlock_endpoint_reachable{{namespace=\"{ns}\",name=\"{name}\"}} 1"
+        )),
+        "{metrics}"
+    );
     assert!(metrics.contains("fhirlock_arm_requests_total"), "{metrics}");
 }
 
@@ -186,6 +226,13 @@ fn audit_mode_reports_findings_and_the_plan_and_never_writes() {
         condition(&obj, "Ready").unwrap()["reason"],
         "FindingsPresent"
     );
+    // Backend health is a POST action: Audit mode does not call it.
+    let r = condition(&obj, "Reachable").unwrap();
+    assert_eq!(
+        (&r["status"], &r["reason"]),
+        (&json!("Unknown"), &json!("NotChecked"))
+    );
+    assert!(r["message"].as_str().unwrap().contains("Audit mode"), "{r}");
     // Let it resync a few times; it must still not write.
     std::thread::sleep(Duration::from_secs(8));
     assert_eq!(operator_writes(&emu), 0, "Audit mode wrote to Azure");
@@ -194,6 +241,140 @@ fn audit_mode_reports_findings_and_the_plan_and_never_writes() {
         "Audit mode does read"
     );
     drop(op);
+}
+
+/// A predicate: the endpoint's Reachable condition has `status`.
+fn reachable(status: &'static str) -> impl Fn(&Value) -> bool {
+    move |o| condition(o, "Reachable").is_some_and(|c| c["status"] == status)
+}
+
+/// A predicate: the endpoint's Reachable condition has `status`.
+fn reachable(status: &'static str) -> impl Fn(&Value) -> bool {
+    move |o| condition(o, "Reachable").is_some_and(|c| c["status"] == status)
+}
+
+#[test]
+fn a_site_that_denies_the_gateway_is_unreachable_with_the_reason_until_fhirlock_puts_its_rule_back()
+{
+    let _s = serial();
+    let World { ns, emu, op, name } =
+        world("e2e-reach", 0.01, &["--backend-health-seconds", "2"], &[]);
+    wait_for(&op, &ns, &name, READY, "Reachable", reachable("True"));
+
+    // A person in the portal replaces the site's rules, the gateway subnet's allow included;
+    // unmatched traffic stays denied, so App Service answers the gateway's probe 403.
+    let portal = emu.portal().unwrap();
+    let config = format!("{}/config/web", site());
+    rt().block_on(portal.patch(
+        &config,
+        WEB,
+        &json!({"properties": {"ipSecurityRestrictions": [], "ipSecurityRestrictionsDefaultAction": "Deny"}}),
+    ))
+    .unwrap();
+    let obj = wait_for(
+        &op,
+        &ns,
+        &name,
+        Duration::from_secs(60),
+        "Reachable False",
+        reachable("False"),
+    );
+    let r = condition(&obj, "Reachable").unwrap();
+    assert_eq!(r["reason"], "BackendUnhealthy", "{r}");
+    let message = r["message"].as_str().unwrap();
+    assert!(
+        message.contains("Received:403")
+            && message.contains("an access restriction denies the gateway subnet"),
+        "{message}"
+    );
+    // Enforce put the gateway subnet's rule back; the next check finds the FHIR server again.
+    wait_for(
+        &op,
+        &ns,
+        &name,
+        Duration::from_secs(60),
+        "Reachable again",
+        reachable("True"),
+    );
+    let cfg = rt().block_on(portal.get(&config, WEB)).unwrap().unwrap();
+    assert!(
+        cfg["properties"]["ipSecurityRestrictions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["vnetSubnetResourceId"].is_string() && x["action"] == "Allow"),
+        "{cfg}"
+    );
+    let ev = events(&ns);
+    assert!(
+        ev.contains("Unreachable") && ev.contains("Received:403"),
+        "{ev}"
+    );
+    assert!(ev.contains("Reachable"), "{ev}");
+    // Gone, so that no later test's operator sees a second endpoint naming the same gateway.
+    kubectl_ok(&["delete", "sfe", &name, "-n", &ns, "--timeout=60s"]);
+}
+
+#[test]
+fn a_site_that_denies_the_gateway_is_unreachable_with_the_reason_until_fhirlock_puts_its_rule_back()
+{
+    let _s = serial();
+    let World { ns, emu, op, name } =
+        world("e2e-reach", 0.01, &["--backend-health-seconds", "2"], &[]);
+    wait_for(&op, &ns, &name, READY, "Reachable", reachable("True"));
+
+    // A person in the portal replaces the site's rules, the gateway subnet's allow included;
+    // unmatched traffic stays denied, so App Service answers the gateway's probe 403.
+    let portal = emu.portal().unwrap();
+    let config = format!("{}/config/web", site());
+    rt().block_on(portal.patch(
+        &config,
+        WEB,
+        &json!({"properties": {"ipSecurityRestrictions": [], "ipSecurityRestrictionsDefaultAction": "Deny"}}),
+    ))
+    .unwrap();
+    let obj = wait_for(
+        &op,
+        &ns,
+        &name,
+        Duration::from_secs(60),
+        "Reachable False",
+        reachable("False"),
+    );
+    let r = condition(&obj, "Reachable").unwrap();
+    assert_eq!(r["reason"], "BackendUnhealthy", "{r}");
+    let message = r["message"].as_str().unwrap();
+    assert!(
+        message.contains("Received:403")
+            && message.contains("an access restriction denies the gateway subnet"),
+        "{message}"
+    );
+    // Enforce put the gateway subnet's rule back; the next check finds the FHIR server again.
+    wait_for(
+        &op,
+        &ns,
+        &name,
+        Duration::from_secs(60),
+        "Reachable again",
+        reachable("True"),
+    );
+    let cfg = rt().block_on(portal.get(&config, WEB)).unwrap().unwrap();
+    assert!(
+        cfg["properties"]["ipSecurityRestrictions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["vnetSubnetResourceId"].is_string() && x["action"] == "Allow"),
+        "{cfg}"
+    );
+    let ev = events(&ns);
+    assert!(
+        ev.contains("Unreachable") && ev.contains("Received:403"),
+        "{ev}"
+    );
+    assert!(ev.contains("Reachable"), "{ev}");
+    // Gone, so that no later test's operator sees a second endpoint naming the same gateway.
+    kubectl_ok(&["delete", "sfe", &name, "-n", &ns, "--timeout=60s"]);
 }
 
 #[test]
