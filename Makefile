@@ -73,3 +73,15 @@ image: ## build the OCI image (static fhirlock, non-root, no shell) without Dock
 bench: k8s-bins ## benchmarks B1-B5 into docs/benchmarks.md (release builds; BENCH="b1 b4" runs some)
 	$(CARGO) build --release --locked -p fhirlock -p arm-emulator -p fhirlock-bench
 	FHIRLOCK_K8S_BINS="$(K8S_BINS)" target/release/fhirlock-bench $(BENCH)
+
+# --- Live test (issue 12): tests/live.rs, docs/operations.md ------------------------------------
+
+.PHONY: live-test
+live-test: k8s-bins ## the live scenario: on real Azure when AZURE_SUBSCRIPTION_ID (and _TENANT_ID, _CLIENT_ID, _CLIENT_SECRET) is set, else on the emulator
+	$(CARGO) build --locked -p fhirlock -p arm-emulator --bins
+	if [ -n "$${AZURE_SUBSCRIPTION_ID:-}" ]; then export FHIRLOCK_LIVE_AZURE=1; t=live_scenario_on_azure; else t=live_scenario_on_the_emulator; fi; \
+	FHIRLOCK_K8S_BINS="$(K8S_BINS)" $(CARGO) test --locked -p fhirlock-tests --test live -- --exact "$$t" --nocapture
+
+.PHONY: live-sweep
+live-sweep: ## delete live-test resource groups older than FHIRLOCK_LIVE_SWEEP_HOURS (default 6) in the AZURE_* subscription
+	FHIRLOCK_LIVE_AZURE=1 FHIRLOCK_LIVE_SWEEP=1 $(CARGO) test --locked -p fhirlock-tests --test live -- --exact live_sweep_on_azure --nocapture

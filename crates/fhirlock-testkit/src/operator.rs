@@ -34,8 +34,18 @@ impl Operator {
     /// Starts it with its metrics on a free loopback port, logging to
     /// `<emulator dir>/operator-<port>.log`. It does not wait for it to be ready.
     pub fn start(emu: &Emulator, o: OperatorOptions<'_>) -> anyhow::Result<Operator> {
+        Operator::start_in(emu.dir(), emu.env(), o)
+    }
+
+    /// As [`Operator::start`], against whatever ARM `azure_env` names (the emulator's
+    /// environment, or real Azure's `AZURE_*` variables), logging into `dir`.
+    pub fn start_in<K: Into<String>, V: Into<String>>(
+        dir: &Path,
+        azure_env: impl IntoIterator<Item = (K, V)>,
+        o: OperatorOptions<'_>,
+    ) -> anyhow::Result<Operator> {
         let port = testenv::free_port()?;
-        let log = emu.dir().join(format!("operator-{port}.log"));
+        let log = dir.join(format!("operator-{port}.log"));
         let spec = Spec::new(o.program, &log)
             .args([
                 "run".into(),
@@ -44,7 +54,7 @@ impl Operator {
             ])
             .args(["--metrics-addr".into(), format!("127.0.0.1:{port}")])
             .args(o.args)
-            .envs(emu.env())
+            .envs(azure_env)
             .envs([("KUBECONFIG", o.kubeconfig.display().to_string())])
             .envs(o.env);
         Ok(Operator {
