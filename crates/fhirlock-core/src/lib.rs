@@ -13,6 +13,7 @@ pub mod json;
 pub mod model;
 pub mod net;
 pub mod observed;
+pub mod peers;
 pub mod plan;
 pub mod posture;
 pub mod preflight;

@@ -194,11 +194,15 @@ pub(super) fn cosmos_vnet_rule(d: &Desired, o: &Observed) -> Option<Step> {
     }
     let ignore_missing =
         !endpoint_succeeded(o, &d.integration_subnet.name, "Microsoft.AzureCosmosDB");
-    let ours = |r: &model::CosmosVnetRule| id::same(&r.id, &d.integration_subnet.id);
+    // A peer's rule (another endpoint on this account) stays whatever happens.
+    let peers = crate::peers::cosmos_subnets(d);
+    let kept = |r: &model::CosmosVnetRule| {
+        id::same(&r.id, &d.integration_subnet.id) || peers.iter().any(|s| id::same(&r.id, s))
+    };
     let rules = p.virtual_network_rules.clone().unwrap_or_default();
     let mut new_rules: Vec<Value> = rules
         .iter()
-        .filter(|r| !needs_filter || ours(r))
+        .filter(|r| !needs_filter || kept(r))
         .map(model::to_json)
         .collect();
     if !has_rule {
@@ -262,13 +266,48 @@ pub(super) fn site_vnet_integration(d: &Desired, o: &Observed, clock: &Clock) ->
     Some(waiting(s, why))
 }
 
-/// Filter on, only the integration subnet, no IP rules, no bypass. `publicNetworkAccess` is not
-/// written: pre-flight stops on any value but `Enabled`, and fhirlock never opens it.
+/// The VNet rules the lockdown keeps, in the order Cosmos DB returned them (so a kept list is no
+/// change): the peers' rules as they are (each endpoint on the account writes its own), and this
+/// endpoint's, settled (`ignoreMissingVNetServiceEndpoint` false), added last if missing.
+fn locked_rules(d: &Desired, o: &Observed) -> Vec<Value> {
+    let peers = crate::peers::cosmos_subnets(d);
+    let mine = json!({"id": d.integration_subnet.id, "ignoreMissingVNetServiceEndpoint": false});
+    let mut rules = Vec::new();
+    let mut have_mine = false;
+    let observed = o
+        .cosmos()
+        .and_then(|c| c.properties.virtual_network_rules)
+        .unwrap_or_default();
+    for r in &observed {
+        if id::same(&r.id, &d.integration_subnet.id) {
+            if !have_mine {
+                rules.push(mine.clone());
+            }
+            have_mine = true;
+        } else if peers.iter().any(|s| id::same(&r.id, s)) {
+            let mut v = model::to_json(r);
+            // ARM may omit ignoreMissingVNetServiceEndpoint when false.
+            if let Some(m) = v.as_object_mut() {
+                m.entry("ignoreMissingVNetServiceEndpoint")
+                    .or_insert(json!(false));
+            }
+            rules.push(v);
+        }
+    }
+    if !have_mine {
+        rules.push(mine);
+    }
+    rules
+}
+
+/// Filter on, only the integration subnet (and the peers' on the same account), no IP rules, no
+/// bypass. `publicNetworkAccess` is not written: pre-flight stops on any value but `Enabled`, and
+/// fhirlock never opens it.
 pub(super) fn cosmos_lockdown(d: &Desired, o: &Observed) -> Option<Step> {
     o.cosmos.as_ref()?;
     let want = json!({"properties": {
         "isVirtualNetworkFilterEnabled": true,
-        "virtualNetworkRules": [{"id": d.integration_subnet.id, "ignoreMissingVNetServiceEndpoint": false}],
+        "virtualNetworkRules": locked_rules(d, o),
         "ipRules": [],
         "networkAclBypass": "None",
     }});

@@ -57,10 +57,22 @@ pub fn teardown(d: &Desired, o: &Observed, created: &[String]) -> Plan {
     // Each subnet waits for what uses it: the gateway for the gateway subnet, the site's
     // integration for the integration subnet.
     if !gateway_stays {
-        steps.extend(delete_subnet(d, o, created, &d.gateway_subnet, owned_gateway));
+        steps.extend(delete_subnet(
+            d,
+            o,
+            created,
+            &d.gateway_subnet,
+            owned_gateway,
+        ));
     }
     let integrated = integrated && !site_shared;
-    steps.extend(delete_subnet(d, o, created, &d.integration_subnet, integrated));
+    steps.extend(delete_subnet(
+        d,
+        o,
+        created,
+        &d.integration_subnet,
+        integrated,
+    ));
     Plan { steps }
 }
 
@@ -184,7 +196,10 @@ fn delete_subnet(
     let claimed = peers::still_claimed(d, |p| {
         id::same(&p.gateway_subnet.id, &subnet.id) || id::same(&p.integration_subnet.id, &subnet.id)
     });
-    if claimed || !created.iter().any(|c| id::same(c, &subnet.id)) || o.subnet(&subnet.name).is_none() {
+    if claimed
+        || !created.iter().any(|c| id::same(c, &subnet.id))
+        || o.subnet(&subnet.name).is_none()
+    {
         return None;
     }
     let change = FieldChange {
