@@ -53,7 +53,7 @@ fn apply_then_ready_and_describe_tells_the_story() {
         "Reason:                Secured",
         "Private IPAddress:   10.20.1.10",
         "Next Steps:",
-        "forward the HSCN address assigned to this service to the gateway's private IP 10.20.1.10",
+        "forwarded to the gateway's private IP 10.20.1.10",
         "AzureWrite",
         "Gateway Put",
         "CosmosLockdown Patch",
@@ -141,11 +141,54 @@ fn apply_then_ready_and_describe_tells_the_story() {
 #[test]
 fn a_back_door_opened_out_of_band_is_closed_with_an_event_and_last_drift() {
     let _s = serial();
-    let World { ns, emu, op, name } = world("e2e-drift", 0.01, &[], &[]);
-    wait_for(&op, &ns, &name, READY, "Ready", is_ready);
+    // The network team made both subnets beforehand: fhirlock adopts them. A subnet's etag is its
+    // VNet's, and each subnet write carries it as If-Match, so the first write moves the second
+    // subnet's etag too: the second write must be planned on the VNet read back after the first,
+    // or ARM refuses it (412) and a full read follows.
+    let ns = namespace("e2e-drift");
+    let emu = emulator("arm-emulator-estate.yaml", 0.01);
+    let portal = emu.portal().unwrap();
+    let subnets = json!({"location": "uksouth", "properties": {
+    "addressSpace": {"addressPrefixes": ["10.20.0.0/16"]},
+    "subnets": [
+        {"name": "snet-fhir-agw", "properties": {"addressPrefix": "10.20.1.0/26"}},
+        {"name": "snet-fhir-int", "properties": {"addressPrefix": "10.20.2.0/27"}},
+    ]}});
+    rt().block_on(portal.put(&vnet(), NET, &subnets)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = rt().block_on(portal.get(&vnet(), NET)).unwrap().unwrap();
+        if v["properties"]["provisioningState"] == "Succeeded" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the VNet stays Updating"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let op = operator(&emu, &tenancy(emu.dir(), &[&ns], None), None, &[]);
+    let name = endpoint_in(&emu, &ns, &[]);
+    let obj = wait_for(&op, &ns, &name, READY, "Ready", is_ready);
+    let subnet_puts = requests_by(&emu, OPERATOR_OBJECT, |e| {
+        e["method"] == "PUT" && e["resourceType"] == "Microsoft.Network/virtualNetworks/subnets"
+    });
+    let refused = requests_by(&emu, OPERATOR_OBJECT, |e| e["status"] == 412);
+    assert_eq!(
+        (subnet_puts, refused),
+        (2, 0),
+        "one PUT per adopted subnet, none refused: {}",
+        rt().block_on(emu.control.stats()).unwrap()
+    );
+    assert!(
+        !obj["status"]["createdResources"]
+            .to_string()
+            .contains("/subnets/"),
+        "adopted, not created: {}",
+        obj["status"]["createdResources"]
+    );
 
     // A person in the portal opens the SCM site to everyone.
-    let portal = emu.portal().unwrap();
     rt().block_on(async {
         portal
             .patch(&format!("{}/config/web", site()), WEB, &json!({"properties": {"scmIpSecurityRestrictionsDefaultAction": "Allow", "scmIpSecurityRestrictionsUseMain": false}}))
@@ -185,6 +228,73 @@ fn a_back_door_opened_out_of_band_is_closed_with_an_event_and_last_drift() {
         "{ev}"
     );
     wait_for(&op, &ns, &name, READY, "Ready again", is_ready);
+}
+
+/// A predicate: the endpoint's Reachable condition has `status`.
+fn reachable(status: &'static str) -> impl Fn(&Value) -> bool {
+    move |o| condition(o, "Reachable").is_some_and(|c| c["status"] == status)
+}
+
+#[test]
+fn a_site_that_denies_the_gateway_is_unreachable_with_the_reason_until_fhirlock_puts_its_rule_back()
+{
+    let _s = serial();
+    let World { ns, emu, op, name } =
+        world("e2e-reach", 0.01, &["--backend-health-seconds", "2"], &[]);
+    wait_for(&op, &ns, &name, READY, "Reachable", reachable("True"));
+
+    // A person in the portal replaces the site's rules, the gateway subnet's allow included;
+    // unmatched traffic stays denied, so App Service answers the gateway's probe 403.
+    let portal = emu.portal().unwrap();
+    let config = format!("{}/config/web", site());
+    rt().block_on(portal.patch(
+        &config,
+        WEB,
+        &json!({"properties": {"ipSecurityRestrictions": [], "ipSecurityRestrictionsDefaultAction": "Deny"}}),
+    ))
+    .unwrap();
+    let obj = wait_for(
+        &op,
+        &ns,
+        &name,
+        Duration::from_secs(60),
+        "Reachable False",
+        reachable("False"),
+    );
+    let r = condition(&obj, "Reachable").unwrap();
+    assert_eq!(r["reason"], "BackendUnhealthy", "{r}");
+    let message = r["message"].as_str().unwrap();
+    assert!(
+        message.contains("Received:403")
+            && message.contains("an access restriction denies the gateway subnet"),
+        "{message}"
+    );
+    // Enforce put the gateway subnet's rule back; the next check finds the FHIR server again.
+    wait_for(
+        &op,
+        &ns,
+        &name,
+        Duration::from_secs(60),
+        "Reachable again",
+        reachable("True"),
+    );
+    let cfg = rt().block_on(portal.get(&config, WEB)).unwrap().unwrap();
+    assert!(
+        cfg["properties"]["ipSecurityRestrictions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["vnetSubnetResourceId"].is_string() && x["action"] == "Allow"),
+        "{cfg}"
+    );
+    let ev = events(&ns);
+    assert!(
+        ev.contains("Unreachable") && ev.contains("Received:403"),
+        "{ev}"
+    );
+    assert!(ev.contains("Reachable"), "{ev}");
+    // Gone, so that no later test's operator sees a second endpoint naming the same gateway.
+    kubectl_ok(&["delete", "sfe", &name, "-n", &ns, "--timeout=60s"]);
 }
 
 #[test]
@@ -243,140 +353,6 @@ fn audit_mode_reports_findings_and_the_plan_and_never_writes() {
     drop(op);
 }
 
-/// A predicate: the endpoint's Reachable condition has `status`.
-fn reachable(status: &'static str) -> impl Fn(&Value) -> bool {
-    move |o| condition(o, "Reachable").is_some_and(|c| c["status"] == status)
-}
-
-/// A predicate: the endpoint's Reachable condition has `status`.
-fn reachable(status: &'static str) -> impl Fn(&Value) -> bool {
-    move |o| condition(o, "Reachable").is_some_and(|c| c["status"] == status)
-}
-
-#[test]
-fn a_site_that_denies_the_gateway_is_unreachable_with_the_reason_until_fhirlock_puts_its_rule_back()
-{
-    let _s = serial();
-    let World { ns, emu, op, name } =
-        world("e2e-reach", 0.01, &["--backend-health-seconds", "2"], &[]);
-    wait_for(&op, &ns, &name, READY, "Reachable", reachable("True"));
-
-    // A person in the portal replaces the site's rules, the gateway subnet's allow included;
-    // unmatched traffic stays denied, so App Service answers the gateway's probe 403.
-    let portal = emu.portal().unwrap();
-    let config = format!("{}/config/web", site());
-    rt().block_on(portal.patch(
-        &config,
-        WEB,
-        &json!({"properties": {"ipSecurityRestrictions": [], "ipSecurityRestrictionsDefaultAction": "Deny"}}),
-    ))
-    .unwrap();
-    let obj = wait_for(
-        &op,
-        &ns,
-        &name,
-        Duration::from_secs(60),
-        "Reachable False",
-        reachable("False"),
-    );
-    let r = condition(&obj, "Reachable").unwrap();
-    assert_eq!(r["reason"], "BackendUnhealthy", "{r}");
-    let message = r["message"].as_str().unwrap();
-    assert!(
-        message.contains("Received:403")
-            && message.contains("an access restriction denies the gateway subnet"),
-        "{message}"
-    );
-    // Enforce put the gateway subnet's rule back; the next check finds the FHIR server again.
-    wait_for(
-        &op,
-        &ns,
-        &name,
-        Duration::from_secs(60),
-        "Reachable again",
-        reachable("True"),
-    );
-    let cfg = rt().block_on(portal.get(&config, WEB)).unwrap().unwrap();
-    assert!(
-        cfg["properties"]["ipSecurityRestrictions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|x| x["vnetSubnetResourceId"].is_string() && x["action"] == "Allow"),
-        "{cfg}"
-    );
-    let ev = events(&ns);
-    assert!(
-        ev.contains("Unreachable") && ev.contains("Received:403"),
-        "{ev}"
-    );
-    assert!(ev.contains("Reachable"), "{ev}");
-    // Gone, so that no later test's operator sees a second endpoint naming the same gateway.
-    kubectl_ok(&["delete", "sfe", &name, "-n", &ns, "--timeout=60s"]);
-}
-
-#[test]
-fn a_site_that_denies_the_gateway_is_unreachable_with_the_reason_until_fhirlock_puts_its_rule_back()
-{
-    let _s = serial();
-    let World { ns, emu, op, name } =
-        world("e2e-reach", 0.01, &["--backend-health-seconds", "2"], &[]);
-    wait_for(&op, &ns, &name, READY, "Reachable", reachable("True"));
-
-    // A person in the portal replaces the site's rules, the gateway subnet's allow included;
-    // unmatched traffic stays denied, so App Service answers the gateway's probe 403.
-    let portal = emu.portal().unwrap();
-    let config = format!("{}/config/web", site());
-    rt().block_on(portal.patch(
-        &config,
-        WEB,
-        &json!({"properties": {"ipSecurityRestrictions": [], "ipSecurityRestrictionsDefaultAction": "Deny"}}),
-    ))
-    .unwrap();
-    let obj = wait_for(
-        &op,
-        &ns,
-        &name,
-        Duration::from_secs(60),
-        "Reachable False",
-        reachable("False"),
-    );
-    let r = condition(&obj, "Reachable").unwrap();
-    assert_eq!(r["reason"], "BackendUnhealthy", "{r}");
-    let message = r["message"].as_str().unwrap();
-    assert!(
-        message.contains("Received:403")
-            && message.contains("an access restriction denies the gateway subnet"),
-        "{message}"
-    );
-    // Enforce put the gateway subnet's rule back; the next check finds the FHIR server again.
-    wait_for(
-        &op,
-        &ns,
-        &name,
-        Duration::from_secs(60),
-        "Reachable again",
-        reachable("True"),
-    );
-    let cfg = rt().block_on(portal.get(&config, WEB)).unwrap().unwrap();
-    assert!(
-        cfg["properties"]["ipSecurityRestrictions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|x| x["vnetSubnetResourceId"].is_string() && x["action"] == "Allow"),
-        "{cfg}"
-    );
-    let ev = events(&ns);
-    assert!(
-        ev.contains("Unreachable") && ev.contains("Received:403"),
-        "{ev}"
-    );
-    assert!(ev.contains("Reachable"), "{ev}");
-    // Gone, so that no later test's operator sees a second endpoint naming the same gateway.
-    kubectl_ok(&["delete", "sfe", &name, "-n", &ns, "--timeout=60s"]);
-}
-
 #[test]
 fn replacing_the_tls_secret_updates_the_gateway_certificate() {
     let _s = serial();
@@ -412,4 +388,101 @@ fn replacing_the_tls_secret_updates_the_gateway_certificate() {
     wait_for(&op, &ns, &name, READY, "Ready after the renewal", is_ready);
     let ev = events(&ns);
     assert!(ev.contains("Gateway Put"), "{ev}");
+}
+
+#[test]
+fn preserve_stalls_on_the_txt_record_then_binds_the_host_and_passes_it_through() {
+    let _s = serial();
+    let preserve = [
+        (
+            "/spec/appService",
+            json!({"id": site(), "scmSite": "LockedLikeMain", "hostHeader": "Preserve"}),
+        ),
+        (
+            // The host name does not depend on the tier; Standard_v2 keeps the WAF out of this test.
+            "/spec/gateway/sku",
+            json!({"tier": "Standard_v2", "minCapacity": 1, "maxCapacity": 3}),
+        ),
+    ];
+    // A short resync: Azure says whether the record exists only by accepting the binding, and
+    // fhirlock tries it again once per resync.
+    let World { ns, emu, op, name } =
+        world("e2e-host", 0.01, &["--resync-seconds", "3"], &preserve);
+    let portal = emu.portal().unwrap();
+    let site_body = rt().block_on(portal.get(&site(), WEB)).unwrap().unwrap();
+    let verification = site_body["properties"]["customDomainVerificationId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let record = format!("TXT record asuid.fhir.trust.nhs.uk with the value {verification}");
+    let obj = wait_for(&op, &ns, &name, READY, "a stall on the TXT record", |o| {
+        condition(o, "Stalled").is_some_and(|c| c["reason"] == "HostNameNotVerified")
+    });
+    let steps = obj["status"]["nextSteps"].to_string();
+    assert!(steps.contains(&record), "{steps}");
+    assert!(
+        condition(&obj, "Stalled").unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .contains("asuid.fhir.trust.nhs.uk"),
+        "{obj}"
+    );
+    // Everything else is locked down meanwhile; the gateway still overrides the host.
+    let gw = rt().block_on(portal.get(&gateway(), NET)).unwrap().unwrap();
+    assert_eq!(
+        gw["properties"]["backendHttpSettingsCollection"][0]["properties"]["pickHostNameFromBackendAddress"],
+        true
+    );
+
+    // NHS England's DNS team creates the record.
+    rt().block_on(emu.control.call(
+        "POST",
+        "/_emulator/dns",
+        Some(json!({"name": "asuid.fhir.trust.nhs.uk", "type": "TXT", "value": verification})),
+    ))
+    .unwrap();
+    let obj = wait_for(
+        &op,
+        &ns,
+        &name,
+        READY,
+        "Ready with the host bound",
+        is_ready,
+    );
+    assert!(
+        !obj["status"]["nextSteps"].to_string().contains("asuid."),
+        "{obj}"
+    );
+    let binding = rt()
+        .block_on(portal.get(
+            &format!("{}/hostNameBindings/fhir.trust.nhs.uk", site()),
+            WEB,
+        ))
+        .unwrap()
+        .expect("the binding");
+    let cert_id = format!(
+        "{}/providers/Microsoft.Web/certificates/fhir-server-fhir-trust-nhs-uk",
+        site().split("/providers/").next().unwrap()
+    );
+    let cert = rt()
+        .block_on(portal.get(&cert_id, WEB))
+        .unwrap()
+        .expect("the certificate");
+    assert_eq!(binding["properties"]["sslState"], "SniEnabled");
+    assert_eq!(
+        binding["properties"]["thumbprint"],
+        cert["properties"]["thumbprint"]
+    );
+    let gw = rt().block_on(portal.get(&gateway(), NET)).unwrap().unwrap();
+    let p = &gw["properties"];
+    assert_eq!(
+        p["backendHttpSettingsCollection"][0]["properties"]["pickHostNameFromBackendAddress"],
+        false
+    );
+    assert!(p["backendHttpSettingsCollection"][0]["properties"]["hostName"].is_null());
+    assert_eq!(p["probes"][0]["properties"]["host"], "fhir.trust.nhs.uk");
+    assert_eq!(
+        p["probes"][0]["properties"]["pickHostNameFromBackendHttpSettings"],
+        false
+    );
 }

@@ -698,6 +698,7 @@ mod tests {
                 "HttpsOnlyDisabled",
                 "MinTlsBelow12",
                 "FtpEnabled",
+                "HostNameNotBound",
             ]
         );
         assert_eq!(

@@ -36,6 +36,9 @@ pub struct Assessment {
     pub wait_ends: Option<Timestamp>,
     /// What the gateway's backend health says, if it was read (or may not be) this pass.
     pub reachability: Reachability,
+    /// `hostHeader: Preserve` before the binding exists: the DNS record (name, TXT value) Azure
+    /// verifies the host name by ([`crate::plan::host_name::verification_record`]).
+    pub host_verification: Option<(String, String)>,
 }
 
 impl Assessment {
@@ -60,6 +63,7 @@ impl Assessment {
             audit: d.mode == fhirlock_api::v1alpha1::Mode::Audit,
             cosmos_rule_since: crate::plan::admitted_since(d, o, clock),
             wait_ends: crate::plan::wait_ends(d, o, clock),
+            host_verification: crate::plan::host_name::verification_record(d, o),
             ..Default::default()
         }
     }
@@ -417,6 +421,14 @@ impl Default for PrivateNetwork {
     }
 }
 
+/// The next step while Azure has not verified the host name: the exact record to ask for.
+pub fn verification_step(d: &Desired, (name, value): &(String, String)) -> String {
+    format!(
+        "Ask {} for a DNS TXT record {name} with the value {value} (the App Service's customDomainVerificationId): Azure binds {} to the App Service only once it resolves",
+        d.private_network.dns, d.gateway.host_name
+    )
+}
+
 /// What people outside Azure still need to do, worded for the endpoint's private network.
 pub fn next_steps(d: &Desired, gateway_ip: Option<&str>) -> Vec<String> {
     let ip = gateway_ip.unwrap_or(&d.gateway.private_ip);
@@ -435,6 +447,15 @@ pub fn next_steps(d: &Desired, gateway_ip: Option<&str>) -> Vec<String> {
             d.gateway.host_name
         ),
     ];
+    if !d.preserves_host() {
+        // Application Gateway sends the client's Host in X-Original-Host (Learn "Application
+        // Gateway FAQ"); it sends no X-Forwarded-Host unless a rewrite rule adds one.
+        steps.push(format!(
+            "The FHIR server receives Host {}.azurewebsites.net (spec.appService.hostHeader Default): it must build its absolute URLs (Bundle.link, fullUrl, Location) from the X-Original-Host header the gateway sends, which holds {}, or set hostHeader: Preserve",
+            d.site_name(),
+            d.gateway.host_name
+        ));
+    }
     if let crate::desired::Certificate::KeyVault {
         secret_id,
         identity_id,

@@ -478,6 +478,9 @@ proptest! {
                 observed::Slot::Site => after.site.clone(),
                 observed::Slot::SiteConfig => after.site_config.clone(),
                 observed::Slot::Cosmos => after.cosmos.clone(),
+                observed::Slot::WafPolicy => after.waf_policy.clone(),
+                observed::Slot::SiteCertificate => after.site_certificate.clone(),
+                observed::Slot::HostNameBinding => after.host_name_binding.clone(),
             };
             let mut continued = before.clone();
             continued.absorb(&slot, read_back);

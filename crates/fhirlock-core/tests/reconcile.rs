@@ -77,7 +77,9 @@ fn the_remaining_back_doors_are_found_too() {
     let mut key_vault = d.clone();
     key_vault.gateway.certificate = fhirlock_core::Certificate::KeyVault {
         secret_id: "https://fhir-vault.vault.azure.net/secrets/fhir-tls".into(),
-        identity_id: format!("/subscriptions/{SUB}/resourceGroups/fhir/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-agw"),
+        identity_id: format!(
+            "/subscriptions/{SUB}/resourceGroups/fhir/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-agw"
+        ),
     };
     let kv = codes(&posture::findings(&key_vault, &o));
     assert!(kv.contains(&"GatewayKeyVaultUnreachable"), "{kv:?}");
@@ -94,8 +96,14 @@ fn the_remaining_back_doors_are_found_too() {
     for code in ["WafPolicyDisabled", "WafDetectionMode"] {
         assert!(w.contains(&code), "{code} not found in {w:?}");
     }
+    // hostHeader Preserve, the host name not bound to the site yet.
+    let mut preserve = d.clone();
+    preserve.host_header = fhirlock_api::v1alpha1::HostHeader::Preserve;
+    let h = codes(&posture::findings(&preserve, &wide_open()));
+    assert!(h.contains(&"HostNameNotBound"), "{h:?}");
     // Every catalogued code is produced by one of the estates above.
     let mut all = codes(&posture::findings(&d, &wide_open()));
+    all.extend(h);
     all.extend(f);
     all.extend(kv);
     all.extend(w);

@@ -39,7 +39,7 @@ pub fn gateway_body(d: &Desired, o: &Observed) -> Option<Value> {
     // "Override with new host name: No", a probe with the custom domain as its host). Until then,
     // and with Default, the app's default host name (Learn: "you must set the host header of the
     // incoming request on the web application to the default domain").
-    let through = false && super::host_name::passes_host_through(d, o);
+    let through = super::host_name::passes_host_through(d, o);
     let mut probe = json!({
         "protocol": "Https", "path": g.probe_path, "interval": 30, "timeout": 30, "unhealthyThreshold": 3,
         "pickHostNameFromBackendHttpSettings": !through, "match": {"statusCodes": ["200-399"]}});

@@ -385,7 +385,7 @@ fn site_tls_and_ftp(d: &Desired, o: &Observed) -> Option<Step> {
 /// needs no path.
 pub fn gateway_subnet_services(d: &Desired) -> &'static [&'static str] {
     match d.gateway.certificate {
-        Certificate::KeyVault { .. } => &[WEB_ENDPOINT], // H1-TEMP-REVERT
+        Certificate::KeyVault { .. } => &[WEB_ENDPOINT, KEY_VAULT_ENDPOINT],
         _ => &[WEB_ENDPOINT],
     }
 }

@@ -11,6 +11,7 @@ use fhirlock_api::v1alpha1::{
 };
 use fhirlock_arm::{ArmError, ErrorClass, Operation, OperationKind, OperationStatus};
 use fhirlock_core::json::FieldChange;
+use fhirlock_core::plan::host_name;
 use fhirlock_core::posture::{FindingCode, Severity};
 use fhirlock_core::status::{self, Assessment};
 use fhirlock_core::{Component, Desired, Step, StepKind, id};
@@ -84,6 +85,10 @@ pub enum AfterPoll {
     /// The handle no longer resolves (expired, or not an operation): drop what the last writes
     /// taught and observe afresh.
     Lost,
+    /// ARM does not know the operation (404 on its status URL, `OperationNotFound`): as
+    /// [`AfterPoll::Lost`], in the same pass, and say so, since whatever it was doing is now
+    /// judged only by what Azure holds.
+    Dropped(Note),
 }
 
 pub fn after_poll(
@@ -107,6 +112,14 @@ pub fn after_poll(
         Err(e) if e.class.is_retryable() => {
             AfterPoll::Retry(e.retry_after.unwrap_or(Duration::from_secs(10)))
         }
+        Err(e) if e.is_not_found() => AfterPoll::Dropped(Note::warning(
+            "OperationDropped",
+            "OperationDropped",
+            format!(
+                "the operation recorded in status ({} on {}) is not found in Azure ({}): looking at Azure afresh",
+                p.step, p.resource_id, e.code
+            ),
+        )),
         Err(_) => AfterPoll::Lost,
     }
 }
@@ -503,9 +516,19 @@ pub fn on_failure(
             return OnFailure::Retry;
         }
         ErrorClass::Auth => "AuthorizationFailed",
+        ErrorClass::Terminal if host_name::is_verification_failure(&e.message) => {
+            "HostNameNotVerified"
+        }
         ErrorClass::Terminal => "AzureRejected",
     };
-    let (status, note) = stalled(reason, &e.to_string(), desired, previous, generation, now);
+    let message = match (reason, desired) {
+        ("HostNameNotVerified", Some(d)) => format!(
+            "Azure has not verified {} for the App Service: ask for the DNS TXT record in status.nextSteps; fhirlock tries the binding again at the next resync (Azure: {e})",
+            d.gateway.host_name
+        ),
+        _ => e.to_string(),
+    };
+    let (status, note) = stalled(reason, &message, desired, previous, generation, now);
     OnFailure::Stall {
         status: Box::new(status),
         note,
@@ -533,9 +556,13 @@ pub fn stalled(
         Extras::default(),
         now,
     );
-    // Azure was not read to the end: the findings stay as last observed, not "none".
+    // Azure was not read to the end: the findings stay as last observed, not "none", and so do
+    // next steps that came from a look (the DNS record a host-name binding waits for).
     status.findings = previous.findings.clone();
     status.finding_count = previous.finding_count;
+    if desired.is_some() && previous.next_steps.len() > status.next_steps.len() {
+        status.next_steps = previous.next_steps.clone();
+    }
     (status, Note::warning(reason, reason, message))
 }
 
@@ -590,7 +617,13 @@ pub fn status_of(
         pending_operations: extras.pending.into_iter().collect(),
         plan: planned_changes(o),
         next_steps: desired
-            .map(|d| status::next_steps(d, None))
+            .map(|d| {
+                let mut steps = status::next_steps(d, None);
+                if let Some(record) = &o.host_verification {
+                    steps.insert(0, status::verification_step(d, record));
+                }
+                steps
+            })
             .unwrap_or_default(),
         last_sync_time: Some(now.clone()),
         last_drift: extras.drift.or(previous.last_drift.clone()),
