@@ -45,6 +45,7 @@ impl Engine {
                 self.faults.clear();
                 Response::json(200, &json!({"faults": []}))
             }
+            (m, "/_emulator/dns") => self.dns(m, &body),
             ("GET", "/_emulator/exposure") => {
                 Response::json(200, &crate::exposure::exposure(&self.state, now))
             }
