@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use fhirlock_arm::{ArmClient, WriteOutcome};
+use fhirlock_testkit::emulator::requests;
 use fhirlock_tests::emulator::{
-    Emulator, OUTSIDER_CLIENT, OUTSIDER_OBJECT, OUTSIDER_SECRET, bin, cosmos, emulator, fhirlock,
-    gateway, rg, site, vnet,
+    Emulator, OPERATOR_OBJECT, OUTSIDER_CLIENT, OUTSIDER_OBJECT, OUTSIDER_SECRET, bin, cosmos,
+    emulator, fhirlock, gateway, rg, site, vnet,
 };
 use fhirlock_tests::text;
 use serde_json::{Value, json};
@@ -359,13 +360,47 @@ async fn a_key_vault_certificate_puts_its_identity_on_the_gateway() {
     };
     let apply = |file: &str| fhirlock(&emu, &["apply", "-f", file, "--timeout-seconds", "300"]);
     let portal = emu.portal().unwrap();
+    let gw_subnet = format!("{}/subnets/snet-fhir-agw", vnet());
+    let services = |subnet: &Value| -> Vec<String> {
+        let mut s: Vec<String> = subnet["properties"]["serviceEndpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["service"].as_str().unwrap().to_owned())
+            .collect();
+        s.sort();
+        s
+    };
+    // The gateway subnet exists already, with an endpoint someone else needs.
+    let foreign = json!({"properties": {"addressPrefix": "10.20.1.0/26",
+        "serviceEndpoints": [{"service": "Microsoft.Storage"}]}});
+    settle(
+        &portal,
+        portal.put(&gw_subnet, NET, &foreign).await.unwrap(),
+    )
+    .await;
 
     // The emulator, like Azure, refuses a Key Vault certificate on a gateway without a
-    // user-assigned identity: apply converging at all shows fhirlock sent one.
+    // user-assigned identity, and fails the private-only gateway's fetch of the certificate
+    // when its subnet has no Microsoft.KeyVault endpoint: apply converging with one gateway PUT
+    // shows fhirlock sent the identity and added the endpoint first, beside the one it found.
     let first = identity("id-agw-fhir");
     let (code, out, err) = apply(&manifest(&first));
     assert_eq!(code, 0, "apply failed:\n{out}\n{err}");
+    let stats = emu.control.stats().await.unwrap();
+    let gateway_puts = requests(&stats, |e| {
+        e["principal"] == OPERATOR_OBJECT
+            && e["method"] == "PUT"
+            && e["resourceType"] == "Microsoft.Network/applicationGateways"
+    });
+    assert_eq!(gateway_puts, 1, "{stats}");
+    let subnet = portal.get(&gw_subnet, NET).await.unwrap().unwrap();
+    assert_eq!(
+        services(&subnet),
+        ["Microsoft.KeyVault", "Microsoft.Storage", "Microsoft.Web"]
+    );
     let gw = portal.get(&gateway(), NET).await.unwrap().unwrap();
+    assert_eq!(gw["properties"]["provisioningState"], "Succeeded");
     assert_eq!(gw["identity"]["type"], "UserAssigned");
     let users = gw["identity"]["userAssignedIdentities"]
         .as_object()
@@ -407,6 +442,34 @@ async fn a_key_vault_certificate_puts_its_identity_on_the_gateway() {
         .collect();
     keys.sort();
     assert_eq!(keys, vec![&second, &theirs]);
+
+    // Someone drops the Microsoft.KeyVault endpoint in the portal: audit names what it breaks,
+    // and apply puts it back, keeping the others.
+    let mut subnet = portal.get(&gw_subnet, NET).await.unwrap().unwrap();
+    subnet["properties"]["serviceEndpoints"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|e| e["service"] != "Microsoft.KeyVault");
+    settle(&portal, portal.put(&gw_subnet, NET, &subnet).await.unwrap()).await;
+    let file = manifest(&second);
+    let (code, out, err) = fhirlock(&emu, &["audit", "-f", &file, "-o", "json"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == "GatewayKeyVaultUnreachable"),
+        "{out}"
+    );
+    let (code, out, err) = apply(&file);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let subnet = portal.get(&gw_subnet, NET).await.unwrap().unwrap();
+    assert_eq!(
+        services(&subnet),
+        ["Microsoft.KeyVault", "Microsoft.Storage", "Microsoft.Web"]
+    );
 }
 
 #[tokio::test]
