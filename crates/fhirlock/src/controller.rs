@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fhirlock_api::SecuredFhirEndpoint;
+use fhirlock_core::peers::{Claim, Peers};
 use futures::{FutureExt as _, StreamExt as _};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
@@ -15,7 +16,7 @@ use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::runtime::{WatchStreamExt as _, predicates, watcher};
 
 use crate::config::OperatorConfig;
 use crate::reconcile::resolve::Identities;
@@ -112,9 +113,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .map(|l| l.gate())
         .unwrap_or_else(crate::leader::Gate::always);
 
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
+    let (controller, store) = endpoint_controller(&client, ready_tx);
     let ctx = Arc::new(Context {
         client: client.clone(),
-        identities: Identities::new(client.clone(), config, metrics.clone())?,
+        identities: Identities::new(client.clone(), config, metrics.clone())?
+            .with_peers(store.clone()),
         recorder: Recorder::new(
             client.clone(),
             Reporter {
@@ -128,8 +132,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         memory: Default::default(),
     });
 
-    let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
-    let (controller, store) = endpoint_controller(&client, ready_tx);
     tokio::spawn(telemetry::serve(
         args.metrics_addr,
         metrics,
@@ -159,7 +161,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-type Endpoints = DeserializeGuard<SecuredFhirEndpoint>;
+pub(crate) type Endpoints = DeserializeGuard<SecuredFhirEndpoint>;
 
 /// The controller over every endpoint, and the cache it reads. `ready` turns true once the first
 /// list of endpoints is in the cache (`/readyz`). Signalled from the watch stream itself rather
@@ -182,7 +184,75 @@ fn endpoint_controller(
             }
         })
         .applied_objects();
-    (Controller::for_stream(stream, store.clone()), store)
+    let controller = Controller::for_stream(stream, store.clone());
+    (watch_peers(controller, client, store.clone()), store)
+}
+
+/// A spec change to one endpoint (created, changed, deleted: a new generation) reconciles the
+/// endpoints that share its site, Cosmos DB account, VNet or gateway, so the union of their rules
+/// and their conflicts follow at once rather than at their next resync. Status writes do not
+/// change the generation, so they trigger nothing (or two endpoints would wake each other for
+/// ever).
+fn watch_peers(
+    controller: Controller<Endpoints>,
+    client: &kube::Client,
+    store: reflector::Store<Endpoints>,
+) -> Controller<Endpoints> {
+    let api: Api<Endpoints> = Api::all(client.clone());
+    let changes = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .touched_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    controller.watches_stream(changes, move |changed: Endpoints| {
+        let Ok(changed) = changed.0 else {
+            return Vec::new();
+        };
+        let all = store.state();
+        sharing(&changed, all.iter().filter_map(|g| g.0.as_ref().ok()))
+    })
+}
+
+/// The endpoints, other than `changed`, that name its site, Cosmos DB account, VNet or gateway.
+fn sharing<'a>(
+    changed: &SecuredFhirEndpoint,
+    all: impl Iterator<Item = &'a SecuredFhirEndpoint>,
+) -> Vec<ObjectRef<Endpoints>> {
+    let claim = |e: &SecuredFhirEndpoint| {
+        Claim::of(
+            &e.namespace().unwrap_or_default(),
+            &e.name_any(),
+            None,
+            false,
+            &e.spec,
+        )
+    };
+    let mine = claim(changed);
+    all.filter(|e| claim(e).owner != mine.owner && claim(e).touches(&mine))
+        .map(|e| ObjectRef::new(&e.name_any()).within(&e.namespace().unwrap_or_default()))
+        .collect()
+}
+
+/// What the other endpoints in the cache claim, for `me`'s reconcile ([`fhirlock_core::peers`]).
+pub(crate) fn peers_of<'a>(
+    me: &SecuredFhirEndpoint,
+    all: impl Iterator<Item = &'a SecuredFhirEndpoint>,
+) -> Peers {
+    let key = |e: &SecuredFhirEndpoint| (e.namespace(), e.name_any());
+    Peers {
+        created: me.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        others: all
+            .filter(|e| key(e) != key(me))
+            .map(|e| {
+                Claim::of(
+                    &e.namespace().unwrap_or_default(),
+                    &e.name_any(),
+                    e.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                    e.metadata.deletion_timestamp.is_some(),
+                    &e.spec,
+                )
+            })
+            .collect(),
+    }
 }
 
 /// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
@@ -329,6 +399,8 @@ fn error_policy(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::jiff::Timestamp;
 
     fn endpoint(ns: &str, name: &str) -> SecuredFhirEndpoint {
         let mut sfe: SecuredFhirEndpoint =
@@ -380,6 +452,45 @@ mod tests {
             "b's azure is not b's tenant secret"
         );
         assert!(map("a", "unrelated").is_empty());
+    }
+
+    #[test]
+    fn a_spec_change_reconciles_the_endpoints_that_share_its_resources_and_the_peers_are_the_others()
+     {
+        let mut other = endpoint("b", "other");
+        other.spec.app_service.id = other
+            .spec
+            .app_service
+            .id
+            .replace("fhir-server", "elsewhere");
+        other.spec.cosmos_db.id = other.spec.cosmos_db.id.replace("fhir-cosmos", "elsewhere");
+        other.spec.network.virtual_network_id = other
+            .spec
+            .network
+            .virtual_network_id
+            .replace("hscn-vnet", "elsewhere");
+        other.spec.gateway.name = "agw-elsewhere".into();
+        let mut deleting = endpoint("c", "going");
+        deleting.metadata.deletion_timestamp = Some(Time(Timestamp::from_second(9).unwrap()));
+        let all = [endpoint("a", "one"), endpoint("a", "two"), other, deleting];
+        assert_eq!(
+            names(sharing(&all[0], all.iter())),
+            ["a/two", "c/going"],
+            "the same site, account, VNet and gateway; not itself, not an unrelated endpoint"
+        );
+        let mut me = endpoint("a", "one");
+        me.metadata.creation_timestamp = Some(Time(Timestamp::from_second(5).unwrap()));
+        let peers = peers_of(&me, all.iter());
+        assert_eq!(peers.created, Some(Timestamp::from_second(5).unwrap()));
+        let owners: Vec<_> = peers
+            .others
+            .iter()
+            .map(|c| (c.owner.as_str(), c.deleting))
+            .collect();
+        assert_eq!(
+            owners,
+            [("a/two", false), ("b/other", false), ("c/going", true)]
+        );
     }
 
     #[test]

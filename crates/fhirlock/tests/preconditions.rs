@@ -245,3 +245,89 @@ async fn a_subnet_created_meanwhile_is_adopted_not_replaced() {
         "Enabled"
     );
 }
+
+/// The example endpoint as `owner` (`namespace/name`), knowing the endpoints in `peers`
+/// (each `namespace/name`, created that many seconds after the epoch).
+fn endpoint_as(owner: &str, created: i64, peers: &[(&str, i64)]) -> Desired {
+    let (ns, name) = owner.split_once('/').unwrap();
+    let text = std::fs::read_to_string(repo("examples/fhir-endpoint.yaml")).unwrap();
+    let spec = serde_yaml::from_str::<fhirlock_api::SecuredFhirEndpoint>(&text)
+        .unwrap()
+        .spec;
+    let mut d = Desired::from_spec(ns, name, &spec, desired().gateway.certificate);
+    let at = |s: i64| Some(k8s_openapi::jiff::Timestamp::from_second(s).unwrap());
+    d.peers = fhirlock_core::peers::Peers {
+        created: at(created),
+        others: peers
+            .iter()
+            .map(|(o, t)| {
+                let (ns, name) = o.split_once('/').unwrap();
+                fhirlock_core::peers::Claim::of(ns, name, at(*t), false, &spec)
+            })
+            .collect(),
+    };
+    d
+}
+
+/// Issue 13: two endpoints that name the same gateway. Normally the later one stalls on
+/// `ConflictsWith` before writing; here both passed that check (neither had seen the other yet)
+/// and both PUT the gateway as a creation at once. `If-None-Match: *` lets only the first
+/// succeed: the second is 412, and its next look finds the gateway someone else's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_endpoints_creating_the_same_gateway_cannot_both_succeed() {
+    let azure = azure().await;
+    let a = endpoint_as("team-a/records", 100, &[]);
+    let b = endpoint_as("team-b/records", 100, &[]);
+    // A prepares the subnets until its gateway may be created.
+    for _ in 0..20 {
+        let plan = plan::plan(&a, &look(&azure.fhirlock, &a).await);
+        if plan
+            .steps
+            .iter()
+            .any(|s| s.kind == StepKind::Gateway && s.ready())
+        {
+            break;
+        }
+        let ready: Vec<Step> = plan.steps.into_iter().filter(|s| s.ready()).collect();
+        for s in ready {
+            write(&azure.fhirlock, s).await.expect("a write");
+        }
+    }
+    let (oa, ob) = (
+        look(&azure.fhirlock, &a).await,
+        look(&azure.fhirlock, &b).await,
+    );
+    let (put_a, put_b) = (
+        step_of(&a, &oa, StepKind::Gateway),
+        step_of(&b, &ob, StepKind::Gateway),
+    );
+    assert!(put_a.ready() && put_b.ready() && put_a.creates && put_b.creates);
+    assert_eq!(put_b.precondition, Some(Precondition::IfNoneMatch));
+    let (ra, rb) = tokio::join!(write(&azure.fhirlock, put_a), write(&azure.fhirlock, put_b));
+    let (won, lost) = match (ra, rb) {
+        (Ok(()), Err(e)) => (&a, e),
+        (Err(e), Ok(())) => (&b, e),
+        other => panic!("both creations succeeded or both failed: {other:?}"),
+    };
+    assert_eq!((lost.class, lost.status), (ErrorClass::Conflict, Some(412)));
+    let gw = azure
+        .fhirlock
+        .get(&a.gateway.id, NET)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(gw["tags"]["fhirlock-owner"], json!(won.owner));
+    // The loser's next look: the gateway is not its own, so it writes nothing.
+    let loser = if won.owner == a.owner { &b } else { &a };
+    let o = look(&azure.fhirlock, loser).await;
+    let codes: Vec<_> = fhirlock_core::preflight::check(loser, &o)
+        .into_iter()
+        .map(|f| f.code)
+        .collect();
+    assert!(codes.contains(&"GatewayNotOwned"), "{codes:?}");
+    // And once the endpoints see each other, the later one stalls on the claim itself first.
+    let b = endpoint_as("team-b/records", 100, &[("team-a/records", 100)]);
+    let first = fhirlock_core::preflight::check(&b, &look(&azure.fhirlock, &b).await);
+    assert_eq!(first[0].code, "ConflictsWith", "{first:?}");
+    assert!(first[0].message.contains("team-a/records"));
+}
