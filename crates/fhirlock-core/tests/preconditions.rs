@@ -250,10 +250,7 @@ fn no_write_body_echoes_a_read_only_field() {
                 Kind::ApplicationGateway => {}
                 Kind::WafPolicy if !s.creates => {
                     assert_eq!(s.body["properties"]["x-unknown-policy"], 8);
-                    assert_eq!(
-                        s.body["properties"]["policySettings"]["mode"],
-                        "Prevention"
-                    );
+                    assert_eq!(s.body["properties"]["policySettings"]["mode"], "Prevention");
                 }
                 Kind::WafPolicy => {}
             }
