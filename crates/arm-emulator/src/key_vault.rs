@@ -116,7 +116,8 @@ mod tests {
         let both = json!({"serviceEndpoints": [{"service": "Microsoft.Web"}, {"service": "microsoft.keyvault"}]});
         let nat = json!({"natGateway": {"id": "/subscriptions/s/resourceGroups/n/providers/Microsoft.Network/natGateways/nat"}});
         // (case, certificate, public frontend, gateway subnet (properties, provisioningState), fails)
-        let cases: Vec<(&str, &Value, bool, Option<(Value, &str)>, bool)> = vec![
+        type Case<'a> = (&'a str, &'a Value, bool, Option<(Value, &'a str)>, bool);
+        let cases: Vec<Case> = vec![
             (
                 "PFX, no endpoint",
                 &pfx,

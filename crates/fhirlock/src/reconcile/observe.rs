@@ -401,7 +401,8 @@ mod tests {
         let gw_subnet = d.gateway_subnet.id.to_ascii_uppercase();
         let int_subnet = d.integration_subnet.id.clone();
         // (case, answers, the operation's resource, what is read back)
-        let cases: Vec<(&str, Vec<Answer>, Option<&str>, Vec<&str>)> = vec![
+        type Case<'a> = (&'a str, Vec<Answer>, Option<&'a str>, Vec<&'a str>);
+        let cases: Vec<Case> = vec![
             (
                 "a subnet's operation: its VNet",
                 vec![answered(&int_subnet)],
