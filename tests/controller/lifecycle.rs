@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use fhirlock_arm::{OperationStatus, WriteOutcome};
 use fhirlock_tests::emulator::rg;
+use fhirlock_tests::must;
 use fhirlock_tests::operator::tail;
 
 use super::deployment::recorded;
@@ -390,4 +391,265 @@ fn deleting_an_endpoint_whose_vnet_resource_group_is_gone_still_finishes() {
             "nothing re-opened"
         );
     });
+}
+
+/// A Delete endpoint whose cleanup cannot finish (every write refused) is let go by the
+/// annotation `fhirlock.io/release-finalizer: "true"`, with no Azure call at all, not even a
+/// read, and a Warning Event naming what is left. Fails without the annotation's handling: the
+/// cleanup keeps failing and the endpoint is never deleted.
+#[test]
+fn the_release_annotation_lets_a_stuck_deletion_go_without_touching_azure() {
+    let _s = serial();
+    let World {
+        ns,
+        emu,
+        mut op,
+        name,
+    } = world(
+        "e2e-release",
+        0.01,
+        &[],
+        &[("/spec/deletionPolicy", json!("Delete"))],
+    );
+    let obj = wait_for(&op, &ns, &name, READY, "Ready", is_ready);
+    let created: Vec<String> = obj["status"]["createdResources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_owned())
+        .collect();
+    assert!(!created.is_empty(), "{obj}");
+    let refuse = |method: &str| json!({"method": method, "path": "*", "count": 100_000, "status": 403, "code": "AuthorizationFailed"});
+    rt().block_on(
+        emu.control
+            .faults(json!([refuse("PUT"), refuse("PATCH"), refuse("DELETE")])),
+    )
+    .unwrap();
+    kubectl_ok(&["delete", "sfe", &name, "-n", &ns, "--wait=false"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !events(&ns).contains("CleanupFailed") {
+        assert!(std::time::Instant::now() < deadline, "{}", events(&ns));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(kubectl(&["get", "sfe", &name, "-n", &ns]).status.success());
+
+    // Stopped while the annotation goes on, so no pass already under way can be counted.
+    op.terminate();
+    let before = rt().block_on(emu.control.operator_requests()).unwrap();
+    kubectl_ok(&[
+        "annotate",
+        "sfe",
+        &name,
+        "-n",
+        &ns,
+        "fhirlock.io/release-finalizer=true",
+    ]);
+    op.restart().unwrap();
+    let out = kubectl(&[
+        "wait",
+        "--for=delete",
+        "sfe",
+        &name,
+        "-n",
+        &ns,
+        "--timeout=60s",
+    ]);
+    assert!(
+        out.status.success(),
+        "the annotation did not release the finalizer: {}\n{}\n{}",
+        text(&out.stderr),
+        events(&ns),
+        tail(&op.logs(), 40)
+    );
+    assert_eq!(
+        rt().block_on(emu.control.operator_requests()).unwrap(),
+        before,
+        "released by the annotation, yet fhirlock called Azure"
+    );
+    let events = events(&ns);
+    let released = events
+        .lines()
+        .find(|l| l.starts_with("FinalizerReleased"))
+        .unwrap_or_else(|| panic!("no FinalizerReleased Event:\n{events}"));
+    for id in &created {
+        assert!(released.contains(id.as_str()), "{id} not named: {released}");
+    }
+    assert!(
+        op.metrics().unwrap().contains(
+            "fhirlock_finalizers_released_without_cleanup_total{reason=\"annotation\"} 1"
+        ),
+        "{}",
+        op.metrics().unwrap()
+    );
+}
+
+/// A namespace holding a Ready Delete endpoint is deleted (the real namespace controller,
+/// kube-controller-manager's). The namespace controller deletes the identity Secret the
+/// cleanup acts with as well as the endpoint, in no set order, and nobody can put the Secret
+/// back: the apiserver refuses new objects in a terminating namespace. So the Secret goes
+/// first here, the order that used to leave the finalizer waiting for it, and the namespace
+/// with it, for ever. Now the namespace goes within a bound, and a Warning Event on the
+/// Namespace (in `default`: the namespace's own Events go with it) says what is left in Azure.
+#[test]
+fn deleting_a_namespace_holding_an_endpoint_finishes_and_says_what_is_left() {
+    let _s = serial();
+    must(plane().start_namespace_controller());
+    let ns = namespace("e2e-ns-gone");
+    let emu = emulator("arm-emulator-estate.yaml", 0.01);
+    rt().block_on(emu.control.assign_role(
+        OUTSIDER_OBJECT,
+        &format!("/subscriptions/{SUBSCRIPTION}"),
+        &["*"],
+    ))
+    .unwrap();
+    let secret = "fhir-azure-sp";
+    let identity = json!({"clientSecret": {"tenantId": TENANT, "clientId": OUTSIDER_CLIENT, "secretName": secret}});
+    let op = operator(&emu, &tenancy(emu.dir(), &[&ns], Some(identity)), None, &[]);
+    kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        secret,
+        "-n",
+        &ns,
+        &format!("--from-literal=clientSecret={OUTSIDER_SECRET}"),
+    ]);
+    let name = endpoint_in(&emu, &ns, &[("/spec/deletionPolicy", json!("Delete"))]);
+    let obj = wait_for(&op, &ns, &name, READY, "Ready", is_ready);
+    let created = obj["status"]["createdResources"].clone();
+
+    kubectl_ok(&["delete", "secret", secret, "-n", &ns]);
+    let writes = writes_by(&emu, OUTSIDER_OBJECT);
+    kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
+    let out = kubectl(&["wait", "--for=delete", "namespace", &ns, "--timeout=90s"]);
+    assert!(
+        out.status.success(),
+        "the namespace is still there: {}\n{}\n{}",
+        text(&out.stderr),
+        kubectl(&["get", "sfe", "-n", &ns, "-o", "yaml"])
+            .stdout
+            .len(),
+        tail(&op.logs(), 40)
+    );
+    assert_eq!(
+        writes_by(&emu, OUTSIDER_OBJECT),
+        writes,
+        "no Azure write without the identity"
+    );
+
+    let list: Value = serde_json::from_str(&kubectl_ok(&[
+        "get", "events", "-n", "default", "-o", "json",
+    ]))
+    .unwrap();
+    let said: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["involvedObject"]["kind"] == "Namespace" && e["involvedObject"]["name"] == ns.as_str()
+        })
+        .filter(|e| e["reason"] == "FinalizerReleased" && e["type"] == "Warning")
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].contains(&name) && said[0].contains("being deleted"),
+        "{}",
+        said[0]
+    );
+    for id in created.as_array().unwrap() {
+        assert!(
+            said[0].contains(id.as_str().unwrap()),
+            "{id} not named: {}",
+            said[0]
+        );
+    }
+    assert!(
+        op.metrics().unwrap().contains(
+            "fhirlock_finalizers_released_without_cleanup_total{reason=\"namespace_deleted\"} 1"
+        ),
+        "{}",
+        op.metrics().unwrap()
+    );
+}
+
+/// The operation status holds is one Azure does not know (ARM forgot it, or never issued it):
+/// its status URL answers 404 `OperationNotFound`. Meanwhile someone opens a back door. The
+/// handle passes every check (the endpoint's own gateway, a URL in its subscription, started
+/// now), so it is polled, once: the 404 drops it at once, with an Event, and the same pass
+/// looks at Azure and closes the door. Fails before: a 404 read as "still running", so the
+/// handle was polled for ever and the door never seen.
+#[test]
+fn an_operation_azure_does_not_know_is_dropped_and_the_back_door_opened_meanwhile_closed() {
+    let _s = serial();
+    let World {
+        ns,
+        emu,
+        mut op,
+        name,
+    } = world("e2e-op-unknown", 0.01, &[], &[]);
+    wait_for(&op, &ns, &name, READY, "Ready", is_ready);
+    op.terminate();
+    let arm = &emu.ready.arm_endpoint;
+    let path = format!(
+        "/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Network/locations/uksouth/operations/forgotten-1"
+    );
+    let handle = planted(
+        &gateway(),
+        "PUT",
+        format!("{arm}{path}?api-version={NET}"),
+        rfc3339_ago(0),
+    );
+    let patch = json!({"status": {"pendingOperations": [handle]}});
+    kubectl_ok(&[
+        "patch",
+        "sfe",
+        &name,
+        "-n",
+        &ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &patch.to_string(),
+    ]);
+    let portal = emu.portal().unwrap();
+    let config = format!("{}/config/web", site());
+    let default_action = || {
+        rt().block_on(portal.get(&config, WEB)).unwrap().unwrap()["properties"]
+            ["ipSecurityRestrictionsDefaultAction"]
+            .clone()
+    };
+    rt().block_on(portal.patch(
+        &config,
+        WEB,
+        &json!({"properties": {"ipSecurityRestrictionsDefaultAction": "Allow"}}),
+    ))
+    .unwrap();
+    assert_eq!(default_action(), "Allow");
+
+    op.restart().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while default_action() != "Deny" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the back door stayed open\n{}\n{}",
+            events(&ns),
+            tail(&op.logs(), 40)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let polled = recorded(&emu)
+        .into_iter()
+        .filter(|r| r["path"].as_str().unwrap().eq_ignore_ascii_case(&path))
+        .count();
+    assert_eq!(
+        polled, 1,
+        "the unknown operation is polled once, then dropped"
+    );
+    let events = events(&ns);
+    assert!(
+        events.lines().any(|l| l.starts_with("OperationDropped")
+            && l.contains("not found in Azure (OperationNotFound)")),
+        "no OperationDropped Event for the unknown operation:\n{events}"
+    );
 }

@@ -15,6 +15,11 @@ use kube::CustomResourceExt;
 pub const GROUP: &str = "fhirlock.io";
 /// Finalizer fhirlock puts on endpoints so that deletion can clean Azure first.
 pub const FINALIZER: &str = "fhirlock.io/cleanup";
+/// Annotation that, set to `"true"` on an endpoint being deleted, makes fhirlock release its
+/// finalizer without cleaning up, and without any Azure call: the way out when cleanup cannot
+/// finish (an identity revoked for good, a subscription gone). What was left is said in a
+/// Warning Event.
+pub const RELEASE_ANNOTATION: &str = "fhirlock.io/release-finalizer";
 /// Field manager fhirlock uses for server-side apply.
 pub const FIELD_MANAGER: &str = "fhirlock";
 /// Azure tag on every resource fhirlock creates: `<namespace>/<name>` of the owning endpoint.

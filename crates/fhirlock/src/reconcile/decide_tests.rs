@@ -509,7 +509,18 @@ fn a_poll_says_wait_retry_proceed_or_start_afresh() {
         ..ArmError::new(ErrorClass::Throttled, "TooManyRequests", "slow down")
     };
     let failed = ArmError::new(ErrorClass::Terminal, "Bad", "no");
-    let gone = ArmError::new(ErrorClass::Terminal, "OperationNotFound", "gone");
+    let gone = ArmError::new(ErrorClass::Terminal, "InvalidOperationUrl", "not one");
+    let not_found = |code: &str| ArmError {
+        status: Some(404),
+        ..ArmError::new(ErrorClass::Terminal, code, "gone")
+    };
+    let dropped = |code: &str| {
+        AfterPoll::Dropped(Note::warning(
+            "OperationDropped",
+            "OperationDropped",
+            format!("the operation recorded in status (Gateway on gw) is not found in Azure ({code}): looking at Azure afresh"),
+        ))
+    };
     let table = [
         (
             "running, Retry-After",
@@ -548,6 +559,13 @@ fn a_poll_says_wait_retry_proceed_or_start_afresh() {
             AfterPoll::Retry(s(10)),
         ),
         ("handle gone", Err(gone), AfterPoll::Lost),
+        // Polled for ever before: a 404 read as "still running", and nothing else was observed.
+        (
+            "404 OperationNotFound",
+            Err(not_found("OperationNotFound")),
+            dropped("OperationNotFound"),
+        ),
+        ("any 404", Err(not_found("NotFound")), dropped("NotFound")),
     ];
     for (case, polled, want) in table {
         assert_eq!(after_poll(&p, polled), want, "{case}");
