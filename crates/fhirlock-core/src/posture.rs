@@ -222,12 +222,25 @@ fn site_config_findings(d: &Desired, p: &SiteConfigProperties, out: &mut Vec<Fin
     let peers = crate::peers::site_gateway_subnets(d);
     let admitted =
         |r: &IpRestriction| allows_only(r, gw_subnet) || peers.iter().any(|s| allows_only(r, s));
+    site_config_checks(&d.site_id, p, gw_subnet, &admitted, out);
+}
+
+/// The `config/web` findings of the site `site_id`. `admitted` tells the allow rules that are a
+/// way in by design, `gw_subnet` the one subnet the SCM site may admit; without a spec
+/// (`fhirlock scan`) nothing is admitted and `gw_subnet` is empty.
+pub(crate) fn site_config_checks(
+    site_id: &str,
+    p: &SiteConfigProperties,
+    gw_subnet: &str,
+    admitted: &dyn Fn(&IpRestriction) -> bool,
+    out: &mut Vec<Finding>,
+) {
     let rules = real_rules(p.ip_security_restrictions.as_deref());
     for r in rules.iter().filter(|r| r.allows() && !admitted(r)) {
         out.push(finding(
             FindingCode::SiteAllowsOtherSources,
             Severity::High,
-            &d.site_id,
+            site_id,
             format!("access restriction {} allows {} to reach the FHIR API directly, bypassing the gateway", rule_name(r), describe_source(r)),
         ));
     }
@@ -235,7 +248,7 @@ fn site_config_findings(d: &Desired, p: &SiteConfigProperties, out: &mut Vec<Fin
         out.push(finding(
             FindingCode::SiteDefaultAllow,
             Severity::High,
-            &d.site_id,
+            site_id,
             "the site's unmatched action is Allow, so any internet address reaches the FHIR API directly".into(),
         ));
     }
@@ -243,7 +256,7 @@ fn site_config_findings(d: &Desired, p: &SiteConfigProperties, out: &mut Vec<Fin
         out.push(finding(
             FindingCode::ScmSitePublic,
             Severity::High,
-            &d.site_id,
+            site_id,
             format!("the SCM (Kudu) site is reachable: {how}"),
         ));
     }
@@ -252,35 +265,41 @@ fn site_config_findings(d: &Desired, p: &SiteConfigProperties, out: &mut Vec<Fin
         out.push(finding(
             FindingCode::MinTlsBelow12,
             Severity::Medium,
-            &d.site_id,
+            site_id,
             format!("the site accepts TLS {tls}, below 1.2"),
         ));
     }
     let ftps = p.ftps_state.as_deref().unwrap_or("AllAllowed");
     if !ftps.eq_ignore_ascii_case("Disabled") {
-        out.push(finding(FindingCode::FtpEnabled, Severity::Medium, &d.site_id, format!("FTP deployment is allowed (ftpsState {ftps}): a deployment path outside the gateway")));
+        out.push(finding(FindingCode::FtpEnabled, Severity::Medium, site_id, format!("FTP deployment is allowed (ftpsState {ftps}): a deployment path outside the gateway")));
     }
 }
 
 fn site_findings(d: &Desired, site: &Site, out: &mut Vec<Finding>) {
-    if site.properties.https_only != Some(true) {
-        out.push(finding(
-            FindingCode::HttpsOnlyDisabled,
-            Severity::Medium,
-            &d.site_id,
-            "the site answers plain HTTP (httpsOnly is off)".into(),
-        ));
-    }
     let integrated = site
         .properties
         .virtual_network_subnet_id
         .as_deref()
         .is_some_and(|s| id::same(s, &d.integration_subnet.id));
+    site_checks(&d.site_id, site, integrated, out);
+}
+
+/// The site's own findings; `integrated` says whether its VNet integration is the one wanted
+/// (without a spec: whether it has any).
+pub(crate) fn site_checks(site_id: &str, site: &Site, integrated: bool, out: &mut Vec<Finding>) {
+    if site.properties.https_only != Some(true) {
+        out.push(finding(
+            FindingCode::HttpsOnlyDisabled,
+            Severity::Medium,
+            site_id,
+            "the site answers plain HTTP (httpsOnly is off)".into(),
+        ));
+    }
     if !integrated {
         out.push(finding(
             FindingCode::SiteNotVnetIntegrated,
             Severity::Medium,
-            &d.site_id,
+            site_id,
             "the site is not VNet-integrated with the integration subnet, so its calls to Cosmos DB leave over the public internet".into(),
         ));
     }
@@ -344,11 +363,25 @@ fn subnet_findings(d: &Desired, o: &Observed, out: &mut Vec<Finding>) {
 }
 
 fn cosmos_findings(d: &Desired, p: &CosmosProperties, out: &mut Vec<Finding>) {
+    let peers = crate::peers::cosmos_subnets(d);
+    let admitted =
+        |s: &str| id::same(s, &d.integration_subnet.id) || peers.iter().any(|p| id::same(s, p));
+    cosmos_checks(&d.cosmos_id, p, &admitted, out);
+}
+
+/// The Cosmos DB account's findings. `admitted` tells the VNet rules that are a way in by design;
+/// without a spec (`fhirlock scan`) which subnet is right is unknown, so every rule is.
+pub(crate) fn cosmos_checks(
+    cosmos_id: &str,
+    p: &CosmosProperties,
+    admitted: &dyn Fn(&str) -> bool,
+    out: &mut Vec<Finding>,
+) {
     if p.is_virtual_network_filter_enabled != Some(true) {
         out.push(finding(
             FindingCode::CosmosVnetFilterOff,
             Severity::High,
-            &d.cosmos_id,
+            cosmos_id,
             if p.ip_rules.as_ref().is_none_or(Vec::is_empty) {
                 "the Cosmos DB virtual-network filter is off and there are no IP rules, so every network reaches the data".into()
             } else {
@@ -360,25 +393,23 @@ fn cosmos_findings(d: &Desired, p: &CosmosProperties, out: &mut Vec<Finding>) {
         out.push(finding(
             FindingCode::CosmosIpRule,
             Severity::High,
-            &d.cosmos_id,
+            cosmos_id,
             format!(
                 "Cosmos DB IP rule {} lets that address range reach the data directly",
                 r.ip_address_or_range
             ),
         ));
     }
-    let peers = crate::peers::cosmos_subnets(d);
     for r in p
         .virtual_network_rules
         .iter()
         .flatten()
-        .filter(|r| !id::same(&r.id, &d.integration_subnet.id))
-        .filter(|r| !peers.iter().any(|s| id::same(&r.id, s)))
+        .filter(|r| !admitted(&r.id))
     {
         out.push(finding(
             FindingCode::CosmosForeignVnetRule,
             Severity::High,
-            &d.cosmos_id,
+            cosmos_id,
             format!(
                 "Cosmos DB admits subnet {}, which is not the integration subnet",
                 r.id
@@ -392,7 +423,7 @@ fn cosmos_findings(d: &Desired, p: &CosmosProperties, out: &mut Vec<Finding>) {
         out.push(finding(
             FindingCode::CosmosAzureServicesBypass,
             Severity::High,
-            &d.cosmos_id,
+            cosmos_id,
             "Cosmos DB lets Azure services bypass its firewall (networkAclBypass AzureServices)"
                 .into(),
         ));
@@ -401,7 +432,7 @@ fn cosmos_findings(d: &Desired, p: &CosmosProperties, out: &mut Vec<Finding>) {
         out.push(finding(
             FindingCode::CosmosKeyAuthEnabled,
             Severity::Advisory,
-            &d.cosmos_id,
+            cosmos_id,
             "Cosmos DB accepts account keys; prefer Entra ID data-plane RBAC and disableLocalAuth (fhirlock reports this, it does not change it)".into(),
         ));
     }
