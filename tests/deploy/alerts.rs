@@ -182,3 +182,108 @@ fn chart_alerts_fire_when_they_should_on_metrics_fhirlock_exports() {
     let (got, ok) = alert_check_run(&[Path::new("inputs"), &inputs_misspelt, &page]);
     assert!(!ok && failing(&got).len() == 1, "{got:?}");
 }
+
+/// GitHub's anchor for a Markdown heading: lower case, punctuation other than `-` and `_` dropped,
+/// spaces as `-`.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// The anchors of docs/operations.md's headings, each with the text of its section.
+fn runbook_sections() -> BTreeMap<String, String> {
+    let doc = std::fs::read_to_string(root().join("docs/operations.md")).unwrap();
+    let mut sections = BTreeMap::new();
+    let mut current: Option<(String, String)> = None;
+    let mut fenced = false;
+    for line in doc.lines() {
+        fenced ^= line.starts_with("```");
+        if !fenced && line.starts_with('#') {
+            sections.extend(current.take());
+            current = Some((anchor(line.trim_start_matches('#')), String::new()));
+        } else if let Some((_, body)) = &mut current {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    sections.extend(current);
+    sections
+}
+
+/// The PrometheusRule's (alert, runbook_url) pairs, rendered with the full values and `extra`.
+fn runbook_urls(extra: &[&str]) -> Vec<(String, String)> {
+    let full = chart().join("ci/full-values.yaml");
+    let mut args = vec!["-f", full.to_str().unwrap()];
+    args.extend(extra);
+    let objs = docs(&helm_template(&args));
+    let rule = find(&objs, "PrometheusRule", "fhirlock");
+    rule["spec"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .map(|r| {
+            (
+                r["alert"].as_str().unwrap().to_owned(),
+                r["annotations"]["runbook_url"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_alert_links_to_its_runbook_in_operations_md() {
+    let sections = runbook_sections();
+    // The default links to this repository's docs/operations.md (Cargo.toml's `repository`).
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let repo = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("repository = "))
+        .unwrap()
+        .trim_matches('"');
+    let base = format!("{repo}/blob/main/docs/operations.md#");
+    let urls = runbook_urls(&[]);
+    assert_eq!(urls.len(), 4, "{urls:?}");
+    for (alert, url) in &urls {
+        let Some(fragment) = url.strip_prefix(&base) else {
+            panic!("{alert}: runbook_url {url:?} is not a section of {base}");
+        };
+        let body = sections.get(fragment).unwrap_or_else(|| {
+            panic!("{alert}: docs/operations.md has no heading with anchor #{fragment}")
+        });
+        // A runbook, not a bare heading: steps to follow.
+        assert!(
+            body.lines().filter(|l| l.starts_with("1. ")).count() == 1 && body.len() > 400,
+            "{alert}: the section #{fragment} has no numbered steps:\n{body}"
+        );
+        assert_eq!(fragment, alert.to_lowercase(), "one section per alert");
+    }
+    // The check can fail: an anchor no heading has is not found, and the anchor rule is GitHub's.
+    assert!(!sections.contains_key("fhirlockendpointnotready-typo"));
+    assert_eq!(
+        anchor(" Tenancy: who may touch what, as whom"),
+        "tenancy-who-may-touch-what-as-whom"
+    );
+    assert!(sections.contains_key("tenancy-who-may-touch-what-as-whom"));
+    // Published elsewhere (an internal mirror): the same anchors under that base.
+    let mirror = "https://git.example.nhs.uk/platform/fhirlock/-/blob/v0.1.0/docs/operations.md";
+    let moved = runbook_urls(&[
+        "--set",
+        &format!("metrics.prometheusRule.runbookBaseUrl={mirror}"),
+    ]);
+    for ((alert, url), (_, default)) in moved.iter().zip(&urls) {
+        assert_eq!(
+            url,
+            &default.replace(base.trim_end_matches('#'), mirror),
+            "{alert}"
+        );
+    }
+}

@@ -165,6 +165,19 @@ fn helm_chart_lints_and_renders_objects_the_apiserver_accepts() {
     );
     assert_eq!(cfg["tenants"][2]["identity"]["operator"], json!({}));
     assert_eq!(cfg["cloud"]["caBundle"], "/etc/fhirlock/ca/ca.pem");
+    // ... and loads there, a tenant's own wording of the next steps included.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yaml");
+    std::fs::write(&file, serde_yaml::to_string(&cfg).unwrap()).unwrap();
+    let loaded = fhirlock::config::OperatorConfig::load(&file).unwrap();
+    assert_eq!(
+        loaded.tenant("platform").unwrap().private_network().name,
+        "PSN"
+    );
+    assert_eq!(
+        loaded.tenant("fhir").unwrap().private_network(),
+        Default::default()
+    );
 
     // values.schema.json rejects what the chart does not know, and the templates refuse unsafe
     // combinations.
