@@ -8,6 +8,8 @@ mod convergence;
 mod deployment;
 #[path = "controller/lifecycle.rs"]
 mod lifecycle;
+#[path = "controller/sharing.rs"]
+mod sharing;
 #[path = "controller/tenancy.rs"]
 mod tenancy;
 
@@ -18,7 +20,7 @@ use fhirlock_testkit::Throttle;
 use fhirlock_testkit::emulator::requests;
 use fhirlock_tests::emulator::{
     Emulator, OPERATOR_OBJECT, OUTSIDER_CLIENT, OUTSIDER_OBJECT, OUTSIDER_SECRET, SUBSCRIPTION,
-    TENANT, emulator, gateway, site, vnet,
+    TENANT, cosmos, emulator, gateway, site, vnet,
 };
 use fhirlock_tests::operator::{
     Operator, apply_endpoint, condition, is_ready, operator, operator_with_env, tenancy,

@@ -110,7 +110,9 @@ fn deletion_retain_leaves_azure_and_delete_removes_only_what_fhirlock_created() 
             .as_array()
             .unwrap();
         assert!(
-            !rules.iter().any(|r| r["name"] == "fhirlock-gateway"),
+            !rules.iter().any(|r| r["vnetSubnetResourceId"]
+                .as_str()
+                .is_some_and(|s| s.to_ascii_lowercase().ends_with("/subnets/snet-fhir-agw"))),
             "fhirlock's rule removed: {rules:?}"
         );
         assert_eq!(
@@ -385,7 +387,13 @@ fn deleting_an_endpoint_whose_vnet_resource_group_is_gone_still_finishes() {
             .unwrap()
             .unwrap();
         let rules = cfg["properties"]["ipSecurityRestrictions"].to_string();
-        assert!(!rules.contains("fhirlock-gateway"), "{rules}");
+        // fhirlock's rule, whatever its name: the one for the gateway subnet.
+        assert!(
+            !rules
+                .to_ascii_lowercase()
+                .contains("/subnets/snet-fhir-agw"),
+            "{rules}"
+        );
         assert_eq!(
             cfg["properties"]["ipSecurityRestrictionsDefaultAction"], "Deny",
             "nothing re-opened"
