@@ -263,6 +263,14 @@ pub struct Behaviour {
     /// not implement them would ([U] for Network subnets and gateways; reference §5.5).
     #[serde(default = "yes")]
     pub enforce_if_match: bool,
+    /// Sites per page of `WebApps_List` / `WebApps_ListByResourceGroup`; more come by `nextLink`.
+    /// Azure's page size is not documented [U]; tests lower it to make clients page.
+    #[serde(default = "default_sites_page_size")]
+    pub sites_page_size: usize,
+}
+
+fn default_sites_page_size() -> usize {
+    100
 }
 
 fn default_cosmos_conflict() -> u16 {
@@ -286,6 +294,7 @@ impl Default for Behaviour {
             network_isolation: default_isolation(),
             gateway_locks_vnet: true,
             enforce_if_match: true,
+            sites_page_size: default_sites_page_size(),
         }
     }
 }

@@ -233,7 +233,7 @@ impl Engine {
             if p.namespace.is_none() && rtype.eq_ignore_ascii_case("resources") {
                 return self.list_generic(req, p, now);
             }
-            return Ok(self.list(p, now));
+            return self.list(req, p, now);
         }
         if rtype != "resourceGroups" && ids::canonical_type(&rtype).is_none() {
             return Err(ArmError::bad_request(

@@ -63,7 +63,7 @@ impl Engine {
         Ok(self.with_etag(resp, &id))
     }
 
-    pub(super) fn list(&self, p: &ArmPath, now: u64) -> Response {
+    pub(super) fn list(&self, req: &Request, p: &ArmPath, now: u64) -> R<Response> {
         let rtype = p.type_name();
         let prefix = {
             let mut q = p.clone();
@@ -84,7 +84,41 @@ impl Engine {
             .filter(|r| self.visible(&r.id, now))
             .map(|r| render(&self.state, r))
             .collect();
-        Response::json(200, &json!({"value": items}))
+        if rtype.eq_ignore_ascii_case(WEB_SITE) {
+            return self.sites_page(req, items);
+        }
+        Ok(Response::json(200, &json!({"value": items})))
+    }
+
+    /// `WebApps_List` and `WebApps_ListByResourceGroup` (Web 2024-11-01 `WebApps.json`) are
+    /// `x-ms-pageable` with `nextLinkName: nextLink` (a `WebAppCollection`): a page of
+    /// `behaviour.sitesPageSize` sites and, while more remain, a `nextLink` to the rest. The
+    /// `$skipToken` in it is the emulator's own form; Azure's is opaque to clients, who follow the
+    /// link as it is. Cosmos DB's lists (`nextLinkName: null`) and the others answer in one page.
+    fn sites_page(&self, req: &Request, items: Vec<Value>) -> R<Response> {
+        let size = self.cfg.behaviour.sites_page_size.max(1);
+        let skip = match crate::util::form_get(&req.query, "$skipToken") {
+            None => 0,
+            Some(t) => t.parse::<usize>().map_err(|_| {
+                ArmError::bad_request(
+                    "InvalidSkipToken",
+                    format!("The skip token '{t}' is not valid."),
+                )
+            })?,
+        };
+        let total = items.len();
+        let page: Vec<Value> = items.into_iter().skip(skip).take(size).collect();
+        let mut body = json!({"value": page});
+        if skip + size < total {
+            body["nextLink"] = json!(format!(
+                "{}{}?api-version={}&$skipToken={}",
+                self.base_url,
+                req.path.trim_end_matches('/'),
+                req.api_version().unwrap_or_default(),
+                skip + size
+            ));
+        }
+        Ok(Response::json(200, &body))
     }
 
     /// `Resources_ListByResourceGroup` (`GET …/resourceGroups/{rg}/resources`) and
