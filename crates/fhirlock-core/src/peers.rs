@@ -17,8 +17,8 @@
 //! Some claims cannot be shared: one gateway (the owner tag names one endpoint), one gateway
 //! subnet (a site admits the whole subnet, so a second gateway there would be trusted for the
 //! first endpoint's site), overlapping address prefixes, and one site with two different
-//! integration subnets (a site has one regional VNet integration: Microsoft Learn, "Integrate your
-//! app with an Azure virtual network": "The app can only connect to one subnet at a time" [C]) or
+//! integration subnets (a site has one regional VNet integration: `Site.properties.
+//! virtualNetworkSubnetId` is a single subnet ID in the Web 2024-11-01 model [C]) or
 //! two SCM locks (`scmIpSecurityRestrictionsUseMain` is one flag). The later endpoint
 //! (creationTimestamp, then namespace/name) stalls with `ConflictsWith` before any write.
 //!
