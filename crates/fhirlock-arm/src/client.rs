@@ -337,6 +337,26 @@ impl ArmClient {
         }
     }
 
+    /// GET the next page of a list by the `nextLink` ARM returned (`x-ms-pageable`): the link as it
+    /// is, since it carries its own api-version and skip token. Like an operation's status URL it
+    /// must be on the ARM endpoint, so a crafted link cannot send the bearer token elsewhere.
+    pub async fn get_next_link(&self, next_link: &str) -> Result<Value, ArmError> {
+        let url = Url::parse(next_link)
+            .map_err(|e| invalid_request(format!("nextLink {next_link:?}: {e}")))?;
+        if url.origin() != self.inner.arm_endpoint.origin() {
+            return Err(invalid_request(format!(
+                "nextLink {} is not on the ARM endpoint {}",
+                url.origin().ascii_serialization(),
+                self.inner.arm_endpoint.origin().ascii_serialization()
+            )));
+        }
+        let r = self.send(Method::Get, url, None, None, false).await?;
+        match r.status {
+            200..=299 => Ok(serde_json::from_slice(&r.body).unwrap_or(Value::Null)),
+            s => Err(classify(s, &r.headers, &r.body)),
+        }
+    }
+
     /// PUT (create or replace). `Accepted` when ARM runs it as a long-running operation.
     pub async fn put(
         &self,

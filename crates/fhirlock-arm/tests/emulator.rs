@@ -565,6 +565,13 @@ async fn poll_sends_the_token_only_to_the_arm_endpoint() {
     };
     let e = err_of(client.poll(&op).await);
     assert_eq!(e.class, ErrorClass::Terminal);
+    // A list's nextLink is held to the same rule.
+    let e = err_of(
+        client
+            .get_next_link("https://attacker.example/subscriptions/x/providers/Microsoft.Web/sites?api-version=2024-11-01")
+            .await,
+    );
+    assert_eq!(e.class, ErrorClass::Terminal);
     assert!(rec.take().is_empty());
     assert_eq!(emu.total().await, 0);
 
