@@ -46,7 +46,10 @@ fn endpoint(owner: &str, edits: &[(&str, Value)]) -> Desired {
 }
 
 /// `d` created at `created`, among `others` (each: owner, created, edits).
-fn among(mut d: Desired, created: i64, others: &[(&str, i64, &[(&str, Value)])]) -> Desired {
+/// Spec edits: a JSON pointer into the example and its new value.
+type Edits<'a> = &'a [(&'a str, Value)];
+
+fn among(mut d: Desired, created: i64, others: &[(&str, i64, Edits)]) -> Desired {
     d.peers = Peers {
         created: at(created),
         others: others
@@ -82,7 +85,8 @@ fn b_gw_subnet() -> String {
 fn contested_claims_stall_the_later_endpoint_naming_the_earlier() {
     let b = b_edits();
     // (what the later endpoint changes from B's spec, what the message must name)
-    let table: Vec<(&str, Vec<(&str, Value)>, Option<&str>)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, Value)>, Option<&'a str>);
+    let table: Vec<Case> = vec![
         (
             "shares site, account, VNet and integration subnet",
             vec![],
