@@ -19,6 +19,7 @@ pub mod posture;
 pub mod preflight;
 pub mod reachable;
 pub mod read_only;
+pub mod scan;
 #[cfg(feature = "simulate")]
 pub mod simulate;
 pub mod status;
