@@ -184,16 +184,24 @@ fn kubectl_get_shows_ready_reason_gateway_ip_findings_and_age() {
         &status.to_string(),
     ]);
     let table = kubectl_ok(&["get", "sfe", "-n", &ns]);
-    let mut lines = table.lines();
-    let header: Vec<_> = lines.next().unwrap().split_whitespace().collect();
+    let cells = columns(&table);
+    let header: Vec<&str> = cells[0].iter().map(String::as_str).collect();
     assert_eq!(
         header,
-        ["NAME", "READY", "REASON", "GATEWAY-IP", "FINDINGS", "AGE"]
+        [
+            "NAME",
+            "READY",
+            "REASON",
+            "REACHABLE",
+            "GATEWAY-IP",
+            "FINDINGS",
+            "AGE"
+        ]
     );
-    let row: Vec<_> = lines.next().unwrap().split_whitespace().collect();
+    // No Reachable condition in this status: its cell is empty.
     assert_eq!(
-        &row[..5],
-        ["patient-records", "True", "Secured", "10.20.1.10", "0"]
+        &cells[1][..6],
+        ["patient-records", "True", "Secured", "", "10.20.1.10", "0"]
     );
 
     // `-o wide` adds the priority-1 columns: the mode and the gateway's name. An endpoint that
