@@ -11,5 +11,6 @@ pub mod controller;
 pub mod leader;
 pub mod oneshot;
 pub mod reconcile;
+pub mod scan;
 pub mod telemetry;
 pub mod tls;

@@ -52,6 +52,11 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         timeout_seconds: u64,
     },
+    /// First run, before any spec: list every App Service site and Cosmos DB account in a
+    /// subscription (or resource group), report their back doors, and write a starter
+    /// SecuredFhirEndpoint for each site that looks like a FHIR server. Reads only. Exit 0 no
+    /// blocking findings, 1 blocking findings, 2 error.
+    Scan(fhirlock::scan::ScanArgs),
     /// Print the version and the git commit this binary was built from.
     Version,
     /// Print a shell completion script: `source <(fhirlock completion bash)`.
@@ -179,6 +184,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
             &target,
             Duration::from_secs(timeout_seconds),
         )),
+        Command::Scan(args) => rt()?.block_on(fhirlock::scan::scan(&args)),
         Command::Version => {
             println!("fhirlock {}", env!("CARGO_PKG_VERSION"));
             println!("commit: {COMMIT}");
