@@ -6,6 +6,7 @@
 //! other than the gateway), [`plan::plan`] (the ordered, minimal, safe changes), and
 //! [`status::conditions`] (what to tell people and GitOps tools).
 
+pub mod certificate;
 pub mod component;
 pub mod desired;
 pub mod id;
