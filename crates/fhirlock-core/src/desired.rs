@@ -283,6 +283,25 @@ impl Desired {
         self.gateway.waf.is_some() || self.gateway.owned_waf_policy_recorded
     }
 
+    /// fhirlock's own policy while the WAF_v2 gateway is to reference one the spec names
+    /// (`spec.gateway.waf.policyId`): read, beside that one, only while status records it, so
+    /// it is deleted once the gateway lets go (a Standard_v2 gateway's is read at
+    /// [`Self::waf_policy_read_id`]).
+    pub fn former_waf_policy_id(&self) -> Option<&str> {
+        let g = &self.gateway;
+        let replaced = g.waf.is_some() && !self.wants_owned_waf_policy();
+        (replaced && g.owned_waf_policy_recorded).then_some(g.owned_waf_policy_id.as_str())
+    }
+
+    /// Whether the gateway is to reference fhirlock's own policy (a spec that names it by its
+    /// ID counts too: it is never deleted from under the gateway).
+    pub fn wants_owned_waf_policy(&self) -> bool {
+        self.gateway
+            .waf
+            .as_ref()
+            .is_some_and(|w| id::same(&w.policy_id, &self.gateway.owned_waf_policy_id))
+    }
+
     /// The subscription feature a private-only gateway needs.
     pub fn isolation_feature_id(&self) -> String {
         format!(

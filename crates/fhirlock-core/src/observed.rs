@@ -43,6 +43,9 @@ pub struct Observed {
     /// references, or the one fhirlock created for a gateway that is Standard_v2 now. `None` when
     /// absent or not read (a Standard_v2 gateway's never-created policy is not read).
     pub waf_policy: Option<Value>,
+    /// fhirlock's own policy once the spec names another ([`crate::Desired::former_waf_policy_id`]);
+    /// `None` when absent or not read.
+    pub former_waf_policy: Option<Value>,
 }
 
 impl Observed {
@@ -160,6 +163,8 @@ pub enum Slot {
     SiteConfig,
     Cosmos,
     WafPolicy,
+    /// fhirlock's own WAF policy, replaced by one the spec names.
+    FormerWafPolicy,
     SiteCertificate,
     HostNameBinding,
 }
@@ -168,6 +173,9 @@ pub enum Slot {
 /// sub-resource, a server farm), which only a full read refreshes.
 pub fn slot(d: &crate::Desired, id: &str) -> Option<Slot> {
     use crate::id::same;
+    if d.former_waf_policy_id().is_some_and(|f| same(f, id)) {
+        return Some(Slot::FormerWafPolicy);
+    }
     [
         (d.vnet_id.as_str(), Slot::Vnet),
         (&d.gateway.id, Slot::Gateway),
@@ -202,6 +210,7 @@ impl Observed {
             Slot::SiteConfig => self.site_config = body,
             Slot::Cosmos => self.cosmos = body,
             Slot::WafPolicy => self.waf_policy = body,
+            Slot::FormerWafPolicy => self.former_waf_policy = body,
             Slot::SiteCertificate => self.site_certificate = body,
             Slot::HostNameBinding => self.host_name_binding = body,
             Slot::Subnet(name) => {

@@ -83,7 +83,18 @@ pub fn apply(o: &Observed, step: &Step) -> Observed {
             policy["properties"]["provisioningState"] = json!("Succeeded");
             next.waf_policy = Some(policy);
         }
-        (StepKind::DeleteWafPolicy, _) => next.waf_policy = None,
+        (StepKind::DeleteWafPolicy, _) => {
+            // fhirlock's policy is read at the gateway's reference, or beside a spec's policy.
+            let former = next
+                .former_waf_policy
+                .as_ref()
+                .and_then(|p| p["id"].as_str());
+            if former.is_some_and(|f| crate::id::same(f, &step.resource_id)) {
+                next.former_waf_policy = None;
+            } else {
+                next.waf_policy = None;
+            }
+        }
         (StepKind::SiteCertificate, _) => {
             // ARM keeps neither the PFX nor its password, and computes the thumbprint.
             let mut cert = step.body.clone();
@@ -102,6 +113,8 @@ pub fn apply(o: &Observed, step: &Step) -> Observed {
             next.host_name_binding = Some(b);
         }
         (StepKind::DeleteGateway, _) => next.gateway = None,
+        (StepKind::DeleteHostNameBinding, _) => next.host_name_binding = None,
+        (StepKind::DeleteSiteCertificate, _) => next.site_certificate = None,
         (StepKind::DeleteSubnet, _) => {
             if let Some(list) = next
                 .vnet

@@ -39,6 +39,9 @@ pub struct Assessment {
     /// `hostHeader: Preserve` before the binding exists: the DNS record (name, TXT value) Azure
     /// verifies the host name by ([`crate::plan::host_name::verification_record`]).
     pub host_verification: Option<(String, String)>,
+    /// Resources fhirlock created, no longer wants, and read as absent
+    /// ([`crate::plan::waf::gone`]): dropped from `status.createdResources`.
+    pub gone: Vec<String>,
 }
 
 impl Assessment {
@@ -64,6 +67,7 @@ impl Assessment {
             cosmos_rule_since: crate::plan::admitted_since(d, o, clock),
             wait_ends: crate::plan::wait_ends(d, o, clock),
             host_verification: crate::plan::host_name::verification_record(d, o),
+            gone: crate::plan::waf::gone(d, o),
             ..Default::default()
         }
     }

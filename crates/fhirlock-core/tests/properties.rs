@@ -479,6 +479,7 @@ proptest! {
                 observed::Slot::SiteConfig => after.site_config.clone(),
                 observed::Slot::Cosmos => after.cosmos.clone(),
                 observed::Slot::WafPolicy => after.waf_policy.clone(),
+                observed::Slot::FormerWafPolicy => after.former_waf_policy.clone(),
                 observed::Slot::SiteCertificate => after.site_certificate.clone(),
                 observed::Slot::HostNameBinding => after.host_name_binding.clone(),
             };

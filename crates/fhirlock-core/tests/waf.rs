@@ -69,7 +69,7 @@ fn a_new_waf_v2_gateway_references_a_policy_fhirlock_creates_first() {
     );
     assert_eq!(
         policy.body["properties"]["managedRules"]["managedRuleSets"],
-        json!([{"ruleSetType": "Microsoft_DefaultRuleSet", "ruleSetVersion": "2.1"}])
+        json!([{"ruleSetType": "Microsoft_DefaultRuleSet", "ruleSetVersion": "2.2"}])
     );
     assert_eq!(policy.body["tags"]["fhirlock-owner"], json!(d.owner));
     assert_eq!(policy.body["location"], "uksouth");
@@ -321,4 +321,93 @@ fn the_gateway_body_never_sends_what_the_policy_model_marks_read_only() {
         json!({"ruleSetType": "Microsoft_DefaultRuleSet", "ruleSetVersion": "2.1"})
     );
     assert_eq!(s.body["id"], Value::String(d.gateway.owned_waf_policy_id));
+}
+
+#[test]
+fn a_policy_id_in_place_of_fhirlocks_own_deletes_it_once_the_gateway_lets_go() {
+    let d = desired();
+    let (converged, _, _) = converge(&d, &wide_open());
+    let theirs = format!(
+        "/subscriptions/{SUB}/resourceGroups/sec/providers/Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies/trust-waf"
+    );
+    let mut u = d.clone();
+    let w = u.gateway.waf.as_mut().unwrap();
+    w.policy_id = theirs.clone();
+    w.owned = false;
+    // Not recorded as created: fhirlock's policy is not even read, and never deleted.
+    assert_eq!(u.former_waf_policy_id(), None);
+    u.gateway.owned_waf_policy_recorded = true;
+    let owned = d.gateway.owned_waf_policy_id.clone();
+    assert_eq!(u.former_waf_policy_id(), Some(owned.as_str()));
+    assert_eq!(
+        fhirlock_core::observed::slot(&u, &owned),
+        Some(fhirlock_core::observed::Slot::FormerWafPolicy)
+    );
+    // A look reads the spec's policy at the gateway's reference and fhirlock's beside it.
+    let mut o = converged.clone();
+    o.former_waf_policy = converged.waf_policy.clone();
+    o.waf_policy = Some(
+        json!({"id": theirs, "properties": {"provisioningState": "Succeeded",
+        "policySettings": {"state": "Enabled", "mode": "Prevention"}}}),
+    );
+    assert_eq!(
+        kinds(&u, &o),
+        [
+            (StepKind::Gateway, true),
+            (StepKind::DeleteWafPolicy, false)
+        ]
+    );
+    let gw = step(&u, &o, StepKind::Gateway).unwrap();
+    assert_eq!(gw.body["properties"]["firewallPolicy"]["id"], json!(theirs));
+    let after = simulate::apply(&o, &gw);
+    let del = step(&u, &after, StepKind::DeleteWafPolicy).unwrap();
+    assert!(del.ready(), "{:?}", del.waiting_for);
+    assert_eq!(del.resource_id, owned);
+    assert!(
+        waf::gone(&u, &after).is_empty(),
+        "still there: still recorded"
+    );
+    let end = simulate::apply(&after, &del);
+    assert!(end.former_waf_policy.is_none() && end.waf_policy.is_some());
+    assert!(plan::plan(&u, &end).is_empty());
+    // Deleted: status forgets it, so the next look does not read it.
+    assert_eq!(waf::gone(&u, &end), [owned.clone()]);
+    // Teardown deletes it too while it is still there.
+    let all = [owned.clone()];
+    let t = plan::teardown(&u, &after, &all);
+    assert!(t.steps.iter().any(|s| s.kind == StepKind::DeleteWafPolicy));
+    // A spec that names fhirlock's own policy by its ID keeps it: never deleted from under the
+    // gateway, never forgotten.
+    let mut same = u.clone();
+    same.gateway.waf.as_mut().unwrap().policy_id = owned.clone();
+    assert!(same.former_waf_policy_id().is_none());
+    assert!(step(&same, &converged, StepKind::DeleteWafPolicy).is_none());
+    assert!(waf::gone(&same, &Observed::default()).is_empty());
+}
+
+#[test]
+fn fhirlocks_policy_keeps_the_rule_set_it_has_and_a_converged_one_is_never_rewritten() {
+    let d = desired();
+    let (mut o, _, _) = converge(&d, &wide_open());
+    // A policy created with DRS 2.1 (fhirlock before 2.2), or moved to another set by a person.
+    for sets in [
+        json!([{"ruleSetType": "Microsoft_DefaultRuleSet", "ruleSetVersion": "2.1"}]),
+        json!([{"ruleSetType": "OWASP", "ruleSetVersion": "3.2"},
+               {"ruleSetType": "Microsoft_BotManagerRuleSet", "ruleSetVersion": "1.1"}]),
+    ] {
+        o.waf_policy.as_mut().unwrap()["properties"]["managedRules"]["managedRuleSets"] =
+            sets.clone();
+        assert!(plan::plan(&d, &o).is_empty(), "no write for the rule set");
+        // A write for another reason sends the rule sets as they are.
+        let mut drifted = o.clone();
+        drifted.waf_policy.as_mut().unwrap()["properties"]["policySettings"]["mode"] =
+            json!("Detection");
+        let s = step(&d, &drifted, StepKind::WafPolicy).unwrap();
+        let fields: Vec<&str> = s.changes.iter().map(|c| c.path.as_str()).collect();
+        assert_eq!(fields, ["properties.policySettings.mode"]);
+        assert_eq!(
+            s.body["properties"]["managedRules"]["managedRuleSets"],
+            sets
+        );
+    }
 }

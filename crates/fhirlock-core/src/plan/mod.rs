@@ -571,7 +571,12 @@ fn gateway(d: &Desired, o: &Observed) -> Option<Step> {
             if services.len() > 1 { "s" } else { "" }
         )
     });
-    Some(waiting(s, why.or_else(|| waf::gateway_waits_for(d, o))))
+    // Both waits, so that a plan shows the policy the gateway also needs.
+    let why = match (why, waf::gateway_waits_for(d, o)) {
+        (Some(a), Some(b)) => Some(format!("{a}, and {b}")),
+        (a, b) => a.or(b),
+    };
+    Some(waiting(s, why))
 }
 
 fn restriction(owner: &str, subnet: &str) -> Value {

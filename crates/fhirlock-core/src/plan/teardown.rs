@@ -46,12 +46,10 @@ pub fn teardown(d: &Desired, o: &Observed, created: &[String]) -> Plan {
     }
     // fhirlock's WAF policy: only one it created (recorded before its PUT) that still carries its
     // owner tag, after the gateway (ARM refuses to delete a policy in use). A gateway that stays
-    // keeps it: a WAF_v2 gateway cannot drop its policy.
+    // keeps it while it references it: a WAF_v2 gateway cannot drop its policy.
     let policy_id = &d.gateway.owned_waf_policy_id;
-    if !gateway_stays
-        && created.iter().any(|c| id::same(c, policy_id))
-        && id::same(d.waf_policy_read_id(), policy_id)
-    {
+    let kept = gateway_stays && super::waf::attached(o).is_some_and(|a| id::same(&a, policy_id));
+    if !kept && created.iter().any(|c| id::same(c, policy_id)) {
         steps.extend(super::waf::delete(d, o, policy_id));
     }
     // Each subnet waits for what uses it: the gateway for the gateway subnet, the site's

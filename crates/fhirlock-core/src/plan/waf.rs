@@ -20,12 +20,17 @@ use crate::id;
 use crate::json::FieldChange;
 use crate::observed::{Observed, api_version};
 
-/// The managed rule set of a policy fhirlock creates: Microsoft's Default Rule Set 2.1, offered
-/// for Application Gateway WAF v2 (Learn "Upgrade CRS or DRS ruleset version": "from CRS 3.0, CRS
-/// 3.1, CRS 3.2, or DRS 2.1"). `ruleSetType` is a free string in the spec; the values come from
-/// `ApplicationGateways_ListAvailableWafRuleSets`. Later changes to the rule sets (an upgrade to
-/// 2.2, overrides, exclusions while tuning) are the policy owner's and are kept.
-pub const RULE_SET: (&str, &str) = ("Microsoft_DefaultRuleSet", "2.1");
+/// The managed rule set of a policy fhirlock creates: Microsoft's Default Rule Set 2.2, generally
+/// available for Application Gateway WAF v2 and the one Microsoft recommends (Learn "Upgrade CRS
+/// or DRS ruleset version": "always use the highest available version (DRS 2.2)"; Learn "Azure
+/// Web Application Firewall managed ruleset support policy": DRS 2.2 is N, 2.1 N-1; Azure Network
+/// Security Blog "General availability of Default Ruleset (DRS) 2.2 for Web Application
+/// Firewall", 29 April 2026: "across both Azure Front Door and Azure Application Gateway").
+/// `ruleSetType`/`ruleSetVersion` are free strings in the 2025-01-01 spec (`ManagedRuleSet`).
+/// Set only when fhirlock creates the policy: moving an existing policy to a newer set changes
+/// which requests are blocked and needs its overrides and exclusions carried over, so upgrades
+/// (and any set a person chose) are left to people, and a converged policy is never rewritten.
+pub const RULE_SET: (&str, &str) = ("Microsoft_DefaultRuleSet", "2.2");
 
 /// The gateway's reference to its WAF policy (`ApplicationGatewayPropertiesFormat.firewallPolicy`).
 pub fn attached(o: &Observed) -> Option<String> {
@@ -86,7 +91,8 @@ pub(super) fn gateway_waits_for(d: &Desired, o: &Observed) -> Option<String> {
             .and_then(Value::as_str)
             .is_none_or(|s| s.eq_ignore_ascii_case("Succeeded"))
     });
-    (!settled).then(|| format!("WAF policy {} to exist and be Succeeded", w.policy_id))
+    let name = w.policy_id.rsplit('/').next().unwrap_or_default();
+    (!settled).then(|| format!("WAF policy {name} to exist and be Succeeded"))
 }
 
 /// The policy fhirlock creates and keeps for a WAF_v2 gateway: enabled, in the spec's mode,
@@ -116,19 +122,12 @@ pub(super) fn policy_step(d: &Desired, o: &Observed) -> Option<Step> {
     for (k, v) in settings.as_object().expect("object") {
         p["policySettings"][k] = v.clone();
     }
-    let has_rule_sets = p
-        .pointer("/managedRules/managedRuleSets")
-        .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty());
-    let mut want =
+    let want =
         json!({"tags": {crate::OWNER_TAG: d.owner}, "properties": {"policySettings": settings}});
-    if !has_rule_sets {
+    // The rule set at creation only (see [`RULE_SET`]): an existing policy keeps its own.
+    if creates {
         let sets = json!([{"ruleSetType": RULE_SET.0, "ruleSetVersion": RULE_SET.1}]);
-        if !p.get("managedRules").is_some_and(Value::is_object) {
-            p["managedRules"] = json!({});
-        }
-        p["managedRules"]["managedRuleSets"] = sets.clone();
-        want["properties"]["managedRules"] = json!({"managedRuleSets": sets});
+        p["managedRules"] = json!({"managedRuleSets": sets});
     }
     let mut changes = match observed {
         None => vec![FieldChange {
@@ -160,21 +159,45 @@ pub(super) fn policy_step(d: &Desired, o: &Observed) -> Option<Step> {
     Some(s)
 }
 
-/// fhirlock's policy, when the gateway is Standard_v2 now: deleted once the gateway no longer
-/// references it (ARM refuses to delete a policy in use). `observe` reads it only when
-/// `status.createdResources` names it, so only a policy fhirlock created is ever deleted, and
-/// only while it carries this endpoint's owner tag.
+/// fhirlock's policy, once the gateway is not to reference it (Standard_v2 now, or a policy the
+/// spec names): deleted once the gateway no longer references it (ARM refuses to delete a policy
+/// in use). `observe` reads it only when `status.createdResources` names it, so only a policy
+/// fhirlock created is ever deleted, and only while it carries this endpoint's owner tag.
 pub(super) fn delete_step(d: &Desired, o: &Observed) -> Option<Step> {
-    if d.gateway.waf.is_some() {
+    if d.wants_owned_waf_policy() {
         return None;
     }
     delete(d, o, &d.gateway.owned_waf_policy_id)
 }
 
+/// fhirlock's own policy as this look read it: at the gateway's reference when it is the one the
+/// gateway is to reference or the gateway is Standard_v2, else beside the spec's.
+fn owned_policy<'a>(d: &Desired, o: &'a Observed) -> Option<&'a Value> {
+    if id::same(d.waf_policy_read_id(), &d.gateway.owned_waf_policy_id) {
+        o.waf_policy.as_ref()
+    } else {
+        o.former_waf_policy.as_ref()
+    }
+}
+
+/// What fhirlock created and has since deleted: its policy, once unwanted (the gateway is
+/// Standard_v2 or references the spec's) and read as absent while status still records it.
+/// Dropped from `status.createdResources`, so no later look pays a GET that answers 404; a
+/// policy wanted again is created and recorded again.
+pub fn gone(d: &Desired, o: &Observed) -> Vec<String> {
+    let g = &d.gateway;
+    let read = g.owned_waf_policy_recorded && d.reads_waf_policy();
+    if !d.wants_owned_waf_policy() && read && owned_policy(d, o).is_none() {
+        vec![g.owned_waf_policy_id.clone()]
+    } else {
+        Vec::new()
+    }
+}
+
 /// The delete of fhirlock's policy `policy_id`, waiting while the gateway still references it.
 /// `None` unless it exists with this endpoint's owner tag.
 pub(super) fn delete(d: &Desired, o: &Observed, policy_id: &str) -> Option<Step> {
-    let policy = o.waf_policy.as_ref()?;
+    let policy = owned_policy(d, o)?;
     let ours = policy
         .pointer(&format!("/tags/{}", crate::OWNER_TAG))
         .and_then(Value::as_str)

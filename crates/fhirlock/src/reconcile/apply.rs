@@ -101,9 +101,10 @@ pub async fn run(
     Ok(Applied::Done { answers })
 }
 
-/// The write-ahead: adds `creating` to `status.createdResources` before the PUTs. Merged with
-/// the list the apiserver has now, not this reconcile's possibly stale copy, since the merge patch
-/// replaces the whole list. Returns the write's resourceVersion and the list as written.
+/// The write-ahead: adds `creating` to `status.createdResources` before the PUTs. Added to the
+/// list the apiserver has now, not this reconcile's possibly stale copy, since the merge patch
+/// replaces the whole list: a stale copy could bring back a resource fhirlock has deleted and
+/// dropped from the list since. Returns the write's resourceVersion and the list as written.
 pub async fn record_creations(
     client: &kube::Client,
     sfe: &SecuredFhirEndpoint,
@@ -111,17 +112,12 @@ pub async fn record_creations(
 ) -> Result<(Option<String>, Vec<String>), kube::Error> {
     let api: Api<SecuredFhirEndpoint> =
         Api::namespaced(client.clone(), &sfe.namespace().unwrap_or_default());
-    let mut all = sfe
-        .status
-        .as_ref()
-        .map(|s| s.created_resources.clone())
-        .unwrap_or_default();
     let current = api.get_status(&sfe.name_any()).await?;
-    let fresh = current
+    let mut all = current
         .status
         .map(|s| s.created_resources)
         .unwrap_or_default();
-    add_ids(&mut all, fresh.into_iter().chain(creating.iter().cloned()));
+    add_ids(&mut all, creating.iter().cloned());
     let updated = api
         .patch_status(
             &sfe.name_any(),

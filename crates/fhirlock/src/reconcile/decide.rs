@@ -606,8 +606,7 @@ pub fn status_of(
                 .or_else(|| Some(now.clone())),
         })
         .collect();
-    let mut created = previous.created_resources.clone();
-    add_ids(&mut created, extras.created);
+    let created = created_resources(&previous.created_resources, &o.gone, extras.created);
     SecuredFhirEndpointStatus {
         observed_generation: generation,
         conditions,
@@ -658,6 +657,19 @@ fn planned_changes(o: &Assessment) -> Vec<PlannedChange> {
         .collect()
 }
 
+/// `status.createdResources` after a pass: the list before, without what fhirlock created and
+/// has since deleted (`gone`: no later look pays to read it, and a record of something that no
+/// longer exists could only mislead teardown), with this pass's creations added.
+pub fn created_resources(before: &[String], gone: &[String], created: Vec<String>) -> Vec<String> {
+    let mut list: Vec<String> = before
+        .iter()
+        .filter(|c| !gone.iter().any(|g| id::same(g, c)))
+        .cloned()
+        .collect();
+    add_ids(&mut list, created);
+    list
+}
+
 /// Adds the resource IDs `list` does not already hold (ARM compares IDs case-insensitively).
 pub fn add_ids(list: &mut Vec<String>, ids: impl IntoIterator<Item = String>) {
     for new in ids {
@@ -697,3 +709,7 @@ fn short(resource_id: &str) -> String {
 #[cfg(test)]
 #[path = "decide_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "decide_created_tests.rs"]
+mod created_tests;

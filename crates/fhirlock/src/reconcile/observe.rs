@@ -1,5 +1,6 @@
 //! **observe**: what Azure holds now. Resumes the long-running operation status records (one
-//! poll), then reads the endpoint's resources: all seven (eight with a WAF_v2 gateway's policy),
+//! poll), then reads the endpoint's resources: all seven (eight with a WAF_v2 gateway's policy,
+//! one more for fhirlock's own policy while it waits to be deleted),
 //! or right after fhirlock's own writes
 //! only what their answers left unknown. ARM I/O only; what to make of it is `decide`'s.
 
@@ -25,15 +26,21 @@ use super::{Context, Exit, key};
 /// GETs everything the endpoint involves: 8 reads (the VNet carries its subnets), one more for
 /// a WAF_v2 gateway's WAF policy. The gateway, feature and policy reads may be 404; the others become pre-flight failures when missing.
 pub async fn read_all(arm: &ArmClient, d: &Desired) -> Result<Observed, ArmError> {
-    read(arm, d, |r| r).await
+    read(arm, d, |r| r, &[]).await
 }
 
 /// As [`read_all`], for deletion: a resource whose resource group (or subscription) is gone is
 /// gone too. ARM answers its GET with 404 `ResourceGroupNotFound`, which in a reconcile is an
 /// error (the spec names something that is not there), but a teardown must take it as "nothing
-/// left to remove", or the finalizer would never be released.
-pub async fn read_for_teardown(arm: &ArmClient, d: &Desired) -> Result<Observed, ArmError> {
-    read(arm, d, parent_gone_is_absent).await
+/// left to remove", or the finalizer would never be released. The App Service certificate and
+/// host-name binding are read when `created` (`status.createdResources`) records them, even once
+/// the spec no longer says Preserve: what fhirlock created goes with it.
+pub async fn read_for_teardown(
+    arm: &ArmClient,
+    d: &Desired,
+    created: &[String],
+) -> Result<Observed, ArmError> {
+    read(arm, d, parent_gone_is_absent, created).await
 }
 
 /// One GET's result: the resource, `None` when absent.
@@ -62,6 +69,7 @@ async fn read(
     arm: &ArmClient,
     d: &Desired,
     absent: fn(Read) -> Read,
+    created: &[String],
 ) -> Result<Observed, ArmError> {
     let config_id = d.site_config_id();
     // The site's private endpoint connections are not in the Site model (Web 2024-11-01): they
@@ -108,9 +116,9 @@ async fn read(
         ))
     };
     // hostHeader Preserve only: the certificate fhirlock uploads and the site's binding of the
-    // host name. With Default neither is read.
+    // host name. With Default neither is read, unless a teardown has them to remove.
     let preserve = |id: String| async move {
-        if d.preserves_host() {
+        if d.preserves_host() || created.iter().any(|c| fhirlock_core::id::same(c, &id)) {
             absent(arm.get(&id, api_version::WEB).await)
         } else {
             Ok(None)
@@ -125,16 +133,25 @@ async fn read(
             Ok(None)
         }
     };
-    let (server_farm, isolation_feature, site_certificate, host_name_binding, waf_policy) = tokio::join!(
+    // fhirlock's own policy after the spec named another: only while status records it, to
+    // delete it once the gateway lets go; once deleted, status forgets it and this read stops.
+    let former_waf_policy = async {
+        match d.former_waf_policy_id() {
+            Some(id) => absent(arm.get(id, api_version::NETWORK).await),
+            None => Ok(None),
+        }
+    };
+    let (server_farm, isolation_feature, site_certificate, host_name_binding, waf_policy, former) = tokio::join!(
         farm,
         feature,
         preserve(d.site_certificate_id()),
         preserve(d.host_name_binding_id()),
-        waf_policy
+        waf_policy,
+        former_waf_policy
     );
     let (server_farm, isolation_feature) = (server_farm?, isolation_feature?);
     let (site_certificate, host_name_binding) = (site_certificate?, host_name_binding?);
-    let waf_policy = waf_policy?;
+    let (waf_policy, former_waf_policy) = (waf_policy?, former?);
     Ok(Observed {
         vnet,
         gateway,
@@ -148,6 +165,7 @@ async fn read(
         site_certificate,
         host_name_binding,
         waf_policy,
+        former_waf_policy,
     })
 }
 
@@ -261,7 +279,7 @@ fn read_back_id(d: &Desired, id: &str) -> String {
 fn api_version_of(slot: &Slot) -> &'static str {
     match slot {
         Slot::Vnet | Slot::Subnet(_) | Slot::Gateway => api_version::NETWORK,
-        Slot::WafPolicy => api_version::NETWORK,
+        Slot::WafPolicy | Slot::FormerWafPolicy => api_version::NETWORK,
         Slot::Site | Slot::SiteConfig | Slot::SiteCertificate | Slot::HostNameBinding => {
             api_version::WEB
         }
