@@ -6,8 +6,9 @@
 //! the endpoint deleted and nothing of fhirlock's left; the group deleted, also when the run
 //! fails (a guard). docs/operations.md, "Running the live test against a real subscription".
 //!
-//! In `make test` the emulator variant runs; the Azure one says why it is skipped unless
-//! `FHIRLOCK_LIVE_AZURE=1` and the `AZURE_*` variables are set (`make live-test` sets the first).
+//! In `make test` the emulator variant runs; the Azure one says it is skipped unless
+//! `FHIRLOCK_LIVE_AZURE=1` (`make live-test` sets it when `AZURE_SUBSCRIPTION_ID` is), and then
+//! fails at once if an `AZURE_*` variable it needs is missing.
 
 #[path = "live/estate.rs"]
 mod estate;
@@ -45,10 +46,13 @@ fn live_scenario_on_the_emulator() {
 
 #[test]
 fn live_scenario_on_azure() {
-    match Target::azure_from_env() {
-        Ok(t) => scenario::run(t),
-        Err(why) => eprintln!("live_scenario_on_azure: skipped: {why}"),
+    if !target::azure_wanted() {
+        eprintln!(
+            "live_scenario_on_azure: skipped: FHIRLOCK_LIVE_AZURE=1 is not set (make live-test sets it when AZURE_SUBSCRIPTION_ID is)"
+        );
+        return;
     }
+    scenario::run(Target::azure_from_env().unwrap_or_else(|why| panic!("live-test: {why}")));
 }
 
 /// The sweeper, on the emulator: a tagged group older than the cut-off goes; a younger one and
@@ -106,16 +110,13 @@ fn live_sweep_deletes_only_old_run_groups_on_the_emulator() {
 /// than `FHIRLOCK_LIVE_SWEEP_HOURS` (default 6). Only with `FHIRLOCK_LIVE_SWEEP=1`.
 #[test]
 fn live_sweep_on_azure() {
-    if std::env::var("FHIRLOCK_LIVE_SWEEP").as_deref() != Ok("1") {
+    if std::env::var("FHIRLOCK_LIVE_SWEEP").as_deref() != Ok("1") || !target::azure_wanted() {
         eprintln!(
             "live_sweep_on_azure: skipped: FHIRLOCK_LIVE_SWEEP=1 is not set (make live-sweep)"
         );
         return;
     }
-    let t = match Target::azure_from_env() {
-        Ok(t) => t,
-        Err(why) => panic!("live-sweep: {why}"),
-    };
+    let t = Target::azure_from_env().unwrap_or_else(|why| panic!("live-sweep: {why}"));
     let hours: u64 = std::env::var("FHIRLOCK_LIVE_SWEEP_HOURS")
         .ok()
         .and_then(|h| h.parse().ok())

@@ -115,6 +115,8 @@ impl Estate {
         g["resourceGroup"] = json!(self.group);
         g["location"] = json!(t.location);
         g["sku"] = json!({"tier": "Standard_v2", "minCapacity": 0, "maxCapacity": 2});
+        // Standard_v2 has no WAF (the example's WAF_v2 settings would be refused at admission).
+        g.as_object_mut().unwrap().remove("waf");
         g["privateIPAddress"] = json!("10.20.1.10");
         g["hostName"] = json!(HOST);
         g["tls"] = json!({"secretRef": {"name": "live-tls"}});

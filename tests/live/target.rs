@@ -11,6 +11,12 @@ pub const RESOURCES_API: &str = "2021-04-01";
 /// started, in Unix seconds. ARM tag names may not contain `/` (docs/azure-fidelity.md B1).
 pub const LIVE_TAG: &str = "fhirlock-live-created";
 
+/// A billable run is meant: `make live-test` and `make live-sweep` set `FHIRLOCK_LIVE_AZURE=1`,
+/// so `AZURE_*` variables left in a shell never start one from `make test`.
+pub fn azure_wanted() -> bool {
+    std::env::var("FHIRLOCK_LIVE_AZURE").as_deref() == Ok("1")
+}
+
 /// How long each wait may take on a target.
 pub struct Timeouts {
     pub ready: Duration,
@@ -100,14 +106,10 @@ impl Target {
     }
 
     /// The public cloud, from `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`,
-    /// `AZURE_SUBSCRIPTION_ID` (and `AZURE_LOCATION`, default `uksouth`), only when
-    /// `FHIRLOCK_LIVE_AZURE=1` says a billable run is meant (`make live-test` sets it). `Err`
-    /// says what is missing.
+    /// `AZURE_SUBSCRIPTION_ID` (and `AZURE_LOCATION`, default `uksouth`). `Err` says what is
+    /// missing.
     pub fn azure_from_env() -> Result<Target, String> {
         let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        if get("FHIRLOCK_LIVE_AZURE").as_deref() != Some("1") {
-            return Err("FHIRLOCK_LIVE_AZURE=1 is not set (make live-test sets it when AZURE_SUBSCRIPTION_ID is)".into());
-        }
         let need = [
             "AZURE_TENANT_ID",
             "AZURE_CLIENT_ID",
@@ -207,6 +209,7 @@ pub fn write(
     timeout: Duration,
 ) -> Option<Value> {
     let deadline = Instant::now() + timeout;
+    let mut said = None;
     let outcome = loop {
         let r = rt.block_on(async {
             match method {
@@ -218,7 +221,7 @@ pub fn write(
         match r {
             Ok(o) => break o,
             Err(e) if e.class.is_retryable() && Instant::now() < deadline => {
-                std::thread::sleep(e.retry_after.unwrap_or(Duration::from_secs(1)));
+                backoff(&format!("{method} {id}"), &e, &mut said);
             }
             Err(e) => panic!("{method} {id}: {e}"),
         }
@@ -240,14 +243,25 @@ pub fn write(
     }
 }
 
+/// Waits as ARM asked (or a second), saying so at most every 30 s: a retryable error that never
+/// ends (no route to Azure) should not look like a hang.
+fn backoff(what: &str, e: &fhirlock_arm::ArmError, said: &mut Option<Instant>) {
+    if said.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
+        eprintln!("live: {what}: {e}; retrying");
+        *said = Some(Instant::now());
+    }
+    std::thread::sleep(e.retry_after.unwrap_or(Duration::from_secs(1)));
+}
+
 /// GET, retried while ARM says it is retryable; `None` when the resource does not exist.
 pub fn read(rt: &Runtime, arm: &ArmClient, id: &str, api: &str) -> Option<Value> {
     let deadline = Instant::now() + Duration::from_secs(120);
+    let mut said = None;
     loop {
         match rt.block_on(arm.get(id, api)) {
             Ok(v) => return v,
             Err(e) if e.class.is_retryable() && Instant::now() < deadline => {
-                std::thread::sleep(e.retry_after.unwrap_or(Duration::from_secs(1)));
+                backoff(&format!("GET {id}"), &e, &mut said);
             }
             Err(e) => panic!("GET {id}: {e}"),
         }
