@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::desired::Desired;
 use crate::id;
-use crate::model::{Site, Subnet, VirtualNetwork};
+use crate::model::{
+    self, ApplicationGateway, CosmosAccount, Site, SiteConfig, Subnet, VirtualNetwork,
+};
 use crate::net::Cidr;
 use crate::observed::{Observed, same_region};
 
@@ -30,6 +32,10 @@ pub fn check(d: &Desired, o: &Observed) -> Vec<PreflightFailure> {
     // Another endpoint's claim comes first: whatever Azure holds, this endpoint must not write.
     if let Some(c) = crate::peers::conflict(d) {
         out.push(fail("ConflictsWith", c.message()));
+    }
+    if let Some(f) = unreadable(d, o) {
+        out.push(f);
+        return out;
     }
     let Some(vnet) = o.vnet() else {
         out.push(fail(
@@ -81,9 +87,35 @@ pub fn check(d: &Desired, o: &Observed) -> Vec<PreflightFailure> {
     out
 }
 
+/// An answer that does not have the shape of its resource's model (an array entry that is not
+/// an object, a number where a name goes): nothing about that resource can be judged, so
+/// nothing is written until it reads again. Without this such an answer read as "absent": a VNet
+/// was "not found", and a site config or Cosmos DB account showed no findings at all, so a back
+/// door in it went unreported.
+fn unreadable(d: &Desired, o: &Observed) -> Option<PreflightFailure> {
+    fn check<T: serde::de::DeserializeOwned>(
+        id: &str,
+        body: &Option<serde_json::Value>,
+    ) -> Option<PreflightFailure> {
+        let e = model::parse::<T>(body.as_ref()?).err()?;
+        Some(fail(
+            "AzureResponseUnreadable",
+            format!(
+                "Azure's answer for {id} does not have the shape of its model ({e}): fhirlock writes nothing until it reads as one; report it if the resource looks right in the portal"
+            ),
+        ))
+    }
+    check::<VirtualNetwork>(&d.vnet_id, &o.vnet)
+        .or_else(|| check::<ApplicationGateway>(&d.gateway.id, &o.gateway))
+        .or_else(|| check::<Site>(&d.site_id, &o.site))
+        .or_else(|| check::<SiteConfig>(&d.site_config_id(), &o.site_config))
+        .or_else(|| check::<CosmosAccount>(&d.cosmos_id, &o.cosmos))
+}
+
 /// Every code [`check`] can return; each is documented in `docs/operations.md`.
 pub const CODES: &[&str] = &[
     "ConflictsWith",
+    "AzureResponseUnreadable",
     "VirtualNetworkNotFound",
     "AppServiceNotFound",
     "CosmosAccountNotFound",

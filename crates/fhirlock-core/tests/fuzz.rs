@@ -297,3 +297,147 @@ proptest! {
         let _ = plan::plan(&common::desired(), &ob);
     }
 }
+
+/// The JSON pointer of every array entry in `v` (where a model expects objects, mostly).
+fn array_entries(v: &Value, at: &str, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                let k = k.replace('~', "~0").replace('/', "~1");
+                array_entries(x, &format!("{at}/{k}"), out);
+            }
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                out.push(format!("{at}/{i}"));
+                array_entries(x, &format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Values that are not objects, the awkward numbers included.
+fn not_an_object(pick: usize) -> Value {
+    [
+        Value::Null,
+        json!(42),
+        json!(1e19),
+        json!("virtualNetworkRule"),
+        json!([]),
+        json!(true),
+    ][pick % 6]
+        .clone()
+}
+
+/// The five resources fhirlock models, by index: the body in `o` and its ARM ID.
+fn modelled<'a>(o: &'a mut Observed, d: &Desired, i: usize) -> (&'a mut Option<Value>, String) {
+    match i % 5 {
+        0 => (&mut o.vnet, d.vnet_id.clone()),
+        1 => (&mut o.gateway, d.gateway.id.clone()),
+        2 => (&mut o.site, d.site_id.clone()),
+        3 => (&mut o.site_config, d.site_config_id()),
+        _ => (&mut o.cosmos, d.cosmos_id.clone()),
+    }
+}
+
+fn converged_estate() -> Observed {
+    static END: std::sync::OnceLock<Observed> = std::sync::OnceLock::new();
+    END.get_or_init(|| try_converge(&common::desired(), &wide_open()).unwrap())
+        .clone()
+}
+
+/// What the core concludes on `o`, whose `id` holds a non-object array entry: an answer that no
+/// longer parses as its model stalls with `AzureResponseUnreadable` naming it (never "absent",
+/// which hid the Cosmos DB and site findings and called the VNet missing), so nothing is
+/// written; an entry the models do not read leaves documented pre-flight codes and a plan of
+/// well-formed writes (object bodies) that the simulator applies.
+fn classified(d: &Desired, o: &Observed, id: &str) -> Result<(), TestCaseError> {
+    let pre = preflight::check(d, o);
+    let parses = o
+        .vnet
+        .as_ref()
+        .is_none_or(|v| model::parse::<model::VirtualNetwork>(v).is_ok())
+        && o.gateway
+            .as_ref()
+            .is_none_or(|v| model::parse::<model::ApplicationGateway>(v).is_ok())
+        && o.site
+            .as_ref()
+            .is_none_or(|v| model::parse::<model::Site>(v).is_ok())
+        && o.site_config
+            .as_ref()
+            .is_none_or(|v| model::parse::<model::SiteConfig>(v).is_ok())
+        && o.cosmos
+            .as_ref()
+            .is_none_or(|v| model::parse::<model::CosmosAccount>(v).is_ok());
+    if !parses {
+        prop_assert_eq!(pre.len(), 1, "{:?}", pre);
+        prop_assert_eq!(pre[0].code, "AzureResponseUnreadable");
+        prop_assert!(pre[0].message.contains(id), "{}", pre[0].message);
+        return Ok(());
+    }
+    for f in &pre {
+        prop_assert!(preflight::CODES.contains(&f.code), "{:?}", f);
+    }
+    for s in plan::plan(d, o).steps.iter().filter(|s| s.ready()) {
+        prop_assert!(
+            s.method == plan::Method::Delete || s.body.is_object(),
+            "{:?} writes {}",
+            s.kind,
+            s.body
+        );
+        if pre.is_empty() {
+            let _ = simulate::apply(o, s);
+        }
+    }
+    Ok(())
+}
+
+/// The answer the issue names: a Cosmos DB VNet rule that is not an object.
+#[test]
+fn a_cosmos_vnet_rule_that_is_not_an_object_stalls_the_endpoint() {
+    let d = common::desired();
+    for pick in 0..6 {
+        let mut o = converged_estate();
+        let rules = o
+            .cosmos
+            .as_mut()
+            .and_then(|c| c.pointer_mut("/properties/virtualNetworkRules"))
+            .and_then(Value::as_array_mut)
+            .expect("a converged account has the rule");
+        rules.push(not_an_object(pick));
+        let pre = preflight::check(&d, &o);
+        assert_eq!(
+            pre.iter().map(|f| f.code).collect::<Vec<_>>(),
+            ["AzureResponseUnreadable"],
+            "{pick}: {pre:?}"
+        );
+        assert!(pre[0].message.contains(&d.cosmos_id), "{}", pre[0].message);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(256), ..ProptestConfig::default() })]
+
+    /// Every array entry of every resource fhirlock reads, on the wide-open and the converged
+    /// estate, replaced by something that is not an object.
+    #[test]
+    fn a_non_object_array_entry_ends_in_a_classified_outcome(
+        converged in any::<bool>(),
+        which in 0usize..5,
+        entry in any::<usize>(),
+        value in 0usize..6,
+    ) {
+        let d = common::desired();
+        let mut o = if converged { converged_estate() } else { wide_open() };
+        let (body, id) = modelled(&mut o, &d, which);
+        let Some(body) = body.as_mut() else {
+            return Err(TestCaseError::reject("not in this estate"));
+        };
+        let mut entries = Vec::new();
+        array_entries(body, "", &mut entries);
+        prop_assume!(!entries.is_empty());
+        *body.pointer_mut(&entries[entry % entries.len()]).unwrap() = not_an_object(value);
+        classified(&d, &o, &id)?;
+    }
+}
