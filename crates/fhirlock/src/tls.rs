@@ -1,5 +1,6 @@
 //! The gateway listener certificate: a PEM certificate chain and key (a `kubernetes.io/tls`
-//! Secret, as cert-manager writes it) converted to the PFX Application Gateway takes.
+//! Secret, as cert-manager writes it) converted to the PFX Application Gateway takes, and the
+//! leaf's DNS names and `notAfter`, which `fhirlock_core::certificate` judges before it is used.
 
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
@@ -54,22 +55,77 @@ pub fn fingerprint(cert_pem: &[u8], key_pem: &[u8]) -> String {
         .collect()
 }
 
-/// The key as PKCS#8 DER. cert-manager writes PKCS#1 RSA keys by default; those are wrapped.
+/// What fhirlock checks in the leaf certificate (the first of tls.crt).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leaf {
+    /// The DNS names of its subjectAltName extension.
+    pub dns_names: Vec<String>,
+    /// Its `notAfter`, Unix seconds.
+    pub not_after: i64,
+}
+
+/// The leaf of a PEM chain: its DNS names and expiry.
+pub fn leaf(cert_pem: &[u8]) -> anyhow::Result<Leaf> {
+    let der = rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem)
+        .next()
+        .context("tls.crt holds no certificate")?
+        .context("tls.crt is not a PEM certificate chain")?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| anyhow::anyhow!("tls.crt's first certificate is not X.509: {e}"))?;
+    let dns_names = match cert.subject_alternative_name() {
+        Ok(Some(ext)) => ext
+            .value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                x509_parser::extensions::GeneralName::DNSName(d) => Some((*d).to_owned()),
+                _ => None,
+            })
+            .collect(),
+        Ok(None) => Vec::new(),
+        Err(e) => bail!("tls.crt's subjectAltName is unreadable: {e}"),
+    };
+    Ok(Leaf {
+        dns_names,
+        not_after: cert.validity().not_after.timestamp(),
+    })
+}
+
+/// The key as PKCS#8 DER. cert-manager writes PKCS#1 RSA keys by default, and OpenSSL's `ecparam
+/// -genkey` SEC1 EC keys (RFC 5915); both are re-encoded.
 fn pkcs8_key(key_pem: &[u8]) -> anyhow::Result<Vec<u8>> {
     for item in <(SectionKind, Vec<u8>) as PemObject>::pem_slice_iter(key_pem) {
         let (kind, der) = item.context("tls.key is not PEM")?;
         match kind {
             SectionKind::PrivateKey => return Ok(der),
             SectionKind::RsaPrivateKey => return Ok(wrap_pkcs1(&der)),
-            SectionKind::EcPrivateKey => {
-                bail!(
-                    "tls.key is a SEC1 EC key: write it as PKCS#8 (cert-manager: privateKey.encoding: PKCS8)"
-                )
-            }
+            SectionKind::EcPrivateKey => return sec1_to_pkcs8(&der),
             _ => continue,
         }
     }
     bail!("tls.key holds no private key")
+}
+
+/// A SEC1 `ECPrivateKey` on one of the curves Application Gateway's TLS policies name (P-256,
+/// P-384; P-521 too) as PKCS#8. aws-lc reads the curve from the key's parameters.
+fn sec1_to_pkcs8(der: &[u8]) -> anyhow::Result<Vec<u8>> {
+    use aws_lc_rs::signature::{
+        ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING,
+        ECDSA_P521_SHA512_ASN1_SIGNING, EcdsaKeyPair,
+    };
+    for alg in [
+        &ECDSA_P256_SHA256_ASN1_SIGNING,
+        &ECDSA_P384_SHA384_ASN1_SIGNING,
+        &ECDSA_P521_SHA512_ASN1_SIGNING,
+    ] {
+        if let Ok(key) = EcdsaKeyPair::from_private_key_der(alg, der) {
+            let doc = key
+                .to_pkcs8v1()
+                .map_err(|_| anyhow::anyhow!("tls.key: re-encoding the EC key failed"))?;
+            return Ok(doc.as_ref().to_vec());
+        }
+    }
+    bail!("tls.key is an EC key on a curve other than P-256, P-384 or P-521, or unreadable")
 }
 
 /// PKCS#1 RSAPrivateKey → PKCS#8 PrivateKeyInfo { version 0, rsaEncryption, OCTET STRING }.
@@ -195,6 +251,135 @@ mod tests {
         };
         let pkcs1 = &pkcs8[inner_start + len_bytes..inner_start + len_bytes + len];
         assert_eq!(wrap_pkcs1(pkcs1), pkcs8);
+    }
+
+    /// An EC certificate for `names` and its key as SEC1 PEM (`EC PRIVATE KEY`), as
+    /// `openssl ecparam -genkey` writes it, and as PKCS#8 PEM.
+    fn ec_pair(
+        alg: &'static aws_lc_rs::signature::EcdsaSigningAlgorithm,
+        rcgen_alg: &'static rcgen::SignatureAlgorithm,
+        names: &[&str],
+    ) -> (String, String, String) {
+        use aws_lc_rs::encoding::AsDer as _;
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 = aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+        let pair = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref()).unwrap();
+        let sec1 = pair.private_key().as_der().unwrap();
+        let key = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
+            &rustls::pki_types::PrivatePkcs8KeyDer::from(pkcs8.as_ref().to_vec()),
+            rcgen_alg,
+        )
+        .unwrap();
+        let cert =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
+        let pem = |label: &str, der: &[u8]| {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+            let lines: Vec<&str> = b64
+                .as_bytes()
+                .chunks(64)
+                .map(|c| std::str::from_utf8(c).unwrap())
+                .collect();
+            format!(
+                "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+                lines.join("\n")
+            )
+        };
+        (
+            cert.pem(),
+            pem("EC PRIVATE KEY", sec1.as_ref()),
+            pem("PRIVATE KEY", pkcs8.as_ref()),
+        )
+    }
+
+    /// The PFX's key and its leaf certificate.
+    fn opened(c: Certificate) -> (Vec<u8>, Vec<u8>) {
+        let Certificate::Pfx {
+            data_base64,
+            password,
+            ..
+        } = c
+        else {
+            panic!("not a PFX")
+        };
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(data_base64)
+            .unwrap();
+        let store =
+            KeyStore::from_pkcs12(&der, &password, p12_keystore::Pkcs12ImportPolicy::Relaxed)
+                .unwrap();
+        let (_, chain) = store.private_key_chain().expect("a key chain");
+        (
+            chain.key().as_der().to_vec(),
+            chain.certs()[0].as_der().to_vec(),
+        )
+    }
+
+    #[test]
+    fn ec_keys_in_sec1_and_pkcs8_become_a_pfx_with_the_same_key() {
+        use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair as _};
+        for (alg, rcgen_alg) in [
+            (
+                &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+                &rcgen::PKCS_ECDSA_P256_SHA256,
+            ),
+            (
+                &signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+                &rcgen::PKCS_ECDSA_P384_SHA384,
+            ),
+        ] {
+            let (cert, sec1, pkcs8) = ec_pair(alg, rcgen_alg, &["fhir.trust.nhs.uk"]);
+            assert!(sec1.starts_with("-----BEGIN EC PRIVATE KEY-----"));
+            let from_sec1 = opened(pfx_from_pem(cert.as_bytes(), sec1.as_bytes()).unwrap());
+            let from_pkcs8 = opened(pfx_from_pem(cert.as_bytes(), pkcs8.as_bytes()).unwrap());
+            // The PFX's key is the certificate's: its public half is the one in the certificate.
+            let key = EcdsaKeyPair::from_pkcs8(alg, &from_sec1.0).unwrap();
+            let (_, x509) = x509_parser::parse_x509_certificate(&from_sec1.1).unwrap();
+            assert_eq!(
+                key.public_key().as_ref(),
+                x509.public_key().subject_public_key.data.as_ref()
+            );
+            assert_eq!(
+                EcdsaKeyPair::from_pkcs8(alg, &from_pkcs8.0)
+                    .unwrap()
+                    .public_key()
+                    .as_ref(),
+                key.public_key().as_ref()
+            );
+        }
+        // An EC key that does not parse says so.
+        let bad = "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n";
+        let (cert, _) = self_signed();
+        let err = pfx_from_pem(cert.as_bytes(), bad.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("tls.key"), "{err}");
+    }
+
+    #[test]
+    fn the_leaf_gives_its_dns_names_and_not_after() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![
+            "fhir.trust.nhs.uk".to_owned(),
+            "*.fhir.trust.nhs.uk".to_owned(),
+        ])
+        .unwrap();
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::IpAddress([10, 20, 1, 10].into()));
+        params.not_after = rcgen::date_time_ymd(2031, 5, 17);
+        let leaf_cert = params.self_signed(&key).unwrap();
+        // The chain's first certificate is the leaf; an issuer after it is not read.
+        let (issuer, _) = self_signed();
+        let chain = format!("{}{issuer}", leaf_cert.pem());
+        assert_eq!(
+            leaf(chain.as_bytes()).unwrap(),
+            Leaf {
+                dns_names: vec!["fhir.trust.nhs.uk".into(), "*.fhir.trust.nhs.uk".into()],
+                not_after: 1_936_742_400, // 2031-05-17T00:00:00Z
+            }
+        );
+        assert!(leaf(b"nope").unwrap_err().to_string().contains("tls.crt"));
     }
 
     const RSA_OID: &[u8] = &[
