@@ -2,15 +2,20 @@
 //! `write_outcome`, `RateLimitHeaders::parse`) over mutated real-shaped answers: truncated bodies,
 //! flipped types, dropped and duplicated keys, huge numbers, unicode, invalid UTF-8, garbage
 //! headers. They must never panic, and the class of an error must follow its HTTP status whatever
-//! the body says.
+//! the body says. Beyond that: a 404 on an operation's status URL (`OperationNotFound`) is a
+//! not-found poll error, never "still running"; and every wait a header asks for (`Retry-After`
+//! of 1e19, negative, an HTTP date far in the future) is a bounded `Duration`, the next poll
+//! within ten minutes.
 //!
 //! `cargo fuzz` needs a nightly toolchain and `cargo-fuzz`, which `make test` cannot assume, so this
 //! is a seeded mutation loop on stable: 4,000 cases per parser here, 200,000 with `FHIRLOCK_SOAK=1`.
 //! A failure prints the seed; `FHIRLOCK_SEED=<seed>` replays it.
 
+use std::time::Duration;
+
 use fhirlock_arm::{
     ErrorClass, Headers, Operation, OperationKind, OperationStatus, RateLimitHeaders, Url,
-    WriteOutcome, classify, error_envelope, poll_outcome, write_outcome,
+    WriteOutcome, classify, error_envelope, poll_outcome, retry_after, write_outcome,
 };
 use fhirlock_testkit::Rng;
 use serde_json::{Value, json};
@@ -24,6 +29,11 @@ fn cases() -> usize {
 }
 
 const ARM: &str = "https://management.azure.com";
+
+/// The longest wait any header may impose (`fhirlock_arm::headers::MAX_RETRY_AFTER`), and the
+/// longest between two polls of an operation (`Operation::next_poll_in`).
+const MAX_WAIT: Duration = Duration::from_secs(3600);
+const MAX_POLL: Duration = Duration::from_secs(600);
 
 /// Answers ARM, Entra and the RPs really send (ARM reference §1, §4, §5).
 fn corpus() -> Vec<Value> {
@@ -43,6 +53,7 @@ fn corpus() -> Vec<Value> {
         json!({"properties": {"provisioningState": "Failed"}}),
         json!({"properties": {"provisioningState": "Succeeded", "subnets": [{"name": "a", "properties": {"addressPrefix": "10.0.0.0/24"}}]}}),
         json!({"value": [], "nextLink": "https://management.azure.com/x?$skiptoken=1"}),
+        json!({"error": {"code": "OperationNotFound", "message": "The operation '1' could not be found."}}),
     ]
 }
 
@@ -172,6 +183,12 @@ fn headers(rng: &mut Rng) -> Headers {
                     "",
                     "١٢",
                     "NaN",
+                    // Retry-After values that overflowed a Duration before the clamp.
+                    "10000000000000000000",
+                    "1e19",
+                    "-10000000000000000000",
+                    "99999999999999999999999999999999999999999",
+                    "Fri, 31 Dec 9999 23:59:59 GMT",
                 ])
                 .to_string();
         }
@@ -244,6 +261,28 @@ fn poll_outcome_never_panics_and_a_failed_poll_is_classified_by_status() {
                 if matches!(s, 429 | 401 | 403 | 500..=599) {
                     assert_eq!(Some(e.class), expected_class(s).map(|c| c[0]), "HTTP {s}");
                 }
+                if s == 404 && kind != OperationKind::ProvisioningState {
+                    assert!(e.is_not_found() && e.class == ErrorClass::Terminal, "{e:?}");
+                }
+                // Every wait a failed poll asks for is bounded, whatever the header said.
+                assert!(e.retry_after.is_none_or(|d| d <= MAX_WAIT), "{e:?}");
+            }
+            // An operation ARM does not know: a not-found poll error, so the caller drops the
+            // handle and observes, never "still running" for ever.
+            Ok(got) if s == 404 && kind != OperationKind::ProvisioningState => {
+                panic!("HTTP 404 on a {kind:?} status URL read as {got:?}")
+            }
+            Ok(OperationStatus::InProgress { retry_after }) => {
+                assert!(retry_after.is_none_or(|d| d <= MAX_WAIT), "{retry_after:?}");
+                let next = op.next_poll_in(retry_after);
+                assert!(
+                    (Duration::from_secs(1)..=MAX_POLL).contains(&next),
+                    "{next:?}"
+                );
+                assert!(
+                    !matches!(s, 429 | 401 | 403 | 500..=599),
+                    "HTTP {s} was taken as an answer about the operation"
+                );
             }
             Ok(OperationStatus::Failed(e)) => {
                 let _ = e.class.as_str();
@@ -305,6 +344,65 @@ fn rate_limit_headers_parse_never_panics_and_reads_what_is_a_number() {
             if let Some(n) = raw.and_then(|(_, v)| v.parse::<u32>().ok()) {
                 assert_eq!(got, Some(n), "{name}: {raw:?}");
             }
+        }
+    }
+}
+
+/// `Retry-After` (and `x-ms-retry-after-ms`) of any value, 1e19 and HTTP dates far in the future
+/// included: the wait is a bounded `Duration` (no overflow), a throttled error carries it, and
+/// the next poll comes within ten minutes.
+#[test]
+fn retry_after_is_bounded_whatever_the_header_says() {
+    let mut rng = Rng::seeded("retry_after");
+    let values = [
+        "10000000000000000000",
+        "18446744073709551615",
+        "18446744073709551616",
+        "340282366920938463463374607431768211456",
+        "1e19",
+        "-1",
+        "-10000000000000000000",
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+        "Wed, 21 Oct 2015 07:28:00 GMT",
+        "3600",
+        "3601",
+        "0",
+        " 7 ",
+        "7.5",
+        "",
+    ];
+    for _ in 0..cases() {
+        let name = *rng.pick(&[
+            "Retry-After",
+            "retry-after",
+            "x-ms-retry-after-ms",
+            "retry-after-ms",
+        ]);
+        let value = *rng.pick(&values);
+        let h: Headers = vec![(name.to_owned(), value.to_owned())];
+        let got = retry_after(&h);
+        assert!(
+            got.is_none_or(|d| d <= MAX_WAIT),
+            "{name}: {value} gave {got:?}"
+        );
+        if value.trim().parse::<u128>().is_ok() {
+            assert!(got.is_some(), "{name}: {value} is a whole number");
+        }
+        let e = classify(429, &h, b"{}");
+        assert_eq!((e.class, e.retry_after), (ErrorClass::Throttled, got));
+        let op = Operation {
+            resource_id: "/subscriptions/s/resourceGroups/fhir/providers/Microsoft.Network/applicationGateways/agw".into(),
+            method: "PUT".into(),
+            api_version: "2025-01-01".into(),
+            status_url: format!("{ARM}/subscriptions/s/providers/Microsoft.Network/locations/uksouth/operations/1"),
+            kind: OperationKind::AsyncOperation,
+            retry_after_secs: got.map(|d| d.as_secs()),
+        };
+        for next in [op.next_poll_in(got), op.next_poll_in(None)] {
+            assert!(
+                (Duration::from_secs(1)..=MAX_POLL).contains(&next),
+                "{value}: {next:?}"
+            );
         }
     }
 }
