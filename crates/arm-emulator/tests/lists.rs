@@ -89,6 +89,16 @@ fn site_lists_page_by_next_link_and_cosmos_lists_do_not() {
     );
     assert_eq!(bad.status, 400);
 
+    // A list under a resource group that does not exist is ARM's proxy 404 (ARM RPC).
+    let missing = h.call(
+        "GET",
+        &format!("/subscriptions/{SUB}/resourceGroups/nope/providers/Microsoft.Web/sites"),
+        WEB,
+        None,
+    );
+    assert_eq!(missing.status, 404);
+    assert!(String::from_utf8_lossy(&missing.body).contains("ResourceGroupNotFound"));
+
     h.ok("PUT", &cosmos_id("c"), COSMOS, Some(json!({"location": "uksouth", "properties": {"databaseAccountOfferType": "Standard", "locations": [{"locationName": "UK South"}]}})));
     h.settle();
     let cosmos = h.ok(

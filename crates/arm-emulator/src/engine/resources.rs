@@ -65,6 +65,20 @@ impl Engine {
 
     pub(super) fn list(&self, req: &Request, p: &ArmPath, now: u64) -> R<Response> {
         let rtype = p.type_name();
+        // "Get resource collection under resource group": "If the resource group does not exist,
+        // 404 (NotFound) will be returned by the proxy" (ARM RPC `resource-api-reference.md`).
+        if let Some(rg) = &p.resource_group
+            && !self.visible(
+                &format!("/subscriptions/{}/resourceGroups/{rg}", p.subscription),
+                now,
+            )
+        {
+            return Err(ArmError::new(
+                404,
+                "ResourceGroupNotFound",
+                format!("Resource group '{rg}' could not be found."),
+            ));
+        }
         let prefix = {
             let mut q = p.clone();
             q.types.truncate(q.names.len());
