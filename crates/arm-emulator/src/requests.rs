@@ -125,15 +125,20 @@ fn recorded_body(raw: &[u8]) -> Value {
 }
 
 /// Replaces secrets, wherever they are: any key naming a password (`password`,
-/// `publishingPassword`, …), `secret` / `clientSecret`, and the PFX `data` of an Application
-/// Gateway `sslCertificates[]` entry. Key Vault references (`keyVaultSecretId`) are not secrets.
+/// `publishingPassword`, …), `secret` / `clientSecret`, an App Service certificate's `pfxBlob`
+/// (Web 2024-11-01 `Certificate`: the PFX with its private key), and the PFX `data` of an
+/// Application Gateway `sslCertificates[]` entry. Key Vault references (`keyVaultSecretId`) are
+/// not secrets.
 pub fn redact(v: &mut Value) {
     match v {
         Value::Object(o) => {
             for (k, x) in o.iter_mut() {
                 let lower = k.to_ascii_lowercase();
                 if !x.is_null()
-                    && (lower.contains("password") || lower == "secret" || lower == "clientsecret")
+                    && (lower.contains("password")
+                        || lower == "secret"
+                        || lower == "clientsecret"
+                        || lower == "pfxblob")
                 {
                     *x = json!(REDACTED);
                     continue;
@@ -233,6 +238,10 @@ mod tests {
             (
                 json!({"properties": {"siteConfig": {"publishingPassword": "x", "clientSecret": "y", "secret": null}}}),
                 json!({"properties": {"siteConfig": {"publishingPassword": REDACTED, "clientSecret": REDACTED, "secret": null}}}),
+            ),
+            (
+                json!({"location": "uksouth", "properties": {"pfxBlob": "MIIK", "password": "pw", "serverFarmId": "/f"}}),
+                json!({"location": "uksouth", "properties": {"pfxBlob": REDACTED, "password": REDACTED, "serverFarmId": "/f"}}),
             ),
             (
                 // `data` outside a certificate (e.g. a trusted root's public data elsewhere) is kept.

@@ -176,8 +176,13 @@ impl Engine {
         Ok(Response::json(200, &render(&self.state, r)))
     }
 
-    /// A certificate bound to a host name cannot be deleted [O: the portal and the CLI refuse
-    /// it; the wording is the emulator's **[U]**].
+    /// A certificate a host-name binding uses cannot be deleted: 409 `Conflict` "Cannot remove
+    /// certificate with thumbprint {0} because it is used for hostname {1}." [O: the App Service
+    /// answer to `Certificates_Delete` quoted in MarcStan/lets-encrypt-azure#7; the 409 on delete
+    /// in hashicorp/terraform-provider-azurerm#13059 and #15595]. Bindings are looked for in the
+    /// certificate's resource group, where a binding can use it (Learn "Add and manage TLS/SSL
+    /// certificates in Azure App Service": same resource group and region) **[U]** whether Azure
+    /// looks wider.
     pub(super) fn delete_certificate(&mut self, p: &ArmPath) -> R<Response> {
         let id = p.id();
         let thumb = self
@@ -185,15 +190,25 @@ impl Engine {
             .get(&id)
             .and_then(|c| props(&c.body)["thumbprint"].as_str().map(str::to_owned))
             .unwrap_or_default();
-        if self.state.of_type(WEB_HOST_NAME_BINDING).any(|b| {
-            props(&b.body)["thumbprint"]
-                .as_str()
-                .is_some_and(|t| !t.is_empty() && t.eq_ignore_ascii_case(&thumb))
-        }) {
+        let group = ids::key(&format!(
+            "/subscriptions/{}/resourceGroups/{}/",
+            p.subscription,
+            p.resource_group.as_deref().unwrap_or("")
+        ));
+        let user = self.state.of_type(WEB_HOST_NAME_BINDING).find(|b| {
+            ids::key(&b.id).starts_with(&group)
+                && props(&b.body)["thumbprint"]
+                    .as_str()
+                    .is_some_and(|t| !t.is_empty() && t.eq_ignore_ascii_case(&thumb))
+        });
+        if let Some(b) = user {
+            let host = b.id.rsplit('/').next().unwrap_or_default().to_owned();
             return Err(ArmError::new(
                 409,
                 "Conflict",
-                "[emulator] The certificate is used by a host-name binding; remove the binding first.",
+                format!(
+                    "Cannot remove certificate with thumbprint {thumb} because it is used for hostname {host}."
+                ),
             ));
         }
         self.state.resources.remove(&ids::key(&id));

@@ -1,5 +1,10 @@
 //! Microsoft.Web read-back: sites with their host names and `siteConfig`, and `config/web` with
 //! the catch-all access-restriction rule the RP appends to each list.
+//!
+//! A site's host names (Web 2024-11-01 `Site`: `hostNames`, `enabledHostNames`, read-only, and
+//! `hostNameSslStates`): the default name and every bound custom host name; enabled adds the
+//! SCM name; the TLS states follow the bindings (`sslState`, `thumbprint`). The binding's
+//! `sslState` is stored as sent, so `hostNameSslStates` shows it as the binding does.
 
 use serde_json::{Map, Value, json};
 
@@ -29,10 +34,21 @@ pub fn render_site(state: &State, r: &Resource) -> Value {
     let config = state
         .get(&format!("{}/config/web", r.id))
         .map(|c| props(&c.body).clone());
+    let bound = bound_host_names(state, &r.id);
+    let mut names = vec![json!(host)];
+    let mut ssl = vec![ssl_state(&host, None, "Standard")];
+    for (name, binding) in &bound {
+        names.push(json!(name));
+        ssl.push(ssl_state(name, Some(binding), "Standard"));
+    }
+    let mut enabled = names.clone();
+    enabled.push(json!(scm));
+    ssl.push(ssl_state(&scm, None, "Repository"));
     let p = props_mut(&mut v);
     p.insert("defaultHostName".into(), json!(host));
-    p.insert("hostNames".into(), json!([host]));
-    p.insert("enabledHostNames".into(), json!([host, scm]));
+    p.insert("hostNames".into(), json!(names));
+    p.insert("enabledHostNames".into(), json!(enabled));
+    p.insert("hostNameSslStates".into(), json!(ssl));
     p.insert("state".into(), json!("Running"));
     p.insert("usageState".into(), json!("Normal"));
     p.insert(
@@ -49,6 +65,38 @@ pub fn render_site(state: &State, r: &Resource) -> Value {
         p.insert("siteConfig".into(), c);
     }
     v
+}
+
+/// The site's host-name bindings (`Microsoft.Web/sites/hostNameBindings`), by host name.
+fn bound_host_names<'a>(state: &'a State, site_id: &str) -> Vec<(String, &'a Value)> {
+    let mut out: Vec<(String, &Value)> = state
+        .children(site_id, "Microsoft.Web/sites/hostNameBindings")
+        .map(|b| {
+            let name = b.id.rsplit('/').next().unwrap_or_default();
+            (name.to_ascii_lowercase(), &b.body)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// One entry of `hostNameSslStates` (Web 2024-11-01 `HostNameSslState`: `name`, `sslState`,
+/// `thumbprint`, `hostType` `Standard`/`Repository`): a binding's TLS state as it was bound, the
+/// default and SCM names `Disabled` (their TLS is App Service's own certificate).
+fn ssl_state(name: &str, binding: Option<&Value>, host_type: &str) -> Value {
+    let p = binding.map(props).cloned().unwrap_or_default();
+    let mut e = json!({
+        "name": name,
+        "sslState": p.get("sslState").cloned().unwrap_or(json!("Disabled")),
+        "hostType": host_type,
+    });
+    if let Some(t) = p
+        .get("thumbprint")
+        .filter(|t| t.as_str().is_some_and(|t| !t.is_empty()))
+    {
+        e["thumbprint"] = t.clone();
+    }
+    e
 }
 
 /// The unmatched action for a restriction list: explicit default, else Allow with no rules, else Deny (§3.4).

@@ -1,0 +1,152 @@
+//! App Service certificates and host-name bindings (`engine/host_names.rs`): a certificate a
+//! binding uses cannot be deleted (Azure's 409), and the site's read-back lists the bound host
+//! names and their TLS state (Web 2024-11-01 `Site`: `hostNames`, `enabledHostNames`,
+//! `hostNameSslStates`).
+
+mod common;
+
+use arm_emulator::engine::Request;
+use base64::Engine as _;
+use common::estate::site_and_cosmos;
+use common::*;
+use p12_keystore::{KeyStore, KeyStoreEntry, PrivateKey, PrivateKeyChain};
+use serde_json::{Value, json};
+
+const HOST: &str = "fhir.trust.nhs.uk";
+const PASSWORD: &str = "pfx-password";
+
+/// A PFX (base64) for `host`, self-signed.
+fn pfx(host: &str) -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec![host.to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let chain = vec![p12_keystore::Certificate::from_der(cert.der()).unwrap()];
+    let key = PrivateKey::from_der(&key.serialize_der()).unwrap();
+    let mut store = KeyStore::new();
+    store.add_entry(
+        "tls",
+        KeyStoreEntry::PrivateKeyChain(PrivateKeyChain::new(vec![1], key, chain)),
+    );
+    let der = store.writer(PASSWORD).write().unwrap();
+    base64::engine::general_purpose::STANDARD.encode(der)
+}
+
+fn certificate_id(name: &str) -> String {
+    format!("{}/providers/Microsoft.Web/certificates/{name}", rg("fhir"))
+}
+
+fn binding_id(host: &str) -> String {
+    format!("{}/hostNameBindings/{host}", site_id("fhir-server"))
+}
+
+/// The site with a certificate for `HOST`, its TXT record published and the host bound with SNI;
+/// the certificate's thumbprint.
+fn bound(h: &mut H) -> String {
+    site_and_cosmos(h);
+    let cert = h.ok(
+        "PUT",
+        &certificate_id("fhir-cert"),
+        WEB,
+        Some(json!({"location": "uksouth", "properties": {
+            "pfxBlob": pfx(HOST), "password": PASSWORD, "serverFarmId": plan_id("plan")}})),
+    );
+    let thumb = cert["properties"]["thumbprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let site = h.ok("GET", &site_id("fhir-server"), WEB, None);
+    let record = json!({"name": format!("asuid.{HOST}"), "type": "TXT",
+        "value": site["properties"]["customDomainVerificationId"]});
+    let r = h.raw(Request::new("POST", "/_emulator/dns").with_json(&record));
+    assert_eq!(r.status, 200);
+    h.ok(
+        "PUT",
+        &binding_id(HOST),
+        WEB,
+        Some(
+            json!({"properties": {"hostNameType": "Verified", "customHostNameDnsRecordType": "A",
+            "sslState": "SniEnabled", "thumbprint": thumb}}),
+        ),
+    );
+    thumb
+}
+
+#[test]
+fn a_certificate_a_binding_uses_cannot_be_deleted_until_the_binding_is_gone() {
+    let mut h = H::new();
+    let thumb = bound(&mut h);
+    let e = h.fails(
+        "DELETE",
+        &certificate_id("fhir-cert"),
+        WEB,
+        None,
+        409,
+        "Conflict",
+    );
+    assert_eq!(
+        e["error"]["message"],
+        format!(
+            "Cannot remove certificate with thumbprint {thumb} because it is used for hostname {HOST}."
+        )
+    );
+    assert_eq!(
+        h.call("GET", &certificate_id("fhir-cert"), WEB, None)
+            .status,
+        200,
+        "still there"
+    );
+    h.ok("DELETE", &binding_id(HOST), WEB, None);
+    h.ok("DELETE", &certificate_id("fhir-cert"), WEB, None);
+    assert_eq!(
+        h.call("GET", &certificate_id("fhir-cert"), WEB, None)
+            .status,
+        404
+    );
+}
+
+#[test]
+fn the_site_lists_its_bound_host_names_and_their_tls_state() {
+    let mut h = H::new();
+    site_and_cosmos(&mut h);
+    let names = |v: &Value, k: &str| -> Vec<String> {
+        v["properties"][k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let site = h.ok("GET", &site_id("fhir-server"), WEB, None);
+    let default = "fhir-server.azurewebsites.net";
+    let scm = "fhir-server.scm.azurewebsites.net";
+    assert_eq!(names(&site, "hostNames"), [default]);
+    assert_eq!(names(&site, "enabledHostNames"), [default, scm]);
+    assert_eq!(
+        site["properties"]["hostNameSslStates"],
+        json!([
+            {"name": default, "sslState": "Disabled", "hostType": "Standard"},
+            {"name": scm, "sslState": "Disabled", "hostType": "Repository"},
+        ])
+    );
+    let thumb = bound(&mut h);
+    let site = h.ok("GET", &site_id("fhir-server"), WEB, None);
+    assert_eq!(names(&site, "hostNames"), [default, HOST]);
+    assert_eq!(names(&site, "enabledHostNames"), [default, HOST, scm]);
+    assert_eq!(
+        site["properties"]["hostNameSslStates"][1],
+        json!({"name": HOST, "sslState": "SniEnabled", "thumbprint": thumb, "hostType": "Standard"})
+    );
+    // Unbound, the name is gone again; the default names stay.
+    h.ok("DELETE", &binding_id(HOST), WEB, None);
+    let site = h.ok("GET", &site_id("fhir-server"), WEB, None);
+    assert_eq!(names(&site, "hostNames"), [default]);
+    assert_eq!(
+        site["properties"]["hostNameSslStates"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
