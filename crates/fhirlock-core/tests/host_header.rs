@@ -237,3 +237,174 @@ fn only_azures_missing_txt_record_error_counts_as_unverified() {
         );
     }
 }
+
+/// The teardown's host-name steps and whether each is ready, in plan order.
+fn teardown_kinds(d: &Desired, o: &Observed, created: &[String]) -> Vec<(StepKind, bool)> {
+    plan::teardown(d, o, created)
+        .steps
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.kind,
+                StepKind::DeleteGateway
+                    | StepKind::DeleteHostNameBinding
+                    | StepKind::DeleteSiteCertificate
+            )
+        })
+        .map(|s| (s.kind, s.ready()))
+        .collect()
+}
+
+#[test]
+fn teardown_removes_the_binding_after_the_gateway_and_the_certificate_last_only_if_created() {
+    use StepKind::{
+        DeleteGateway as Gw, DeleteHostNameBinding as Bind, DeleteSiteCertificate as Cert,
+    };
+    let d = preserve();
+    let (end, _, _) = converge(&d, &with_site_verification(wide_open()));
+    let (cert_id, bind_id) = (d.site_certificate_id(), d.host_name_binding_id());
+    let all = vec![
+        gw_subnet(),
+        int_subnet(),
+        d.gateway.id.clone(),
+        cert_id.clone(),
+        bind_id.clone(),
+    ];
+    let without = |x: &str| -> Vec<String> { all.iter().filter(|c| *c != x).cloned().collect() };
+    let no_gateway = Observed {
+        gateway: None,
+        ..end.clone()
+    };
+    let no_binding = Observed {
+        host_name_binding: None,
+        ..no_gateway.clone()
+    };
+    let mut retagged = end.clone();
+    retagged.site_certificate.as_mut().unwrap()["tags"][fhirlock_core::OWNER_TAG] =
+        json!("someone/else");
+    let mut rebound = end.clone();
+    rebound.host_name_binding.as_mut().unwrap()["properties"]["thumbprint"] = json!("THEIRS");
+    // A gateway fhirlock did not create stays; the binding waits for the site's rule that lets it
+    // in, and goes once that is removed.
+    let adopted = without(&d.gateway.id);
+    let mut rule_gone = end.clone();
+    rule_gone.site_config.as_mut().unwrap()["properties"]["ipSecurityRestrictions"] = json!([]);
+    let mut defaulted = d.clone();
+    defaulted.host_header = HostHeader::Default;
+    let table: Vec<(
+        &str,
+        &Desired,
+        &Observed,
+        Vec<String>,
+        Vec<(StepKind, bool)>,
+    )> = vec![
+        (
+            "converged: the gateway first; the binding waits for it, the certificate for the binding",
+            &d,
+            &end,
+            all.clone(),
+            vec![(Gw, true), (Bind, false), (Cert, false)],
+        ),
+        (
+            "the gateway gone: the binding now",
+            &d,
+            &no_gateway,
+            all.clone(),
+            vec![(Bind, true), (Cert, false)],
+        ),
+        (
+            "the binding gone: the certificate now",
+            &d,
+            &no_binding,
+            all.clone(),
+            vec![(Cert, true)],
+        ),
+        (
+            "a binding fhirlock did not create stays, and keeps the certificate it uses",
+            &d,
+            &no_gateway,
+            without(&bind_id),
+            vec![],
+        ),
+        (
+            "a certificate fhirlock did not create stays",
+            &d,
+            &no_gateway,
+            without(&cert_id),
+            vec![(Bind, true)],
+        ),
+        (
+            "a certificate that lost fhirlock's owner tag stays",
+            &d,
+            &retagged,
+            all.clone(),
+            vec![(Gw, true), (Bind, false)],
+        ),
+        (
+            "a binding rebound to another certificate no longer holds fhirlock's",
+            &d,
+            &rebound,
+            all.clone(),
+            vec![(Gw, true), (Bind, false), (Cert, true)],
+        ),
+        (
+            "an adopted gateway: the binding waits for fhirlock's access rule to go",
+            &d,
+            &end,
+            adopted.clone(),
+            vec![(Bind, false), (Cert, false)],
+        ),
+        (
+            "an adopted gateway, the rule gone: the binding now",
+            &d,
+            &rule_gone,
+            adopted,
+            vec![(Bind, true), (Cert, false)],
+        ),
+        (
+            "switched to Default before the deletion: what Preserve created still goes",
+            &defaulted,
+            &no_gateway,
+            all.clone(),
+            vec![(Bind, true), (Cert, false)],
+        ),
+    ];
+    for (name, d, o, created, want) in table {
+        assert_eq!(teardown_kinds(d, o, &created), want, "{name}");
+    }
+}
+
+#[test]
+fn a_preserve_teardown_ends_with_neither_binding_nor_certificate_and_the_site_kept() {
+    let d = preserve();
+    let (end, _, _) = converge(&d, &with_site_verification(wide_open()));
+    let created = [
+        gw_subnet(),
+        int_subnet(),
+        d.gateway.id.clone(),
+        d.site_certificate_id(),
+        d.host_name_binding_id(),
+    ];
+    let mut o = end.clone();
+    let mut order = vec![];
+    for _ in 0..10 {
+        let ready: Vec<_> = plan::teardown(&d, &o, &created)
+            .steps
+            .into_iter()
+            .filter(|s| s.ready())
+            .collect();
+        if ready.is_empty() {
+            break;
+        }
+        for s in ready {
+            order.push(s.kind);
+            o = fhirlock_core::simulate::apply(&o, &s);
+        }
+    }
+    assert!(plan::teardown(&d, &o, &created).is_empty(), "{order:?}");
+    let at = |k: StepKind| order.iter().position(|x| *x == k).unwrap();
+    assert!(at(StepKind::DeleteGateway) < at(StepKind::DeleteHostNameBinding));
+    assert!(at(StepKind::DeleteHostNameBinding) < at(StepKind::DeleteSiteCertificate));
+    assert!(o.host_name_binding.is_none() && o.site_certificate.is_none());
+    assert!(o.site.is_some() && o.gateway.is_none());
+}

@@ -187,3 +187,84 @@ pub(super) fn host_name_binding(d: &Desired, o: &Observed) -> Option<Step> {
 pub fn is_verification_failure(message: &str) -> bool {
     message.contains("TXT record pointing from asuid.")
 }
+
+/// Teardown (deletionPolicy Delete): the binding fhirlock created (recorded in
+/// `status.createdResources` before its PUT: a binding is a proxy resource and carries no tags).
+/// It waits while something may still send the host name to the site: the gateway fhirlock is
+/// deleting, or, for a gateway that stays, the site's access rule that admits it (`gateway_reaches`).
+/// Without the binding App Service no longer routes that host, so the app must be cut off first.
+pub(super) fn delete_binding(
+    d: &Desired,
+    o: &Observed,
+    created: &[String],
+    gateway_reaches: Option<String>,
+) -> Option<Step> {
+    let id = d.host_name_binding_id();
+    o.host_name_binding.as_ref()?;
+    if !created.iter().any(|c| crate::id::same(c, &id)) {
+        return None;
+    }
+    let change = FieldChange {
+        path: "(resource)".into(),
+        from: Some(json!(d.gateway.host_name)),
+        to: None,
+    };
+    let s = step(
+        StepKind::DeleteHostNameBinding,
+        &id,
+        Method::Delete,
+        api_version::WEB,
+        Value::Null,
+        vec![change],
+        "remove the host-name binding fhirlock created",
+    );
+    Some(waiting(s, gateway_reaches))
+}
+
+/// Teardown: the certificate fhirlock uploaded, only if recorded as created and still carrying
+/// this endpoint's owner tag. Azure refuses to delete a certificate a binding uses (409 "Cannot
+/// remove certificate with thumbprint {0} because it is used for hostname {1}." [O]), so it waits
+/// for fhirlock's binding to go; a binding fhirlock did not create that uses it keeps it (no step:
+/// deleting it would take that binding's TLS away, and Azure would refuse anyway).
+pub(super) fn delete_certificate(
+    d: &Desired,
+    o: &Observed,
+    created: &[String],
+    binding_goes: bool,
+) -> Option<Step> {
+    let id = d.site_certificate_id();
+    let cert = o.site_certificate.as_ref()?;
+    let ours = cert
+        .pointer(&format!("/tags/{}", crate::OWNER_TAG))
+        .and_then(Value::as_str)
+        == Some(d.owner.as_str());
+    if !ours || !created.iter().any(|c| crate::id::same(c, &id)) {
+        return None;
+    }
+    let thumb = certificate_thumbprint(o);
+    let used = o
+        .host_name_binding
+        .as_ref()
+        .and_then(|b| b.pointer("/properties/thumbprint"))
+        .and_then(Value::as_str)
+        .is_some_and(|t| thumb.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(t)));
+    if used && !binding_goes {
+        return None;
+    }
+    let change = FieldChange {
+        path: "(resource)".into(),
+        from: Some(json!(id.rsplit('/').next().unwrap_or_default())),
+        to: None,
+    };
+    let s = step(
+        StepKind::DeleteSiteCertificate,
+        &id,
+        Method::Delete,
+        api_version::WEB,
+        Value::Null,
+        vec![change],
+        "delete the App Service certificate fhirlock uploaded",
+    );
+    let why = used.then(|| format!("the binding of {} to be removed first", d.gateway.host_name));
+    Some(waiting(s, why))
+}

@@ -72,6 +72,10 @@ pub enum StepKind {
     RemoveCosmosVnetRule,
     RemoveSiteVnetIntegration,
     DeleteGateway,
+    /// fhirlock's host-name binding, once the gateway that sends the host name is gone.
+    DeleteHostNameBinding,
+    /// fhirlock's App Service certificate, once no binding uses it.
+    DeleteSiteCertificate,
     DeleteSubnet,
 }
 
@@ -96,6 +100,8 @@ impl StepKind {
             StepKind::RemoveCosmosVnetRule => "RemoveCosmosVnetRule",
             StepKind::RemoveSiteVnetIntegration => "RemoveSiteVnetIntegration",
             StepKind::DeleteGateway => "DeleteGateway",
+            StepKind::DeleteHostNameBinding => "DeleteHostNameBinding",
+            StepKind::DeleteSiteCertificate => "DeleteSiteCertificate",
             StepKind::DeleteSubnet => "DeleteSubnet",
         }
     }
@@ -120,6 +126,8 @@ impl StepKind {
             | StepKind::SiteAccessRestrictions
             | StepKind::SiteCertificate
             | StepKind::SiteHostNameBinding
+            | StepKind::DeleteHostNameBinding
+            | StepKind::DeleteSiteCertificate
             | StepKind::RemoveGatewayRule
             | StepKind::RemoveSiteVnetIntegration => Component::AppService,
         }

@@ -12,10 +12,11 @@ use crate::{peers, posture};
 
 /// The teardown for deletionPolicy Delete: remove, in reverse safe order, only what fhirlock
 /// created or added, and of that only what no other endpoint still declares (`d.peers`): their
-/// rules, a shared integration subnet and the site's integration stay. The VNet, the site and the
-/// Cosmos account are never deleted, adopted subnets
-/// and gateways are left (and with a gateway, its subnet), and nothing is re-opened: the site
-/// keeps its default Deny, Cosmos its filter.
+/// rules, a shared integration subnet and the site's integration stay. With hostHeader Preserve,
+/// the host-name binding and the App Service certificate fhirlock created go after the gateway.
+/// The VNet, the site and the Cosmos account are never deleted, adopted subnets and gateways are
+/// left (and with a gateway, its subnet), and nothing is re-opened: the site keeps its default
+/// Deny, Cosmos its filter.
 pub fn teardown(d: &Desired, o: &Observed, created: &[String]) -> Plan {
     let integrated = o
         .site()
@@ -52,6 +53,27 @@ pub fn teardown(d: &Desired, o: &Observed, created: &[String]) -> Plan {
     if !kept && created.iter().any(|c| id::same(c, policy_id)) {
         steps.extend(super::waf::delete(d, o, policy_id));
     }
+    // hostHeader Preserve: fhirlock's host-name binding, then its certificate, only what it
+    // created. The binding waits while something may still send the host name to the site (the
+    // gateway being deleted, or fhirlock's access rule letting a gateway that stays in), so no
+    // request meets a site that no longer serves its host; Azure refuses to delete a certificate
+    // a binding uses, so the certificate waits for the binding.
+    let rule_pending = steps.iter().any(|s| s.kind == StepKind::RemoveGatewayRule);
+    let reaches = if owned_gateway {
+        Some(format!("gateway {} to be deleted first", d.gateway.name))
+    } else {
+        let stays = o.gateway.is_some() && rule_pending;
+        stays.then(|| "fhirlock's access rule for the gateway subnet to be removed".into())
+    };
+    let binding = super::host_name::delete_binding(d, o, created, reaches);
+    let binding_goes = binding.is_some();
+    steps.extend(binding);
+    steps.extend(super::host_name::delete_certificate(
+        d,
+        o,
+        created,
+        binding_goes,
+    ));
     // Each subnet waits for what uses it: the gateway for the gateway subnet, the site's
     // integration for the integration subnet.
     if !gateway_stays {

@@ -2,7 +2,7 @@
 
 use super::*;
 
-const KINDS: [StepKind; 16] = [
+const KINDS: [StepKind; 20] = [
     StepKind::SiteHttpsOnly,
     StepKind::SiteTlsAndFtp,
     StepKind::IntegrationSubnet,
@@ -13,11 +13,15 @@ const KINDS: [StepKind; 16] = [
     StepKind::Gateway,
     StepKind::SiteAccessRestrictions,
     StepKind::CosmosLockdown,
+    StepKind::SiteCertificate,
+    StepKind::SiteHostNameBinding,
     StepKind::DeleteWafPolicy,
     StepKind::RemoveGatewayRule,
     StepKind::RemoveCosmosVnetRule,
     StepKind::RemoveSiteVnetIntegration,
     StepKind::DeleteGateway,
+    StepKind::DeleteHostNameBinding,
+    StepKind::DeleteSiteCertificate,
     StepKind::DeleteSubnet,
 ];
 
@@ -64,8 +68,12 @@ fn every_step_counts_against_one_component() {
             SiteTlsAndFtp,
             SiteVnetIntegration,
             SiteAccessRestrictions,
+            SiteCertificate,
+            SiteHostNameBinding,
             RemoveGatewayRule,
-            RemoveSiteVnetIntegration
+            RemoveSiteVnetIntegration,
+            DeleteHostNameBinding,
+            DeleteSiteCertificate
         ]
     );
     assert_eq!(

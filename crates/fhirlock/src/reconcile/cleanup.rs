@@ -146,14 +146,14 @@ async fn teardown(ctx: &Context, sfe: &SecuredFhirEndpoint) -> Result<(), (Strin
         }
     };
     let (d, arm) = (resolved.desired, resolved.arm);
-    let observed = observe::read_for_teardown(&arm, &d)
-        .await
-        .map_err(|e| (format!("reading Azure: {e}"), backoff_for(&e)))?;
     let created = sfe
         .status
         .as_ref()
         .map(|s| s.created_resources.clone())
         .unwrap_or_default();
+    let observed = observe::read_for_teardown(&arm, &d, &created)
+        .await
+        .map_err(|e| (format!("reading Azure: {e}"), backoff_for(&e)))?;
     let teardown = plan::teardown(&d, &observed, &created);
     if teardown.is_empty() {
         // Safe, but the FHIR API goes dark: nothing else may reach the site or the database.
