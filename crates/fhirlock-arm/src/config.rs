@@ -95,6 +95,10 @@ pub enum CredentialConfig {
     },
     /// The managed identity of the host (IMDS / App Service); `client_id` picks a user-assigned one.
     ManagedIdentity { client_id: Option<String> },
+    /// The person logged in to the Azure CLI (`az login`): `azure_identity`'s
+    /// `AzureCliCredential` runs `az account get-access-token -o json --scope <ARM>/.default
+    /// [--tenant T]` for every token. For the one-shot commands, run by people.
+    AzureCli { tenant_id: Option<String> },
     /// Any other `azure_core` credential (e.g. `DeveloperToolsCredential` for local work, or a
     /// test double). Never chosen by [`ArmConfig::from_env`]. On an expired-token 401 it is asked
     /// again (it owns its cache).
@@ -103,13 +107,14 @@ pub enum CredentialConfig {
 
 impl CredentialConfig {
     /// A short name for logs: `client-secret`, `workload-identity`, `client-assertion`,
-    /// `managed-identity`.
+    /// `managed-identity`, `azure-cli`.
     pub fn kind(&self) -> &'static str {
         match self {
             CredentialConfig::ClientSecret { .. } => "client-secret",
             CredentialConfig::WorkloadIdentity { .. } => "workload-identity",
             CredentialConfig::ClientAssertion { .. } => "client-assertion",
             CredentialConfig::ManagedIdentity { .. } => "managed-identity",
+            CredentialConfig::AzureCli { .. } => "azure-cli",
             CredentialConfig::Custom(_) => "custom",
         }
     }
@@ -152,6 +157,10 @@ impl fmt::Debug for CredentialConfig {
                 .debug_struct("ManagedIdentity")
                 .field("client_id", client_id)
                 .finish(),
+            CredentialConfig::AzureCli { tenant_id } => f
+                .debug_struct("AzureCli")
+                .field("tenant_id", tenant_id)
+                .finish(),
             CredentialConfig::Custom(c) => f.debug_tuple("Custom").field(c).finish(),
         }
     }
@@ -171,8 +180,8 @@ pub struct ArmConfig {
 
 /// Environment variables read by [`ArmConfig::from_env`].
 pub mod env {
-    /// `client-secret`, `workload-identity` or `managed-identity`. Required when the environment
-    /// would allow more than one, and for managed identity.
+    /// `client-secret`, `workload-identity`, `managed-identity` or `azure-cli`. Required when the
+    /// environment would allow more than one, and for managed identity and the Azure CLI.
     pub const CREDENTIAL: &str = "FHIRLOCK_ARM_CREDENTIAL";
     /// `public` (default), `usgovernment` or `china`: the preset the variables below refine.
     pub const CLOUD: &str = "FHIRLOCK_AZURE_CLOUD";
@@ -269,8 +278,12 @@ impl ArmConfig {
             "managed-identity" => CredentialConfig::ManagedIdentity {
                 client_id: get(env::CLIENT_ID),
             },
+            // AZURE_TENANT_ID, when set, picks the tenant among those the person is in.
+            "azure-cli" => CredentialConfig::AzureCli {
+                tenant_id: get(env::TENANT_ID),
+            },
             other => bail!(
-                "{}: unknown credential {other:?} (client-secret, workload-identity, managed-identity)",
+                "{}: unknown credential {other:?} (client-secret, workload-identity, managed-identity, azure-cli)",
                 env::CREDENTIAL
             ),
         };
@@ -346,6 +359,16 @@ mod tests {
             (
                 &[("FHIRLOCK_ARM_CREDENTIAL", "cli")],
                 Err("unknown credential"),
+            ),
+            (&[("FHIRLOCK_ARM_CREDENTIAL", "azure-cli")], Ok("azure-cli")),
+            (
+                &[
+                    T,
+                    C,
+                    ("AZURE_CLIENT_SECRET", "s"),
+                    ("FHIRLOCK_ARM_CREDENTIAL", "Azure-CLI"),
+                ],
+                Ok("azure-cli"),
             ),
         ];
         for (vars, want) in cases {

@@ -7,9 +7,9 @@ use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequest
 use azure_core::error::ErrorKind;
 use azure_core::http::{ClientMethodOptions, ClientOptions, RetryOptions, Transport};
 use azure_identity::{
-    ClientAssertion, ClientAssertionCredential, ClientAssertionCredentialOptions,
-    ClientSecretCredential, ClientSecretCredentialOptions, ManagedIdentityCredential,
-    ManagedIdentityCredentialOptions, UserAssignedId,
+    AzureCliCredential, AzureCliCredentialOptions, ClientAssertion, ClientAssertionCredential,
+    ClientAssertionCredentialOptions, ClientSecretCredential, ClientSecretCredentialOptions,
+    ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
 };
 use std::fmt;
 use std::path::PathBuf;
@@ -115,6 +115,14 @@ pub(crate) fn build(
             Some(ClientAssertionCredentialOptions { client_options }),
         )?,
         CredentialConfig::Custom(c) => c.clone(),
+        // The CLI talks to Entra itself (its own cloud and CA settings: `az cloud`,
+        // REQUESTS_CA_BUNDLE); fhirlock only reads its answer.
+        CredentialConfig::AzureCli { tenant_id } => {
+            AzureCliCredential::new(Some(AzureCliCredentialOptions {
+                tenant_id: tenant_id.clone(),
+                ..Default::default()
+            }))?
+        }
         CredentialConfig::ManagedIdentity { client_id } => {
             ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
                 user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),
