@@ -224,6 +224,7 @@ fn observed_gateway(d: &Desired) -> Option<GatewayStatus> {
         id: Some(d.gateway.id.clone()),
         private_ip_address: Some(d.gateway.private_ip.clone()),
         provisioning_state: Some("Succeeded".into()),
+        certificate_not_after: None,
     })
 }
 

@@ -572,6 +572,11 @@ pub struct GatewayStatus {
     /// ARM provisioningState of the gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning_state: Option<String>,
+    /// When the listener certificate from spec.gateway.tls.secretRef expires (its notAfter).
+    /// fhirlock warns (Event CertificateExpiresSoon) from 21 days before. Absent with a Key
+    /// Vault certificate, which fhirlock never sees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_not_after: Option<Time>,
 }
 
 /// One way in other than the gateway.

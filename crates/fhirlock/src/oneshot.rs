@@ -72,19 +72,55 @@ pub struct AzureArgs {
     /// Extra PEM CA bundle to trust (TLS inspection proxies, the emulator).
     #[arg(long, env = "FHIRLOCK_CA_BUNDLE")]
     pub ca_bundle: Option<PathBuf>,
+    /// Who fhirlock is in Azure. `auto`: a service principal or workload identity when the
+    /// AZURE_* variables name one, else the Azure CLI's login (`az login`).
+    #[arg(long, value_enum, env = "FHIRLOCK_ARM_CREDENTIAL", default_value_t = Credential::Auto)]
+    pub credential: Credential,
+}
+
+/// `--credential`: the values of `FHIRLOCK_ARM_CREDENTIAL`, and `auto`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Credential {
+    Auto,
+    AzureCli,
+    ClientSecret,
+    WorkloadIdentity,
+    ManagedIdentity,
+}
+
+impl Credential {
+    /// The `FHIRLOCK_ARM_CREDENTIAL` value for [`ArmConfig::from_lookup`]. `auto` keeps its rules
+    /// (a secret or a token file in the environment; both is an error) and, where the
+    /// environment names no credential at all, takes the person's Azure CLI login.
+    fn kind(self, get: impl Fn(&str) -> Option<String>) -> Option<&'static str> {
+        Some(match self {
+            Credential::Auto => {
+                let set = |k| get(k).is_some();
+                let none = !set("AZURE_CLIENT_SECRET") && !set("AZURE_FEDERATED_TOKEN_FILE");
+                return none.then_some("azure-cli");
+            }
+            Credential::AzureCli => "azure-cli",
+            Credential::ClientSecret => "client-secret",
+            Credential::WorkloadIdentity => "workload-identity",
+            Credential::ManagedIdentity => "managed-identity",
+        })
+    }
 }
 
 impl AzureArgs {
     pub fn client(&self) -> anyhow::Result<ArmClient> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let credential = self.credential.kind(env);
         let lookup = |k: &str| -> Option<String> {
             match k {
                 "FHIRLOCK_ARM_ENDPOINT" => self.arm_endpoint.clone(),
                 "AZURE_AUTHORITY_HOST" => self.authority_host.clone(),
                 "FHIRLOCK_CA_BUNDLE" => self.ca_bundle.as_ref().map(|p| p.display().to_string()),
+                // Resolved from the flag (which clap also fills from this variable).
+                "FHIRLOCK_ARM_CREDENTIAL" => return credential.map(str::to_owned),
                 _ => None,
             }
-            .or_else(|| std::env::var(k).ok())
-            .filter(|v| !v.is_empty())
+            .or_else(|| env(k))
         };
         ArmClient::new(ArmConfig::from_lookup(lookup)?)
     }
@@ -127,7 +163,18 @@ pub fn desired(t: &Target, sfe: &SecuredFhirEndpoint) -> anyhow::Result<Desired>
                 .context("spec.gateway.tls.keyVaultIdentityId is required with keyVaultSecretId")?,
         },
         (None, Some(c), Some(k)) => {
-            crate::tls::pfx_from_pem(&std::fs::read(c)?, &std::fs::read(k)?)?
+            let host = &sfe.spec.gateway.host_name;
+            let (cert, expiry) = crate::tls::listener(
+                host,
+                &std::fs::read(c)?,
+                &std::fs::read(k)?,
+                crate::tls::unix_now(),
+            )
+            .map_err(|s| anyhow::anyhow!("{}: {}: {}", c.display(), s.reason, s.message))?;
+            if let Some(w) = expiry.warning(&c.display().to_string()) {
+                eprintln!("warning: CertificateExpiresSoon: {w}");
+            }
+            cert
         }
         _ => Certificate::Unresolved {
             reason: format!(
@@ -440,4 +487,32 @@ fn posture_line(d: &Desired, o: &fhirlock_core::Observed) -> String {
         blocking(&f),
         f.len() - blocking(&f)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_takes_the_azure_cli_only_where_the_environment_names_no_credential() {
+        let env =
+            |vars: &'static [&'static str]| move |k: &str| vars.contains(&k).then(String::new);
+        let table: [(Credential, &'static [&'static str], Option<&str>); 7] = [
+            (Credential::Auto, &[], Some("azure-cli")),
+            (Credential::Auto, &["AZURE_TENANT_ID"], Some("azure-cli")),
+            // ArmConfig's own rules then choose (or refuse both).
+            (Credential::Auto, &["AZURE_CLIENT_SECRET"], None),
+            (Credential::Auto, &["AZURE_FEDERATED_TOKEN_FILE"], None),
+            (
+                Credential::AzureCli,
+                &["AZURE_CLIENT_SECRET"],
+                Some("azure-cli"),
+            ),
+            (Credential::ManagedIdentity, &[], Some("managed-identity")),
+            (Credential::ClientSecret, &[], Some("client-secret")),
+        ];
+        for (flag, vars, want) in table {
+            assert_eq!(flag.kind(env(vars)), want, "{flag:?} {vars:?}");
+        }
+    }
 }

@@ -13,9 +13,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::http::header::CONTENT_TYPE;
-use axum::response::IntoResponse;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use fhirlock_arm::{ErrorClass, RequestEvent, RequestObserver};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -25,6 +25,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use tokio::sync::watch;
+
+use crate::metrics_auth::{Authorizer, Decision, TlsListener};
+use crate::watch_health::WatchHealth;
 
 /// The content type of `/metrics` (OpenMetrics text, as `prometheus-client` encodes it).
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -65,6 +68,8 @@ struct ArmRequestLabels {
     method: String,
     resource_type: String,
     status: String,
+    /// Empty (no label) for requests outside a subscription, e.g. the token request.
+    subscription: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -105,6 +110,7 @@ pub struct Metrics {
     drifts_corrected: Family<ResourceTypeLabels, Counter>,
     endpoint_ready: Family<EndpointLabels, Gauge>,
     endpoint_reachable: Family<EndpointLabels, Gauge>,
+    certificate_expiry: Family<EndpointLabels, Gauge>,
     findings: Family<FindingLabels, Gauge>,
     time_to_ready: Histogram,
     deferred_writes: Family<SubscriptionLabels, Counter>,
@@ -158,6 +164,13 @@ impl Metrics {
             "1 when the gateway's backend health says the FHIR server answers (Reachable True), 0 when it does not, -1 when unknown",
             endpoint_reachable.clone(),
         );
+        let certificate_expiry = Family::<EndpointLabels, Gauge>::default();
+        registry.register_with_unit(
+            "certificate_expiry_timestamp",
+            "When the endpoint's listener certificate (spec.gateway.tls.secretRef) expires, Unix time (its notAfter); absent for Key Vault certificates",
+            Unit::Seconds,
+            certificate_expiry.clone(),
+        );
         let findings = Family::<FindingLabels, Gauge>::default();
         registry.register(
             "findings",
@@ -183,8 +196,8 @@ impl Metrics {
         let arm_requests = Family::<ArmRequestLabels, Counter>::default();
         registry.register(
             "arm_requests",
-            "HTTP requests sent to ARM, by method, resource type and status \
-             (HTTP code, \"dropped\" for no response, \"error\" when none could be sent)",
+            "HTTP requests sent to ARM, by method, resource type, status \
+             (HTTP code, \"dropped\" for no response, \"error\" when none could be sent) and subscription",
             arm_requests.clone(),
         );
         let arm_request_duration: HistogramFamily<ArmDurationLabels> =
@@ -216,6 +229,7 @@ impl Metrics {
             drifts_corrected,
             endpoint_ready,
             endpoint_reachable,
+            certificate_expiry,
             findings,
             time_to_ready,
             deferred_writes,
@@ -307,8 +321,26 @@ impl Metrics {
             .set(reachable.map_or(-1, i64::from));
     }
 
+    /// The listener certificate's notAfter (Unix seconds); `None` removes the series (a Key
+    /// Vault certificate, or none yet).
+    pub fn set_certificate_expiry(&self, namespace: &str, name: &str, not_after: Option<i64>) {
+        let labels = EndpointLabels {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        };
+        match not_after {
+            Some(t) => {
+                self.certificate_expiry.get_or_create(&labels).set(t);
+            }
+            None => {
+                self.certificate_expiry.remove(&labels);
+            }
+        }
+    }
+
     /// The endpoint is gone: remove all its series.
     pub fn forget_endpoint(&self, namespace: &str, name: &str) {
+        self.set_certificate_expiry(namespace, name, None);
         self.endpoint_ready.remove(&EndpointLabels {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
@@ -336,6 +368,7 @@ impl Metrics {
     pub fn forget_all_endpoints(&self) {
         self.endpoint_ready.clear();
         self.endpoint_reachable.clear();
+        self.certificate_expiry.clear();
         self.findings.clear();
         self.finding_codes
             .lock()
@@ -394,6 +427,7 @@ impl RequestObserver for Metrics {
                 method: event.method.to_owned(),
                 resource_type: event.resource_type.to_owned(),
                 status: status_label(event),
+                subscription: event.subscription.unwrap_or_default().to_owned(),
             })
             .inc();
         self.arm_request_duration
@@ -424,21 +458,70 @@ impl RequestObserver for Metrics {
     }
 }
 
+/// What the metrics and health server serves besides the metrics themselves.
+pub struct Serving {
+    pub metrics: Arc<Metrics>,
+    /// `/readyz`: true once the endpoint cache is synced.
+    pub ready: watch::Receiver<bool>,
+    /// `/healthz`: whether the controller's watches work.
+    pub health: WatchHealth,
+    /// `Some`: HTTPS, and `/metrics` only for callers Kubernetes authorises
+    /// ([`crate::metrics_auth`]). `/healthz` and `/readyz` stay open on the same port: the kubelet
+    /// probes them with no token, and they say nothing an endpoint's status does not.
+    pub secure: Option<Secure>,
+}
+
+pub struct Secure {
+    pub tls: Arc<rustls::ServerConfig>,
+    pub authorizer: Arc<Authorizer>,
+}
+
 #[derive(Clone)]
 struct AppState {
     metrics: Arc<Metrics>,
     ready: watch::Receiver<bool>,
+    health: WatchHealth,
+    authorizer: Option<Arc<Authorizer>>,
 }
 
-async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
+async fn metrics_handler(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(authorizer) = &state.authorizer {
+        let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let verb = method.as_str().to_ascii_lowercase();
+        match authorizer.decide(authorization, &verb, uri.path()).await {
+            Ok(Decision::Allow) => {}
+            Ok(Decision::Unauthenticated) => {
+                return (StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
+            }
+            Ok(Decision::Forbidden(user)) => {
+                tracing::debug!(user, "a /metrics request was denied");
+                let msg = format!("Authorization denied for user {user}");
+                return (StatusCode::FORBIDDEN, msg).into_response();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "authenticating a /metrics request failed");
+                let msg = "Authentication failed";
+                return (StatusCode::INTERNAL_SERVER_ERROR, msg).into_response();
+            }
+        }
+    }
     (
         [(CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
         state.metrics.render(),
     )
+        .into_response()
 }
 
-async fn healthz() -> &'static str {
-    "ok"
+async fn healthz(State(state): State<AppState>) -> (StatusCode, String) {
+    match state.health.check() {
+        Ok(()) => (StatusCode::OK, "ok".to_owned()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
+    }
 }
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
@@ -449,43 +532,63 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     }
 }
 
-fn router(metrics: Arc<Metrics>, ready: watch::Receiver<bool>) -> Router {
+fn router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(AppState { metrics, ready })
+        .with_state(state)
 }
 
-/// Binds `addr`, logs the bound address and serves `GET /metrics`, `/healthz` (always 200 `ok`)
-/// and `/readyz` (200 while `*ready` is true, else 503) until `shutdown` completes.
-/// Errors only when binding fails or the server stops on an I/O error.
+/// Binds `addr`, logs the bound address and serves `GET /metrics`, `/healthz` (200 `ok` while
+/// the watches work, else 503 with what failed) and `/readyz` (200 while `*ready` is true, else
+/// 503) until `shutdown` completes. Errors only when binding fails or the server stops on an
+/// I/O error.
 pub async fn serve(
     addr: SocketAddr,
-    metrics: Arc<Metrics>,
-    ready: watch::Receiver<bool>,
+    serving: Serving,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the metrics and health listener on {addr}"))?;
-    serve_on(listener, metrics, ready, shutdown).await
+    serve_on(listener, serving, shutdown).await
 }
 
 /// [`serve`] on a listener bound by the caller (e.g. to `127.0.0.1:0`, reading the port from
 /// `listener.local_addr()` first).
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
-    ready: watch::Receiver<bool>,
+    serving: Serving,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
-    tracing::info!(addr = %local, "serving /metrics, /healthz and /readyz");
-    axum::serve(listener, router(metrics, ready))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("metrics and health server")
+    let (tls, authorizer) = match serving.secure {
+        Some(s) => (Some(s.tls), Some(s.authorizer)),
+        None => (None, None),
+    };
+    let app = router(AppState {
+        metrics: serving.metrics,
+        ready: serving.ready,
+        health: serving.health,
+        authorizer,
+    });
+    let served = match tls {
+        Some(tls) => {
+            tracing::info!(addr = %local, "serving /metrics (HTTPS, Kubernetes authentication and authorisation), /healthz and /readyz");
+            let listener = TlsListener::new(listener, tls)?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            tracing::info!(addr = %local, "serving /metrics, /healthz and /readyz");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
+    served.context("metrics and health server")
 }
 
 /// Installs the global tracing subscriber: filter from `RUST_LOG` (default `info`), JSON lines when

@@ -1,6 +1,7 @@
 //! The metrics' tests (kept apart so telemetry.rs stays under 800 lines).
 
 use super::*;
+use crate::metrics_auth::Authorizer;
 use fhirlock_arm::RateLimitHeaders;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -208,16 +209,17 @@ fn observer_counts_requests_and_tracks_budgets() {
     ));
     let text = m.render();
 
-    let req = |method: &str, status: &str, n: u32| {
+    let req = |method: &str, status: &str, subscription: &str, n: u32| {
         format!(
-            "fhirlock_arm_requests_total{{method=\"{method}\",resource_type=\"{subnets}\",status=\"{status}\"}} {n}"
+            "fhirlock_arm_requests_total{{method=\"{method}\",resource_type=\"{subnets}\",status=\"{status}\",subscription=\"{subscription}\"}} {n}"
         )
     };
     for line in [
-        req("GET", "200", 2),
-        req("PUT", "429", 1),
-        req("GET", "dropped", 1),
-        req("GET", "error", 1),
+        req("GET", "200", "sub-1", 2),
+        req("PUT", "429", "sub-1", 1),
+        req("GET", "dropped", "sub-1", 1),
+        // No subscription: an empty label, which Prometheus treats as none.
+        req("GET", "error", "", 1),
     ] {
         assert!(text.contains(&line), "missing {line} in\n{text}");
     }
@@ -261,15 +263,25 @@ async fn http_get(addr: SocketAddr, path: &str) -> (u16, String, String) {
     (status, content_type, body.to_owned())
 }
 
+fn serving(m: &Arc<Metrics>, ready: watch::Receiver<bool>, health: &WatchHealth) -> Serving {
+    Serving {
+        metrics: m.clone(),
+        ready,
+        health: health.clone(),
+        secure: None,
+    }
+}
+
 #[tokio::test]
 async fn serve_answers_metrics_health_and_readiness() {
     let m = Metrics::new();
     m.reconcile("ok", Duration::from_millis(5));
     let (ready_tx, ready_rx) = watch::channel(false);
+    let health = WatchHealth::new(Duration::ZERO);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(serve_on(listener, m.clone(), ready_rx, async {
+    let server = tokio::spawn(serve_on(listener, serving(&m, ready_rx, &health), async {
         let _ = stop_rx.await;
     }));
 
@@ -283,6 +295,18 @@ async fn serve_answers_metrics_health_and_readiness() {
 
     let (status, _, body) = http_get(addr, "/healthz").await;
     assert_eq!((status, body.as_str()), (200, "ok"));
+    // A watch failing past the threshold (zero here) fails /healthz, saying which and why; its
+    // next event heals it.
+    health.observe("securedfhirendpoints", &Err::<(), _>("403 Forbidden"));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let (status, _, body) = http_get(addr, "/healthz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("the watch of securedfhirendpoints has failed") && body.contains("403"),
+        "{body}"
+    );
+    health.observe("securedfhirendpoints", &Ok::<(), &str>(()));
+    assert_eq!(http_get(addr, "/healthz").await.0, 200);
 
     assert_eq!(http_get(addr, "/readyz").await.0, 503);
     ready_tx.send(true).unwrap();
@@ -299,10 +323,84 @@ async fn serve_reports_a_bind_failure() {
     let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = taken.local_addr().unwrap();
     let (_tx, rx) = watch::channel(true);
-    let err = serve(addr, Metrics::new(), rx, std::future::pending())
+    let health = WatchHealth::new(Duration::from_secs(1));
+    let err = serve(addr, serving(&Metrics::new(), rx, &health), std::future::pending())
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains(&addr.to_string()), "{err:#}");
+}
+
+/// One HTTP/1.1 request over TLS, trusting only `cert`; returns (status, body).
+async fn https_get(
+    addr: SocketAddr,
+    cert: &rustls::pki_types::CertificateDer<'static>,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, String) {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    conn.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut raw = Vec::new();
+    // A TLS peer may close without close_notify once the answer is sent.
+    let _ = conn.read_to_end(&mut raw).await;
+    let raw = String::from_utf8_lossy(&raw);
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a complete response");
+    (head.split(' ').nth(1).unwrap().parse().unwrap(), body.to_owned())
+}
+
+#[tokio::test]
+async fn secure_serving_is_tls_and_never_serves_metrics_it_could_not_authorise() {
+    let (tls, cert) = crate::metrics_auth::tls_config(None).unwrap();
+    // An apiserver that is not there: a token cannot be checked, which must not let it in.
+    let gone = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let apiserver = format!("https://{}", gone.local_addr().unwrap());
+    drop(gone);
+    let client =
+        kube::Client::try_from(kube::Config::new(apiserver.parse().unwrap())).unwrap();
+    let (_tx, rx) = watch::channel(true);
+    let health = WatchHealth::new(Duration::from_secs(60));
+    let mut s = serving(&Metrics::new(), rx, &health);
+    s.secure = Some(Secure {
+        tls,
+        authorizer: Arc::new(Authorizer::new(client)),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(serve_on(listener, s, std::future::pending()));
+
+    // Plain HTTP gets no answer from a TLS port.
+    let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+    plain.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut raw = Vec::new();
+    let _ = plain.read_to_end(&mut raw).await;
+    assert!(!String::from_utf8_lossy(&raw).contains("fhirlock_"), "served over plain HTTP");
+
+    // The probes need no token; /metrics does.
+    assert_eq!(https_get(addr, &cert, "/healthz", None).await, (200, "ok".into()));
+    assert_eq!(https_get(addr, &cert, "/readyz", None).await.0, 200);
+    assert_eq!(https_get(addr, &cert, "/metrics", None).await.0, 401);
+    assert_eq!(https_get(addr, &cert, "/metrics", Some("")).await.0, 401);
+    let (status, body) = https_get(addr, &cert, "/metrics", Some("abc")).await;
+    assert_eq!((status, body.as_str()), (500, "Authentication failed"));
+    server.abort();
 }
 
 #[test]
@@ -321,4 +419,38 @@ fn reachable_is_one_zero_or_minus_one_and_goes_with_the_endpoint() {
     }
     m.forget_endpoint("ns", "a");
     assert!(samples(&m.render(), "fhirlock_endpoint_reachable{").is_empty());
+}
+
+#[test]
+fn the_certificate_expiry_is_a_unix_time_per_endpoint_and_goes_with_it() {
+    let m = Metrics::new();
+    m.set_certificate_expiry("ns", "a", Some(1_936_742_400));
+    m.set_certificate_expiry("ns", "b", Some(1_900_000_000));
+    let text = m.render();
+    assert!(
+        text.contains("# TYPE fhirlock_certificate_expiry_timestamp_seconds gauge")
+            && text.contains(
+                "fhirlock_certificate_expiry_timestamp_seconds{namespace=\"ns\",name=\"a\"} 1936742400"
+            ),
+        "{text}"
+    );
+    // A Key Vault certificate (not seen by fhirlock) has no series; nor has a deleted endpoint.
+    m.set_certificate_expiry("ns", "b", None);
+    m.forget_endpoint("ns", "a");
+    assert!(
+        samples(
+            &m.render(),
+            "fhirlock_certificate_expiry_timestamp_seconds{"
+        )
+        .is_empty()
+    );
+    m.set_certificate_expiry("ns", "c", Some(1));
+    m.forget_all_endpoints();
+    assert!(
+        samples(
+            &m.render(),
+            "fhirlock_certificate_expiry_timestamp_seconds{"
+        )
+        .is_empty()
+    );
 }

@@ -5,6 +5,7 @@
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use fhirlock_core::Certificate;
+use fhirlock_core::certificate::{CertificateStall, Expiry, check_certificate};
 use p12_keystore::{KeyStore, KeyStoreEntry, PrivateKey, PrivateKeyChain};
 use rustls::pki_types::pem::{PemObject, SectionKind};
 
@@ -41,6 +42,32 @@ pub fn pfx_from_pem(cert_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<Certifica
         password,
         fingerprint: fingerprint(cert_pem, key_pem),
     })
+}
+
+/// The PFX for a listener on `host`, and the leaf's expiry as of `now` (Unix seconds), once
+/// `fhirlock_core::certificate::check_certificate` has found that the leaf covers `host`. A
+/// certificate that does not parse is `InvalidCertificate`; one for another host
+/// `CertificateHostMismatch`.
+pub fn listener(
+    host: &str,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    now: i64,
+) -> Result<(Certificate, Expiry), CertificateStall> {
+    let invalid = |e: anyhow::Error| CertificateStall {
+        reason: "InvalidCertificate",
+        message: format!("{e:#}"),
+    };
+    let leaf = leaf(cert_pem).map_err(invalid)?;
+    let expiry = check_certificate(host, &leaf.dns_names, leaf.not_after, now)?;
+    Ok((pfx_from_pem(cert_pem, key_pem).map_err(invalid)?, expiry))
+}
+
+/// Now, in Unix seconds, for [`listener`].
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// SHA-256 over the certificate and key, hex; identifies the Secret's content, reveals nothing.

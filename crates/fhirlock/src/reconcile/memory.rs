@@ -43,7 +43,12 @@ pub struct EndpointMemory {
     pub followup: Option<Followup>,
     pub own_writes: OwnWrites,
     pub health: HealthCheck,
+    /// The last `CertificateExpiresSoon` Warning: the certificate's notAfter, and when.
+    pub expiry_warned: Option<(i64, Instant)>,
 }
+
+/// At most one `CertificateExpiresSoon` Warning per day for one certificate.
+pub const EXPIRY_WARNING_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 /// The endpoint's backend-health checks (a POST that ARM runs as a long-running operation).
 /// Losing this costs at most one check, never a wrong condition: Reachable keeps what status says.
@@ -92,6 +97,22 @@ impl EndpointMemory {
     pub fn take_followup(&mut self, generation: Option<i64>, now: Instant) -> Option<Followup> {
         let f = self.followup.take()?;
         (f.generation == generation && now < f.until).then_some(f)
+    }
+
+    /// Whether to warn now about the certificate expiring at `not_after`: a day after the last
+    /// warning, or at once for another certificate. Losing the memory (a restart) costs one
+    /// Warning more, never one less.
+    pub fn expiry_warning_due(&mut self, not_after: i64, now: Instant) -> bool {
+        let due = match self.expiry_warned {
+            Some((warned, at)) if warned == not_after => {
+                now.saturating_duration_since(at) >= EXPIRY_WARNING_EVERY
+            }
+            _ => true,
+        };
+        if due {
+            self.expiry_warned = Some((not_after, now));
+        }
+        due
     }
 
     /// One more retryable failure: the backoff before trying again, exponential per endpoint
@@ -320,6 +341,21 @@ mod tests {
         let mut fresh = HealthCheck::default();
         assert!(!fresh.due(true, now, s(900)));
         assert!(fresh.due(true, now + s(900), s(900)));
+    }
+
+    #[test]
+    fn the_expiry_warning_is_given_once_a_day_per_certificate() {
+        let t0 = Instant::now();
+        let mut m = EndpointMemory::default();
+        let hour = Duration::from_secs(3600);
+        assert!(m.expiry_warning_due(100, t0), "the first look warns");
+        assert!(!m.expiry_warning_due(100, t0 + hour));
+        assert!(!m.expiry_warning_due(100, t0 + 23 * hour));
+        assert!(m.expiry_warning_due(100, t0 + 24 * hour), "a day later");
+        assert!(!m.expiry_warning_due(100, t0 + 25 * hour));
+        // A renewed certificate that still expires soon is told at once.
+        assert!(m.expiry_warning_due(200, t0 + 26 * hour));
+        assert!(!m.expiry_warning_due(200, t0 + 27 * hour));
     }
 
     #[test]

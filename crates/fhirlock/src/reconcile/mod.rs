@@ -9,6 +9,7 @@
 //! reconciles is in [`memory`].
 
 pub mod apply;
+mod certificate;
 mod cleanup;
 pub mod decide;
 mod finalizer;
@@ -109,8 +110,10 @@ async fn secure(
 ) -> Result<Action, Exit> {
     gates(ctx, sfe)?;
     let resolved = resolve::stage(ctx, sfe).await?; // tenancy, identity, certificate
+    certificate::report(ctx, sfe, resolved.expiry).await; // its expiry: gauge, Warning
     let seen = observe::stage(ctx, sfe, &resolved).await?; // one poll, then the reads
-    let look = seen.look(&resolved.desired, sfe);
+    let mut look = seen.look(&resolved.desired, sfe);
+    certificate::into_look(&mut look, resolved.expiry); // status.gateway.certificateNotAfter
     let mut decision = decide::decide(&look, apply::write_wait(ctx, &resolved)); // pure
     let checked = health::stage(ctx, sfe, &resolved, &seen, &decision).await; // backend health
     decision.assessment.reachability = checked.reachability;

@@ -306,6 +306,7 @@ impl Seen {
                 id: g.id.clone(),
                 private_ip_address: g.private_ip(),
                 provisioning_state: g.properties.provisioning_state.clone(),
+                certificate_not_after: None,
             }),
             previous: sfe.status.as_ref().unwrap_or(&NO_STATUS),
             generation: sfe.metadata.generation,

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use fhirlock_api::SecuredFhirEndpoint;
 use fhirlock_arm::{ArmClient, ArmConfig, AssertionSource, Cloud, CredentialConfig, Url};
+use fhirlock_core::certificate::Expiry;
 use fhirlock_core::{Certificate, Desired};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
@@ -43,6 +44,8 @@ fn stall(reason: &'static str, message: impl Into<String>) -> Stall {
 pub struct Resolved {
     pub desired: Desired,
     pub arm: ArmClient,
+    /// The listener certificate's expiry, when fhirlock has it (a Secret, not Key Vault).
+    pub expiry: Option<Expiry>,
 }
 
 pub struct Identities {
@@ -108,7 +111,7 @@ impl Identities {
         let tenant = self.config.tenant(&ns).ok_or_else(|| {
             stall("OutOfScope", format!("namespace {ns} has no entry in the operator's tenancy configuration: ask the platform team to add its Azure scopes and identity"))
         })?;
-        let certificate = self.certificate(sfe, &ns).await?;
+        let (certificate, expiry) = self.certificate(sfe, &ns).await?;
         let mut desired = Desired::from_spec(&ns, &sfe.name_any(), &sfe.spec, certificate);
         // The other endpoints as the cache holds them now (a local read, no request).
         if let Some(store) = &self.endpoints {
@@ -158,10 +161,21 @@ impl Identities {
                 c
             }
         };
-        Ok(Resolved { desired, arm })
+        Ok(Resolved {
+            desired,
+            arm,
+            expiry,
+        })
     }
 
-    async fn certificate(&self, sfe: &SecuredFhirEndpoint, ns: &str) -> Result<Certificate, Stall> {
+    /// The certificate, and its expiry when it comes from a Secret. A Secret whose certificate
+    /// does not cover spec.gateway.hostName stalls (`CertificateHostMismatch`) before any Azure
+    /// call; fhirlock looks again when the Secret changes.
+    async fn certificate(
+        &self,
+        sfe: &SecuredFhirEndpoint,
+        ns: &str,
+    ) -> Result<(Certificate, Option<Expiry>), Stall> {
         let tls = &sfe.spec.gateway.tls;
         if let Some(id) = &tls.key_vault_secret_id {
             // Admission requires keyVaultIdentityId with keyVaultSecretId; an object stored
@@ -172,23 +186,28 @@ impl Identities {
                     "spec.gateway.tls.keyVaultIdentityId is required with keyVaultSecretId: set it to the resource ID of a user-assigned identity that holds Key Vault Secrets User on the secret",
                 ));
             };
-            return Ok(Certificate::KeyVault {
-                secret_id: id.clone(),
-                identity_id: identity.clone(),
-            });
+            return Ok((
+                Certificate::KeyVault {
+                    secret_id: id.clone(),
+                    identity_id: identity.clone(),
+                },
+                None,
+            ));
         }
         let Some(r) = &tls.secret_ref else {
-            return Ok(Certificate::Unresolved {
+            let none = Certificate::Unresolved {
                 reason: "no certificate source".into(),
-            });
+            };
+            return Ok((none, None));
         };
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
         let secret = match secrets.get_opt(&r.name).await {
             Ok(Some(s)) => s,
             Ok(None) => {
-                return Ok(Certificate::Unresolved {
+                let missing = Certificate::Unresolved {
                     reason: format!("Secret {ns}/{} does not exist yet", r.name),
-                });
+                };
+                return Ok((missing, None));
             }
             Err(e) => {
                 return Err(stall(
@@ -207,8 +226,10 @@ impl Identities {
                 ),
             ));
         };
-        crate::tls::pfx_from_pem(&crt.0, &key.0)
-            .map_err(|e| stall("InvalidCertificate", format!("Secret {ns}/{}: {e}", r.name)))
+        let host = &sfe.spec.gateway.host_name;
+        crate::tls::listener(host, &crt.0, &key.0, crate::tls::unix_now())
+            .map(|(c, e)| (c, Some(e)))
+            .map_err(|s| stall(s.reason, format!("Secret {ns}/{}: {}", r.name, s.message)))
     }
 
     async fn credential(
