@@ -15,6 +15,9 @@
 //!     identity:                           # exactly one of:
 //!       workloadIdentity: { tenantId: …, clientId: …, serviceAccount: fhir-azure }
 //!       # clientSecret: { tenantId: …, clientId: …, secretName: fhir-azure }   # key clientSecret
+//!       # managedIdentity: { clientId: … } # the pod's managed identity (IMDS); no clientId:
+//!       #                                 # system-assigned. Any tenant so configured acts with
+//!       #                                 # its roles: the platform team's choice, per tenant
 //!       # operator: {}                    # the operator's own identity (AZURE_* environment)
 //!     privateNetwork:                     # optional: the wording of status.nextSteps
 //!       name: HSCN                        # default: HSCN, NHS England's IPAM and DNS teams
@@ -123,7 +126,7 @@ impl IdentityRefPolicy {
     }
 }
 
-/// Exactly one of the three ways to act in Azure.
+/// Exactly one of the four ways to act in Azure.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Identity {
@@ -134,9 +137,23 @@ pub struct Identity {
     /// A client secret kept in a Secret of this namespace (key `clientSecret`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<ClientSecret>,
+    /// The managed identity of the node or pod fhirlock runs on (IMDS, or App Service's
+    /// IDENTITY_ENDPOINT), without a secret. Every tenant given it acts with all of its roles,
+    /// so only the operator's administrator grants it, per tenant; no namespace can ask for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_identity: Option<ManagedIdentity>,
     /// The operator's own identity, from its AZURE_* environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator: Option<serde_json::Value>,
+}
+
+/// `identity.managedIdentity`: a user-assigned identity by its client ID, or (empty) the
+/// system-assigned one.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ManagedIdentity {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -165,11 +182,12 @@ impl OperatorConfig {
             let set = [
                 t.identity.workload_identity.is_some(),
                 t.identity.client_secret.is_some(),
+                t.identity.managed_identity.is_some(),
                 t.identity.operator.is_some(),
             ];
             if set.iter().filter(|b| **b).count() != 1 {
                 anyhow::bail!(
-                    "{}: tenant {}: identity must set exactly one of workloadIdentity, clientSecret, operator",
+                    "{}: tenant {}: identity must set exactly one of workloadIdentity, clientSecret, managedIdentity, operator",
                     path.display(),
                     t.namespace
                 );
@@ -445,6 +463,39 @@ mod tests {
                 .contains("privateNetwork.addressing must not be empty"),
             "{empty}"
         );
+    }
+
+    #[test]
+    fn a_tenant_may_be_given_the_pods_managed_identity_and_nothing_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |identity: &str| {
+            let p = dir.path().join("tenancy.yaml");
+            std::fs::write(
+                &p,
+                format!("tenants:\n- namespace: fhir\n  scopes: []\n  identity: {identity}\n"),
+            )
+            .unwrap();
+            OperatorConfig::load(&p)
+        };
+        let system = load("{managedIdentity: {}}").unwrap();
+        assert_eq!(
+            system.tenant("fhir").unwrap().identity.managed_identity,
+            Some(ManagedIdentity { client_id: None })
+        );
+        let user =
+            load("{managedIdentity: {clientId: 6f1c2a52-0000-4000-8000-00000000c009}}").unwrap();
+        assert_eq!(
+            user.tenant("fhir").unwrap().identity.managed_identity,
+            Some(ManagedIdentity {
+                client_id: Some("6f1c2a52-0000-4000-8000-00000000c009".into())
+            })
+        );
+        let both = load("{managedIdentity: {}, operator: {}}").unwrap_err();
+        assert!(both.to_string().contains("exactly one of"), "{both}");
+        let typo = load("{managedIdentity: {clientID: x}}").unwrap_err();
+        assert!(typo.to_string().contains("unknown field"), "{typo}");
+        // `identity: managed` is not a shorthand: the map says which identity.
+        assert!(load("managed").is_err());
     }
 
     #[test]

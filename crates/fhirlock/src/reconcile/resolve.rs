@@ -296,6 +296,12 @@ impl Identities {
                 ),
             ));
         }
+        if let Some(m) = &identity.managed_identity {
+            // The tenancy said so; the endpoint cannot (identityRef names Secrets only).
+            let key = format!("mi:{}", m.client_id.as_deref().unwrap_or("system"));
+            let client_id = m.client_id.clone();
+            return Ok((key, CredentialConfig::ManagedIdentity { client_id }));
+        }
         if let Some(c) = &identity.client_secret {
             let (version, get) = self.identity_secret(ns, &c.secret_name, "Secret").await?;
             let secret = get("clientSecret").ok_or_else(|| {
