@@ -19,9 +19,11 @@ use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt as _, predicates, watcher};
 
 use crate::config::OperatorConfig;
+use crate::metrics_auth::Authorizer;
 use crate::reconcile::resolve::Identities;
 use crate::reconcile::{self, Context, Error, Settings};
-use crate::telemetry::{self, Metrics};
+use crate::telemetry::{self, Metrics, Secure, Serving};
+use crate::watch_health::WatchHealth;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
@@ -31,6 +33,20 @@ pub struct RunArgs {
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
+    /// Serve that port over HTTPS and /metrics only to callers the apiserver authenticates
+    /// (TokenReview) and authorises for GET /metrics (SubjectAccessReview), as controller-runtime's
+    /// secure metrics. Off by default, as there; the Helm chart turns it on.
+    #[arg(long)]
+    pub metrics_secure: bool,
+    /// With --metrics-secure: a directory with tls.crt and tls.key (a mounted Secret, re-read when
+    /// it changes). Without it a self-signed certificate is made at start.
+    #[arg(long, requires = "metrics_secure")]
+    pub metrics_cert_dir: Option<PathBuf>,
+    /// /healthz fails once a watch (of the endpoints, or of a tenant namespace's Secrets) has
+    /// failed this many seconds without a success in between: the apiserver gone, or the RBAC to
+    /// list them revoked.
+    #[arg(long, default_value_t = 120)]
+    pub watch_failure_seconds: u64,
     /// Run with a Lease so that, of several replicas, only the leader acts.
     #[arg(long)]
     pub leader_election: bool,
@@ -114,7 +130,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .unwrap_or_else(crate::leader::Gate::always);
 
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
-    let (controller, store) = endpoint_controller(&client, ready_tx);
+    let health = WatchHealth::new(Duration::from_secs(args.watch_failure_seconds.max(1)));
+    let serving = Serving {
+        metrics: metrics.clone(),
+        ready: ready_rx,
+        health: health.clone(),
+        secure: secure_metrics(&args, &client)?,
+    };
+    let (controller, store) = endpoint_controller(&client, ready_tx, &health);
     let ctx = Arc::new(Context {
         client: client.clone(),
         identities: Identities::new(client.clone(), config, metrics.clone())?
@@ -134,8 +157,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     tokio::spawn(telemetry::serve(
         args.metrics_addr,
-        metrics,
-        ready_rx,
+        serving,
         shutdown.clone(),
     ));
 
@@ -145,16 +167,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         secrets_watched_in = ?namespaces,
         "fhirlock controller starting"
     );
-    watch_tenant_secrets(controller, &client, &namespaces, store, tenant_secrets)
-        .with_config(Config::default().concurrency(args.concurrency))
-        .graceful_shutdown_on(shutdown.clone())
-        .run(reconcile_guarded, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "reconcile");
-            }
-        })
-        .await;
+    watch_tenant_secrets(
+        controller,
+        &client,
+        &namespaces,
+        store,
+        tenant_secrets,
+        &health,
+    )
+    .with_config(Config::default().concurrency(args.concurrency))
+    .graceful_shutdown_on(shutdown.clone())
+    .run(reconcile_guarded, error_policy, ctx)
+    .for_each(|r| async move {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "reconcile");
+        }
+    })
+    .await;
     if let Some(l) = leadership {
         l.step_down().await;
     }
@@ -163,6 +192,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
 pub(crate) type Endpoints = DeserializeGuard<SecuredFhirEndpoint>;
 
+/// `--metrics-secure`: the port's TLS configuration, and the apiserver as the judge of who may
+/// read `/metrics`.
+fn secure_metrics(args: &RunArgs, client: &kube::Client) -> anyhow::Result<Option<Secure>> {
+    if !args.metrics_secure {
+        return Ok(None);
+    }
+    let (tls, _) = crate::metrics_auth::tls_config(args.metrics_cert_dir.as_deref())?;
+    Ok(Some(Secure {
+        tls,
+        authorizer: Arc::new(Authorizer::new(client.clone())),
+    }))
+}
+
 /// The controller over every endpoint, and the cache it reads. `ready` turns true once the first
 /// list of endpoints is in the cache (`/readyz`). Signalled from the watch stream itself rather
 /// than `Store::wait_until_ready`: in kube-runtime 5 that future wakes only its latest waiter, and
@@ -170,12 +212,15 @@ pub(crate) type Endpoints = DeserializeGuard<SecuredFhirEndpoint>;
 fn endpoint_controller(
     client: &kube::Client,
     ready: tokio::sync::watch::Sender<bool>,
+    health: &WatchHealth,
 ) -> (Controller<Endpoints>, reflector::Store<Endpoints>) {
     // One malformed object must not stop the watch: DeserializeGuard keeps it out of the cache.
     let endpoints: Api<Endpoints> = Api::all(client.clone());
     let (store, writer) = reflector::store();
+    let watch_health = health.clone();
     let stream = watcher(endpoints, watcher::Config::default().any_semantic())
         .default_backoff()
+        .inspect(move |item| watch_health.observe("securedfhirendpoints", item))
         .reflect(writer)
         .inspect(move |event| {
             if matches!(event, Ok(watcher::Event::InitDone)) && !*ready.borrow() {
@@ -185,7 +230,10 @@ fn endpoint_controller(
         })
         .applied_objects();
     let controller = Controller::for_stream(stream, store.clone());
-    (watch_peers(controller, client, store.clone()), store)
+    (
+        watch_peers(controller, client, store.clone(), health),
+        store,
+    )
 }
 
 /// A spec change to one endpoint (created, changed, deleted: a new generation) reconciles the
@@ -197,10 +245,13 @@ fn watch_peers(
     controller: Controller<Endpoints>,
     client: &kube::Client,
     store: reflector::Store<Endpoints>,
+    health: &WatchHealth,
 ) -> Controller<Endpoints> {
     let api: Api<Endpoints> = Api::all(client.clone());
+    let health = health.clone();
     let changes = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
+        .inspect(move |item| health.observe("securedfhirendpoints (spec changes)", item))
         .touched_objects()
         .predicate_filter(predicates::generation, Default::default());
     controller.watches_stream(changes, move |changed: Endpoints| {
@@ -292,24 +343,30 @@ fn watch_tenant_secrets(
     namespaces: &BTreeSet<String>,
     endpoints: reflector::Store<Endpoints>,
     tenant_secrets: Vec<(String, String)>,
+    health: &WatchHealth,
 ) -> Controller<Endpoints> {
     let tenant_secrets = Arc::new(tenant_secrets);
     namespaces.iter().fold(controller, |c, ns| {
         let (endpoints, tenant_secrets) = (endpoints.clone(), tenant_secrets.clone());
-        c.watches(
+        let (health, name) = (health.clone(), format!("secrets in {ns}"));
+        // As Controller::watches builds it, with the watch's health reported on the way.
+        let secrets = watcher(
             Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), ns),
             watcher::Config::default(),
-            move |secret| {
-                let all = endpoints.state();
-                let all = all.iter().filter_map(|g| g.0.as_ref().ok());
-                endpoints_for_secret(
-                    &secret.namespace().unwrap_or_default(),
-                    &secret.name_any(),
-                    all,
-                    &tenant_secrets,
-                )
-            },
         )
+        .default_backoff()
+        .inspect(move |item| health.observe(&name, item))
+        .touched_objects();
+        c.watches_stream(secrets, move |secret: PartialObjectMeta<Secret>| {
+            let all = endpoints.state();
+            let all = all.iter().filter_map(|g| g.0.as_ref().ok());
+            endpoints_for_secret(
+                &secret.namespace().unwrap_or_default(),
+                &secret.name_any(),
+                all,
+                &tenant_secrets,
+            )
+        })
     })
 }
 

@@ -324,9 +324,13 @@ async fn serve_reports_a_bind_failure() {
     let addr = taken.local_addr().unwrap();
     let (_tx, rx) = watch::channel(true);
     let health = WatchHealth::new(Duration::from_secs(1));
-    let err = serve(addr, serving(&Metrics::new(), rx, &health), std::future::pending())
-        .await
-        .unwrap_err();
+    let err = serve(
+        addr,
+        serving(&Metrics::new(), rx, &health),
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err();
     assert!(format!("{err:#}").contains(&addr.to_string()), "{err:#}");
 }
 
@@ -363,7 +367,10 @@ async fn https_get(
     let _ = conn.read_to_end(&mut raw).await;
     let raw = String::from_utf8_lossy(&raw);
     let (head, body) = raw.split_once("\r\n\r\n").expect("a complete response");
-    (head.split(' ').nth(1).unwrap().parse().unwrap(), body.to_owned())
+    (
+        head.split(' ').nth(1).unwrap().parse().unwrap(),
+        body.to_owned(),
+    )
 }
 
 #[tokio::test]
@@ -373,8 +380,7 @@ async fn secure_serving_is_tls_and_never_serves_metrics_it_could_not_authorise()
     let gone = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let apiserver = format!("https://{}", gone.local_addr().unwrap());
     drop(gone);
-    let client =
-        kube::Client::try_from(kube::Config::new(apiserver.parse().unwrap())).unwrap();
+    let client = kube::Client::try_from(kube::Config::new(apiserver.parse().unwrap())).unwrap();
     let (_tx, rx) = watch::channel(true);
     let health = WatchHealth::new(Duration::from_secs(60));
     let mut s = serving(&Metrics::new(), rx, &health);
@@ -388,13 +394,22 @@ async fn secure_serving_is_tls_and_never_serves_metrics_it_could_not_authorise()
 
     // Plain HTTP gets no answer from a TLS port.
     let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
-    plain.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+    plain
+        .write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
     let mut raw = Vec::new();
     let _ = plain.read_to_end(&mut raw).await;
-    assert!(!String::from_utf8_lossy(&raw).contains("fhirlock_"), "served over plain HTTP");
+    assert!(
+        !String::from_utf8_lossy(&raw).contains("fhirlock_"),
+        "served over plain HTTP"
+    );
 
     // The probes need no token; /metrics does.
-    assert_eq!(https_get(addr, &cert, "/healthz", None).await, (200, "ok".into()));
+    assert_eq!(
+        https_get(addr, &cert, "/healthz", None).await,
+        (200, "ok".into())
+    );
     assert_eq!(https_get(addr, &cert, "/readyz", None).await.0, 200);
     assert_eq!(https_get(addr, &cert, "/metrics", None).await.0, 401);
     assert_eq!(https_get(addr, &cert, "/metrics", Some("")).await.0, 401);
