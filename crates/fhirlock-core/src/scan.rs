@@ -384,8 +384,9 @@ mod tests {
             "scmIpSecurityRestrictionsUseMain": true, "minTlsVersion": "1.2", "ftpsState": "Disabled"
         });
         let pe = json!({"id": "/x/privateEndpointConnections/pe", "properties": {"privateLinkServiceConnectionState": {"status": "Approved"}}});
-        // (site properties, config/web, private endpoint connections) -> codes
-        let table: Vec<(Value, Value, Option<Vec<Value>>, Vec<&str>)> = vec![
+        // (site properties, config/web, private endpoint connections, codes)
+        type Case = (Value, Value, Option<Vec<Value>>, Vec<&'static str>);
+        let table: Vec<Case> = vec![
             (
                 json!({"httpsOnly": false, "publicNetworkAccess": "Enabled"}),
                 open.clone(),
