@@ -756,6 +756,12 @@ async fn plan_detailed_exitcode_tells_pending_from_converged_from_stopped() {
         "changes pending on the wide-open estate:\n{out}\n{err}"
     );
     assert!(out.contains("GatewaySubnet"), "{out}");
+    // WAF_v2: the policy is created first, with DRS 2.2, and the gateway says it waits for it.
+    let at = |s: &str| out.find(s).unwrap_or_else(|| panic!("no {s:?} in:\n{out}"));
+    assert!(at("WafPolicy Put ") < at("Gateway Put "), "{out}");
+    at("agw-fhir-waf\n   why: a WAF_v2 gateway needs a WAF policy");
+    at("(absent) -> \"WAF policy in Prevention mode with Microsoft_DefaultRuleSet 2.2\"");
+    at("Succeeded, and WAF policy agw-fhir-waf to exist and be Succeeded)");
     let (code, out, err) = plan(example, false);
     assert_eq!(
         code, 0,

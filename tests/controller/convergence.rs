@@ -403,6 +403,10 @@ fn preserve_stalls_on_the_txt_record_then_binds_the_host_and_passes_it_through()
             "/spec/gateway/sku",
             json!({"tier": "Standard_v2", "minCapacity": 1, "maxCapacity": 3}),
         ),
+        // Admission allows spec.gateway.waf only with WAF_v2.
+        ("/spec/gateway/waf", Value::Null),
+        // The end deletes the endpoint: what Preserve created goes with it.
+        ("/spec/deletionPolicy", json!("Delete")),
     ];
     // A short resync: Azure says whether the record exists only by accepting the binding, and
     // fhirlock tries it again once per resync.
@@ -484,5 +488,270 @@ fn preserve_stalls_on_the_txt_record_then_binds_the_host_and_passes_it_through()
     assert_eq!(
         p["probes"][0]["properties"]["pickHostNameFromBackendHttpSettings"],
         false
+    );
+    let created = obj["status"]["createdResources"].to_string();
+    assert!(
+        created.contains("hostNameBindings/fhir.trust.nhs.uk")
+            && created.contains("certificates/fhir-server-fhir-trust-nhs-uk"),
+        "recorded before their PUTs: {created}"
+    );
+    let site_before = rt().block_on(portal.get(&site(), WEB)).unwrap().unwrap();
+    assert!(
+        site_before["properties"]["hostNames"]
+            .to_string()
+            .contains("fhir.trust.nhs.uk"),
+        "{site_before}"
+    );
+
+    // deletionPolicy Delete: the gateway, then the binding, then the certificate.
+    rt().block_on(emu.control.call("DELETE", "/_emulator/requests", None))
+        .unwrap();
+    kubectl_ok(&["delete", "sfe", &name, "-n", &ns, "--timeout=120s"]);
+    let binding_id = format!("{}/hostNameBindings/fhir.trust.nhs.uk", site());
+    rt().block_on(async {
+        assert!(portal.get(&gateway(), NET).await.unwrap().is_none());
+        assert!(
+            portal.get(&binding_id, WEB).await.unwrap().is_none(),
+            "the binding fhirlock created is gone"
+        );
+        assert!(
+            portal.get(&cert_id, WEB).await.unwrap().is_none(),
+            "the certificate fhirlock uploaded is gone"
+        );
+    });
+    let log = rt()
+        .block_on(
+            emu.control
+                .call("GET", "/_emulator/requests?writesOnly=true", None),
+        )
+        .unwrap();
+    let deletes: Vec<&str> = log["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["method"] == "DELETE" && r["principal"] == OPERATOR_OBJECT)
+        .filter(|r| r["status"].as_u64().is_some_and(|s| s < 300))
+        .map(|r| r["resourceType"].as_str().unwrap())
+        .collect();
+    let at = |t: &str| deletes.iter().position(|x| x.eq_ignore_ascii_case(t));
+    let (gw, bind, cert) = (
+        at("Microsoft.Network/applicationGateways"),
+        at("Microsoft.Web/sites/hostNameBindings"),
+        at("Microsoft.Web/certificates"),
+    );
+    assert!(
+        gw.is_some() && gw < bind && bind < cert,
+        "gateway, binding, certificate: {deletes:?}"
+    );
+    // The site itself stays as it was, but for the host name it no longer serves and the VNet
+    // integration the teardown ends.
+    let site_after = rt()
+        .block_on(portal.get(&site(), WEB))
+        .unwrap()
+        .expect("the site is never deleted");
+    for f in [
+        "serverFarmId",
+        "httpsOnly",
+        "customDomainVerificationId",
+        "defaultHostName",
+        "publicNetworkAccess",
+    ] {
+        assert_eq!(
+            site_after["properties"][f], site_before["properties"][f],
+            "{f}"
+        );
+    }
+    assert_eq!(
+        site_after["properties"]["hostNames"],
+        json!(["fhir-server.azurewebsites.net"])
+    );
+    assert_eq!(site_after["tags"], site_before["tags"]);
+}
+
+/// Whether a gateway as ARM holds it has a WAF: the inline configuration or a policy.
+fn has_waf(gw: &Value) -> bool {
+    let p = &gw["properties"];
+    !p["webApplicationFirewallConfiguration"].is_null() || !p["firewallPolicy"]["id"].is_null()
+}
+
+#[test]
+fn an_inline_waf_gateway_takes_fhirlocks_policy_in_one_put_and_standard_v2_leaves_no_waf() {
+    let _s = serial();
+    let standard = [
+        (
+            "/spec/gateway/sku",
+            json!({"tier": "Standard_v2", "minCapacity": 1, "maxCapacity": 3}),
+        ),
+        ("/spec/gateway/waf", Value::Null),
+    ];
+    // A short resync, so that the end sees full looks after the policy is gone.
+    let flags = ["--resync-seconds", "2"];
+    let World {
+        ns,
+        emu,
+        mut op,
+        name,
+    } = world("e2e-waf", 0.01, &flags, &standard);
+    wait_for(&op, &ns, &name, READY, "Ready on Standard_v2", is_ready);
+
+    // What the release before WAF policies made of a WAF_v2 spec: the same gateway, owner tag
+    // and all, tier WAF_v2 with the inline configuration (OWASP 3.2, Prevention). Planted by
+    // another principal while no operator runs.
+    op.kill();
+    let portal = emu.portal().unwrap();
+    let policy = format!(
+        "{}/providers/Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies/agw-fhir-waf",
+        fhirlock_tests::emulator::rg("fhir")
+    );
+    let mut gw = rt().block_on(portal.get(&gateway(), NET)).unwrap().unwrap();
+    assert_eq!(gw["tags"]["fhirlock-owner"], json!(format!("{ns}/{name}")));
+    gw["properties"]["sku"]["name"] = json!("WAF_v2");
+    gw["properties"]["sku"]["tier"] = json!("WAF_v2");
+    gw["properties"]["webApplicationFirewallConfiguration"] = json!({"enabled": true,
+        "firewallMode": "Prevention", "ruleSetType": "OWASP", "ruleSetVersion": "3.2"});
+    rt().block_on(async {
+        if let fhirlock_arm::WriteOutcome::Accepted(o) =
+            portal.put(&gateway(), NET, &gw).await.unwrap()
+        {
+            while !matches!(
+                portal.poll(&o).await.unwrap(),
+                fhirlock_arm::OperationStatus::Succeeded
+            ) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+
+    // The new release, the spec on WAF_v2 (the example: fhirlock's policy, Prevention). Someone
+    // reads the gateway all through the migration: it never shows without a WAF.
+    endpoint_in(&emu, &ns, &[]);
+    rt().block_on(emu.control.reset_stats()).unwrap();
+    rt().block_on(emu.control.call("DELETE", "/_emulator/requests", None))
+        .unwrap();
+    op.restart().unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let samples = std::thread::scope(|s| {
+        let sampler = s.spawn(|| {
+            let mut seen = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                seen.push(rt().block_on(portal.get(&gateway(), NET)).unwrap().unwrap());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            seen
+        });
+        let obj = wait_for(
+            &op,
+            &ns,
+            &name,
+            READY,
+            "Ready on fhirlock's policy",
+            is_ready,
+        );
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            obj["status"]["createdResources"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(policy)),
+            "{}",
+            obj["status"]["createdResources"]
+        );
+        sampler.join().unwrap()
+    });
+    assert!(samples.len() > 2, "{} samples", samples.len());
+    for gw in &samples {
+        assert!(has_waf(gw), "a gateway without a WAF: {gw}");
+    }
+    let end = &samples.last().unwrap()["properties"];
+    assert_eq!(
+        end["firewallPolicy"]["id"].as_str().map(str::to_lowercase),
+        Some(policy.to_lowercase())
+    );
+    assert!(
+        end["webApplicationFirewallConfiguration"].is_null(),
+        "{end}"
+    );
+    // Exactly one gateway PUT: it attaches the policy and drops the inline block at once, after
+    // the policy exists.
+    assert_eq!(gateway_puts(&emu, OPERATOR_OBJECT), 1);
+    let log = super::deployment::recorded(&emu);
+    let ours = |method: &str, path: &str| -> Vec<&Value> {
+        log.iter()
+            .filter(|r| r["principal"] == OPERATOR_OBJECT && r["method"] == method)
+            .filter(|r| r["path"].as_str().unwrap().eq_ignore_ascii_case(path))
+            .collect()
+    };
+    let gw_puts = ours("PUT", &gateway());
+    let policy_puts = ours("PUT", &policy);
+    assert_eq!((gw_puts.len(), policy_puts.len()), (1, 1), "{log:?}");
+    assert!(policy_puts[0]["seq"].as_u64() < gw_puts[0]["seq"].as_u64());
+    let body = &gw_puts[0]["body"];
+    assert!(has_waf(body), "{body}");
+    assert!(body["properties"]["webApplicationFirewallConfiguration"].is_null());
+    assert_eq!(body["properties"]["forceFirewallPolicyAssociation"], true);
+    assert_eq!(
+        policy_puts[0]["body"]["properties"]["managedRules"]["managedRuleSets"],
+        json!([{"ruleSetType": "Microsoft_DefaultRuleSet", "ruleSetVersion": "2.2"}])
+    );
+
+    // Back to Standard_v2: no WAF on the gateway, fhirlock's policy deleted once it is unused,
+    // and forgotten: status no longer records it, so no look reads it again.
+    rt().block_on(emu.control.call("DELETE", "/_emulator/requests", None))
+        .unwrap();
+    endpoint_in(&emu, &ns, &standard);
+    let forgotten = |o: &Value| {
+        is_ready(o)
+            && !o["status"]["createdResources"]
+                .to_string()
+                .contains("agw-fhir-waf")
+    };
+    wait_for(
+        &op,
+        &ns,
+        &name,
+        READY,
+        "Standard_v2, the policy forgotten",
+        forgotten,
+    );
+    let gw = rt().block_on(portal.get(&gateway(), NET)).unwrap().unwrap();
+    assert_eq!(gw["properties"]["sku"]["tier"], "Standard_v2");
+    assert!(!has_waf(&gw), "a WAF remnant: {}", gw["properties"]);
+    assert!(
+        rt().block_on(portal.get(&policy, NET)).unwrap().is_none(),
+        "the policy is left"
+    );
+    let log = super::deployment::recorded(&emu);
+    let ours = |method: &str, path: &str| -> Vec<u64> {
+        log.iter()
+            .filter(|r| r["principal"] == OPERATOR_OBJECT && r["method"] == method)
+            .filter(|r| r["path"].as_str().unwrap().eq_ignore_ascii_case(path))
+            .map(|r| r["seq"].as_u64().unwrap())
+            .collect()
+    };
+    let (gw_puts, deletes) = (ours("PUT", &gateway()), ours("DELETE", &policy));
+    assert_eq!((gw_puts.len(), deletes.len()), (1, 1), "{log:?}");
+    assert!(gw_puts[0] < deletes[0], "the gateway lets go first");
+    // From here on, full looks (a resync every 2 s) never read the deleted policy.
+    rt().block_on(emu.control.reset_stats()).unwrap();
+    let vnet_gets = || {
+        requests_by(&emu, OPERATOR_OBJECT, |e| {
+            e["method"] == "GET" && e["resourceType"] == "Microsoft.Network/virtualNetworks"
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while vnet_gets() < 3 {
+        assert!(std::time::Instant::now() < deadline, "no full looks");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let policy_gets = requests_by(&emu, OPERATOR_OBJECT, |e| {
+        e["method"] == "GET"
+            && e["resourceType"]
+                == "Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies"
+    });
+    assert_eq!(
+        policy_gets,
+        0,
+        "{}",
+        rt().block_on(emu.control.stats()).unwrap()
     );
 }

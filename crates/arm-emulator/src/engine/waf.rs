@@ -20,9 +20,12 @@ use crate::validate::{NET_AGW, props};
 pub const NET_WAF: &str = "Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies";
 
 /// Rule sets Application Gateway WAF v2 offers (Learn "Web Application Firewall DRS and CRS rule
-/// groups and rules"; Learn "Upgrade CRS or DRS ruleset version"). The spec leaves `ruleSetType`
-/// free; the live list is `ApplicationGateways_ListAvailableWafRuleSets` [U: not read from a real
-/// subscription].
+/// groups and rules"; Learn "Upgrade CRS or DRS ruleset version"). DRS 2.2, which fhirlock's
+/// policies get, is GA on Application Gateway (Learn "Azure Web Application Firewall managed
+/// ruleset support policy": N = DRS 2.2; Azure Network Security Blog "General availability of
+/// Default Ruleset (DRS) 2.2 for Web Application Firewall", 29 April 2026). The spec leaves
+/// `ruleSetType` free; the live list is `ApplicationGateways_ListAvailableWafRuleSets` [U: not
+/// read from a real subscription].
 const RULE_SETS: &[(&str, &[&str])] = &[
     ("OWASP", &["3.0", "3.1", "3.2"]),
     ("Microsoft_DefaultRuleSet", &["2.1", "2.2"]),
