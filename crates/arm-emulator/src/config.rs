@@ -43,6 +43,42 @@ pub struct Config {
     /// Access-token lifetime in seconds (Entra's default is about an hour).
     #[serde(default = "default_token_lifetime")]
     pub token_lifetime_seconds: u64,
+    /// The host's managed identities, for `/msi/token` and `/metadata/identity/oauth2/token`
+    /// (`managed_identity.rs`).
+    #[serde(default)]
+    pub managed_identity: ManagedIdentityConfig,
+}
+
+/// `managedIdentity`: which clients of `tenants` the emulated host has as managed identities.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ManagedIdentityConfig {
+    /// The value `X-IDENTITY-HEADER` must carry (App Service's `IDENTITY_HEADER`).
+    #[serde(default = "default_identity_header")]
+    pub header: String,
+    /// The client id answered when a request names none.
+    #[serde(default)]
+    pub system_assigned: Option<String>,
+    /// Client ids a request may name (`client_id`, or the client's `object_id`).
+    #[serde(default)]
+    pub user_assigned: Vec<String>,
+}
+
+impl Default for ManagedIdentityConfig {
+    fn default() -> Self {
+        ManagedIdentityConfig {
+            header: default_identity_header(),
+            system_assigned: None,
+            user_assigned: Vec::new(),
+        }
+    }
+}
+
+/// The development `IDENTITY_HEADER`.
+pub const DEV_IDENTITY_HEADER: &str = "fhirlock-dev-identity-header";
+
+fn default_identity_header() -> String {
+    DEV_IDENTITY_HEADER.into()
 }
 
 fn default_token_lifetime() -> u64 {

@@ -21,6 +21,7 @@ pub mod faults;
 pub mod ids;
 pub mod jwt;
 pub mod key_vault;
+pub mod managed_identity;
 pub mod requests;
 pub mod server;
 pub mod state;

@@ -194,6 +194,8 @@ impl Engine {
         let lower = path.to_ascii_lowercase();
         let outcome = if lower.starts_with("/_emulator/") || lower == "/_emulator" {
             Outcome::Respond(self.control(req, now))
+        } else if let Some(p) = crate::managed_identity::Protocol::of(&lower) {
+            Outcome::Respond(self.managed_identity(p, req, now))
         } else if lower.starts_with("/subscriptions/") || lower.starts_with("/providers/") {
             let (o, d) = self.arm(req, now);
             delay_ms = d;
