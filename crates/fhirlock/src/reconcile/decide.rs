@@ -711,5 +711,9 @@ fn short(resource_id: &str) -> String {
 mod tests;
 
 #[cfg(test)]
+#[path = "decide_polls.rs"]
+mod polls;
+
+#[cfg(test)]
 #[path = "decide_created_tests.rs"]
 mod created_tests;
