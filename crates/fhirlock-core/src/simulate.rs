@@ -8,6 +8,19 @@ use crate::json::merge;
 use crate::observed::{Observed, Slot};
 use crate::plan::{Method, Step, StepKind};
 
+/// fhirlock's policy gone: read at the gateway's reference, or beside a spec's policy.
+fn delete_policy(next: &mut Observed, id: &str) {
+    let former = next
+        .former_waf_policy
+        .as_ref()
+        .and_then(|p| p["id"].as_str());
+    if former.is_some_and(|f| crate::id::same(f, id)) {
+        next.former_waf_policy = None;
+    } else {
+        next.waf_policy = None;
+    }
+}
+
 /// `o` after `step` succeeded (long-running operations included).
 pub fn apply(o: &Observed, step: &Step) -> Observed {
     let mut next = o.clone();
@@ -83,18 +96,7 @@ pub fn apply(o: &Observed, step: &Step) -> Observed {
             policy["properties"]["provisioningState"] = json!("Succeeded");
             next.waf_policy = Some(policy);
         }
-        (StepKind::DeleteWafPolicy, _) => {
-            // fhirlock's policy is read at the gateway's reference, or beside a spec's policy.
-            let former = next
-                .former_waf_policy
-                .as_ref()
-                .and_then(|p| p["id"].as_str());
-            if former.is_some_and(|f| crate::id::same(f, &step.resource_id)) {
-                next.former_waf_policy = None;
-            } else {
-                next.waf_policy = None;
-            }
-        }
+        (StepKind::DeleteWafPolicy, _) => delete_policy(&mut next, &step.resource_id),
         (StepKind::SiteCertificate, _) => {
             // ARM keeps neither the PFX nor its password, and computes the thumbprint.
             let mut cert = step.body.clone();
