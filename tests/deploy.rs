@@ -11,7 +11,9 @@
 //!   and copies of them with a required field removed or a field misspelt do not;
 //! - the chart's alerts, as rendered, fire and stay quiet as `deploy/helm/alerts_test.yaml` says,
 //!   evaluated by Prometheus' PromQL engine (`hack/alert-check`), and read only series that the
-//!   operator's own `Metrics` exports.
+//!   operator's own `Metrics` exports;
+//! - the Grafana dashboard's queries return data from the operator's `Metrics`, and the chart
+//!   ships it (off by default); secure metrics are the chart's default.
 //!
 //! The Go tools (helm, gitops-check, alert-check, the Prometheus CRDs, the Flux and Argo CD CRDs)
 //! are built or fetched once from their Go modules by `hack/*/build.sh` and cached, as
@@ -22,6 +24,8 @@
 mod alerts;
 #[path = "deploy/chart.rs"]
 mod chart;
+#[path = "deploy/dashboard.rs"]
+mod dashboard;
 #[path = "deploy/gitops.rs"]
 mod gitops;
 #[path = "deploy/health.rs"]

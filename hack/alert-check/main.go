@@ -9,6 +9,9 @@
 //	alert-check inputs TESTS EXPOSITION     every input series of TESTS is a metric EXPOSITION
 //	                                        has, with only its labels and the target labels a
 //	                                        scrape adds
+//	alert-check dashboard DASHBOARD EXPO...  every query of a Grafana dashboard (JSON model)
+//	                                        parses, names only metrics the scrapes EXPO... have,
+//	                                        and is evaluated at each scrape's time (30 s apart)
 //
 // RULES is a YAML stream: a Prometheus rule file ({groups: [...]}), or Kubernetes objects of which
 // the PrometheusRule objects are read (as `helm template` writes them).
@@ -30,7 +33,7 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 4 {
+	if len(os.Args) < 4 || (len(os.Args) > 4 && os.Args[1] != "dashboard") {
 		usage()
 	}
 	var (
@@ -45,6 +48,8 @@ func main() {
 		ok, err = checkSelectors(os.Args[2], os.Args[3], out)
 	case "inputs":
 		ok, err = checkInputs(os.Args[2], os.Args[3], out)
+	case "dashboard":
+		ok, err = checkDashboard(os.Args[2], os.Args[3:], out)
 	default:
 		usage()
 	}
@@ -59,6 +64,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: alert-check test RULES TESTS | selectors RULES EXPOSITION | inputs TESTS EXPOSITION")
+	fmt.Fprintln(os.Stderr, "usage: alert-check test RULES TESTS | selectors RULES EXPOSITION | inputs TESTS EXPOSITION | dashboard DASHBOARD EXPOSITION...")
 	os.Exit(2)
 }

@@ -25,6 +25,17 @@ fn want_tenant() -> Value {
     ])
 }
 
+fn want_metrics_auth() -> Value {
+    json!([
+        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+        {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
+    ])
+}
+
+fn want_metrics_reader() -> Value {
+    json!([{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}])
+}
+
 fn want_leases() -> Value {
     json!([
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update", "patch"]},
@@ -54,6 +65,9 @@ fn tenancy_values(dir: &Path, namespaces: &[&str]) -> PathBuf {
 fn rbac_is_least_privilege_and_the_same_everywhere() {
     let plain: Vec<Value> = [
         "cluster-role",
+        "metrics-auth-role",
+        "metrics-auth-role-binding",
+        "metrics-reader-role",
         "leader-election-role",
         "tenant/role",
         "tenant/role-binding",
@@ -67,6 +81,18 @@ fn rbac_is_least_privilege_and_the_same_everywhere() {
         want_leases()
     );
     assert_eq!(rules(&plain, "Role", "fhirlock-tenant"), want_tenant());
+    assert_eq!(
+        rules(&plain, "ClusterRole", "fhirlock-metrics-auth"),
+        want_metrics_auth()
+    );
+    assert_eq!(
+        rules(&plain, "ClusterRole", "fhirlock-metrics-reader"),
+        want_metrics_reader()
+    );
+    assert_eq!(
+        find(&plain, "ClusterRoleBinding", "fhirlock-metrics-auth")["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "fhirlock", "namespace": OPERATOR_NS}])
+    );
     let binding = find(&plain, "RoleBinding", "fhirlock-tenant");
     assert_eq!(binding["roleRef"]["name"], "fhirlock-tenant");
     assert_eq!(
@@ -78,6 +104,23 @@ fn rbac_is_least_privilege_and_the_same_everywhere() {
     // one Role and RoleBinding in each tenant namespace (once, however often it is listed).
     let chart = docs(&helm_template(&[]));
     assert_eq!(rules(&chart, "ClusterRole", "fhirlock"), want_cluster());
+    // Secure metrics, the default: the two review creates for the operator, and the reader role.
+    assert_eq!(
+        rules(&chart, "ClusterRole", "fhirlock-metrics-auth"),
+        want_metrics_auth()
+    );
+    assert_eq!(
+        rules(&chart, "ClusterRole", "fhirlock-metrics-reader"),
+        want_metrics_reader()
+    );
+    let plain_metrics = docs(&helm_template(&["--set", "metrics.secure=false"]));
+    assert!(
+        !plain_metrics.iter().any(|o| o["metadata"]["name"]
+            .as_str()
+            .unwrap_or("")
+            .contains("metrics-")),
+        "metrics.secure=false needs no review rights"
+    );
     assert_eq!(
         rules(&chart, "Role", "fhirlock-leader-election"),
         want_leases()
@@ -110,6 +153,12 @@ fn rbac_is_least_privilege_and_the_same_everywhere() {
         ("service-account", "base/rbac/service-account"),
         ("cluster-role", "base/rbac/cluster-role"),
         ("cluster-role-binding", "base/rbac/cluster-role-binding"),
+        ("metrics-auth-role", "base/rbac/metrics-auth-role"),
+        (
+            "metrics-auth-role-binding",
+            "base/rbac/metrics-auth-role-binding",
+        ),
+        ("metrics-reader-role", "base/rbac/metrics-reader-role"),
         ("leader-election-role", "base/rbac/leader-election-role"),
         (
             "leader-election-role-binding",
@@ -238,6 +287,26 @@ fn table() -> Vec<(&'static str, &'static str, At, bool)> {
             false,
         ),
         ("impersonate", "serviceaccounts", AllNamespaces, false),
+        // Secure metrics: asking the apiserver about a /metrics caller, nothing more.
+        (
+            "create",
+            "tokenreviews.authentication.k8s.io",
+            Cluster,
+            true,
+        ),
+        (
+            "create",
+            "subjectaccessreviews.authorization.k8s.io",
+            Cluster,
+            true,
+        ),
+        ("get", "tokenreviews.authentication.k8s.io", Cluster, false),
+        (
+            "create",
+            "localsubjectaccessreviews.authorization.k8s.io",
+            Tenant(0),
+            false,
+        ),
     ]);
     t
 }
