@@ -371,7 +371,7 @@ fn a_policy_id_in_place_of_fhirlocks_own_deletes_it_once_the_gateway_lets_go() {
     assert!(end.former_waf_policy.is_none() && end.waf_policy.is_some());
     assert!(plan::plan(&u, &end).is_empty());
     // Deleted: status forgets it, so the next look does not read it.
-    assert_eq!(waf::gone(&u, &end), [owned.clone()]);
+    assert_eq!(waf::gone(&u, &end), std::slice::from_ref(&owned));
     // Teardown deletes it too while it is still there.
     let all = [owned.clone()];
     let t = plan::teardown(&u, &after, &all);
