@@ -52,6 +52,10 @@ MODELS = {
     ("microsoft.web/sites/config", "PATCH"): ("web", "SiteConfigResource"),
     ("microsoft.web/sites/networkconfig", "PUT"): ("web", "SwiftVirtualNetwork"),
     ("microsoft.web/sites/networkconfig", "PATCH"): ("web", "SwiftVirtualNetwork"),
+    # hostHeader Preserve: the App Service certificate (Certificates_CreateOrUpdate) and the site's
+    # host-name binding (WebApps_CreateOrUpdateHostNameBinding), Web 2024-11-01.
+    ("microsoft.web/certificates", "PUT"): ("web", "Certificate"),
+    ("microsoft.web/sites/hostnamebindings", "PUT"): ("web", "HostNameBinding"),
     ("microsoft.documentdb/databaseaccounts", "PUT"): ("cosmosdb", "DatabaseAccountCreateUpdateParameters"),
     ("microsoft.documentdb/databaseaccounts", "PATCH"): ("cosmosdb", "DatabaseAccountUpdateParameters"),
 }

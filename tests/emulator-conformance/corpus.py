@@ -31,6 +31,10 @@ WAF_ID = f"{NET}/ApplicationGatewayWebApplicationFirewallPolicies/corpus-waf"
 PLAN_ID = f"{WEB}/serverfarms/corpus-plan"
 SITE_ID = f"{WEB}/sites/corpus-site"
 COSMOS_ID = f"{RG}/providers/Microsoft.DocumentDB/databaseAccounts/corpus-cosmos"
+CERT_ID = f"{WEB}/certificates/corpus-cert"
+HOST = "fhir.corpus.test"
+BINDING_ID = f"{SITE_ID}/hostNameBindings/{HOST}"
+PFX_PASSWORD = "corpus-pfx-password"
 API = {"Microsoft.Network": "2025-01-01", "Microsoft.Web": "2024-11-01", "Microsoft.DocumentDB": "2025-04-15", "resourceGroups": "2024-03-01"}
 
 
@@ -114,6 +118,36 @@ def _cosmos():
     }
 
 
+def _pfx() -> tuple[str, str]:
+    """A PFX (base64) for HOST, self-signed, and the SHA-1 thumbprint App Service computes for it.
+    The emulator opens the PFX and binds only a certificate that covers the host, as Azure does."""
+    import base64
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import pkcs12
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    der = pkcs12.serialize_key_and_certificates(b"corpus", key, cert, None, serialization.BestAvailableEncryption(PFX_PASSWORD.encode()))
+    thumb = cert.fingerprint(hashes.SHA1()).hex().upper()
+    return base64.b64encode(der).decode(), thumb
+
+
+PFX, THUMBPRINT = _pfx()
+
+
 @dataclass
 class Base:
     """A known-good write: (method, resource id, resource type as the emulator records it, body)."""
@@ -164,6 +198,13 @@ BASES = [
     Base("PUT", f"{SITE_ID}/config/web", "Microsoft.Web/sites/config", _config()),
     Base("PATCH", f"{SITE_ID}/config/web", "Microsoft.Web/sites/config", _config()),
     Base("PUT", f"{SITE_ID}/networkConfig/virtualNetwork", "Microsoft.Web/sites/networkConfig", {"properties": {"subnetResourceId": INT_SUBNET, "swiftSupported": True}}),
+    # An App Service certificate and the host bound with it, as hostHeader Preserve writes them; the
+    # binding needs the asuid TXT record in the emulated DNS first (test_emulator_corpus.estate).
+    Base("PUT", CERT_ID, "Microsoft.Web/certificates", {"location": "uksouth", "tags": {"fhirlock-owner": "corpus"}, "properties": {
+        "pfxBlob": PFX, "password": PFX_PASSWORD, "serverFarmId": PLAN_ID}}),
+    Base("PUT", BINDING_ID, "Microsoft.Web/sites/hostNameBindings", {"properties": {
+        "siteName": "corpus-site", "hostNameType": "Verified", "customHostNameDnsRecordType": "A",
+        "azureResourceType": "Website", "sslState": "SniEnabled", "thumbprint": THUMBPRINT}}),
     Base("PUT", COSMOS_ID, "Microsoft.DocumentDB/databaseAccounts", _cosmos()),
     Base("PATCH", COSMOS_ID, "Microsoft.DocumentDB/databaseAccounts", {"tags": {"env": "corpus"}, "properties": {"publicNetworkAccess": "Enabled", "networkAclBypass": "None", "minimalTlsVersion": "Tls12"}}),
 ]

@@ -31,6 +31,12 @@ class Sender:
         url = f"{self.emu.arm}{rid}?api-version={api}"
         return self.pipeline.send_request(HttpRequest(method, url, json=body))
 
+    def verify_domain(self):
+        """Publishes the asuid TXT record App Service verifies the corpus host name by."""
+        site = self.send("GET", corpus.SITE_ID, corpus.API["Microsoft.Web"]).json()
+        record = {"name": f"asuid.{corpus.HOST}", "type": "TXT", "value": site["properties"]["customDomainVerificationId"]}
+        self.emu.control("POST", "/_emulator/dns", record)
+
     def settle(self, base):
         """Waits until the resource's own operation has finished (writes meanwhile are 409/412)."""
         if base.rtype == "resourceGroups" or base.rtype.startswith("Microsoft.Web"):
@@ -50,6 +56,8 @@ def estate(emu):
     s = Sender(emu)
     for base in corpus.BASES:
         assert cb.check_body(base.rtype, base.method, base.body, base.id) == [], f"base {base.method} {base.rtype} is clean"
+        if base.rtype == "Microsoft.Web/sites/hostNameBindings":
+            s.verify_domain()
         r = s.send(base.method, base.id, base.api, base.body)
         assert 200 <= r.status_code < 300, f"base {base.method} {base.id}: {r.status_code} {r.text()}"
         s.settle(base)
@@ -73,6 +81,9 @@ def test_the_corpus_covers_every_kind_on_every_type():
                   "Microsoft.Network/publicIPAddresses", "Microsoft.Web/sites", "Microsoft.DocumentDB/databaseAccounts"):
         assert (rtype, "tag") in kinds, rtype
     assert ("Microsoft.DocumentDB/databaseAccounts", "required") in kinds and ("Microsoft.Web/sites", "required") in kinds
+    # hostHeader Preserve's types: the binding's enums, the certificate's location and tags.
+    assert ("Microsoft.Web/sites/hostNameBindings", "enum") in kinds
+    assert ("Microsoft.Web/certificates", "required") in kinds and ("Microsoft.Web/certificates", "tag") in kinds
     assert len(REFUSED) > 80 and len(IGNORED) > 20
 
 

@@ -150,3 +150,48 @@ fn the_site_lists_its_bound_host_names_and_their_tls_state() {
         2
     );
 }
+
+#[test]
+fn a_binding_outside_the_models_enums_is_refused_before_anything_else() {
+    let mut h = H::new();
+    site_and_cosmos(&mut h);
+    // Refused on the body alone: no TXT record, no certificate needed to get this answer.
+    for (field, value) in [
+        ("sslState", "Sni"),
+        ("hostNameType", "Unverified"),
+        ("customHostNameDnsRecordType", "AAAA"),
+        ("azureResourceType", "FrontDoor"),
+    ] {
+        let e = h.fails(
+            "PUT",
+            &binding_id(HOST),
+            WEB,
+            Some(json!({"properties": {field: value}})),
+            400,
+            "BadRequest",
+        );
+        let m = e["error"]["message"].as_str().unwrap();
+        assert!(m.contains(&format!("properties.{field}")), "{m}");
+    }
+}
+
+#[test]
+fn a_certificates_read_only_fields_sent_on_put_are_dropped_for_what_the_pfx_says() {
+    let mut h = H::new();
+    site_and_cosmos(&mut h);
+    let c = h.ok(
+        "PUT",
+        &certificate_id("fhir-cert"),
+        WEB,
+        Some(json!({"location": "uksouth", "properties": {
+            "pfxBlob": pfx(HOST), "password": PASSWORD, "serverFarmId": plan_id("plan"),
+            "thumbprint": "FAKE", "issuer": "CN=someone", "expirationDate": "2099-01-01T00:00:00Z"}})),
+    );
+    let p = &c["properties"];
+    assert_eq!(p["thumbprint"].as_str().unwrap().len(), 40, "{p}");
+    assert!(
+        p["issuer"].is_null() && p["expirationDate"].is_null(),
+        "{p}"
+    );
+    assert!(p["pfxBlob"].is_null() && p["password"].is_null(), "{p}");
+}

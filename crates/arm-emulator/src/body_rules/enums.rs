@@ -279,4 +279,28 @@ pub const ENUMS: &[EnumRule] = &[
         model: "SupportedTlsVersions",
         values: &["1.0", "1.1", "1.2", "1.3"],
     },
+    EnumRule {
+        rtype: "Microsoft.Web/sites/hostNameBindings",
+        path: "properties.azureResourceType",
+        model: "AzureResourceType",
+        values: &["Website", "TrafficManager"],
+    },
+    EnumRule {
+        rtype: "Microsoft.Web/sites/hostNameBindings",
+        path: "properties.customHostNameDnsRecordType",
+        model: "CustomHostNameDnsRecordType",
+        values: &["CName", "A"],
+    },
+    EnumRule {
+        rtype: "Microsoft.Web/sites/hostNameBindings",
+        path: "properties.hostNameType",
+        model: "HostNameType",
+        values: &["Verified", "Managed"],
+    },
+    EnumRule {
+        rtype: "Microsoft.Web/sites/hostNameBindings",
+        path: "properties.sslState",
+        model: "SslState",
+        values: &["Disabled", "SniEnabled", "IpBasedEnabled"],
+    },
 ];

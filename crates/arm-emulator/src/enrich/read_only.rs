@@ -106,6 +106,29 @@ pub fn strip_read_only(rtype: &str, body: &mut Value) {
         ] {
             p.remove(k);
         }
+    } else if rtype.eq_ignore_ascii_case("Microsoft.Web/certificates") {
+        // Server-made (Web 2024-11-01 `Certificates.json`, readOnly): App Service computes them
+        // from the PFX; `thumbprint`, `subjectName` and `cerBlob` are put back from it.
+        for k in [
+            "friendlyName",
+            "subjectName",
+            "siteName",
+            "selfLink",
+            "issuer",
+            "issueDate",
+            "expirationDate",
+            "thumbprint",
+            "valid",
+            "cerBlob",
+            "publicKeyHash",
+            "hostingEnvironmentProfile",
+            "keyVaultSecretStatus",
+        ] {
+            p.remove(k);
+        }
+    } else if rtype.eq_ignore_ascii_case("Microsoft.Web/sites/hostNameBindings") {
+        // Web 2024-11-01 `HostNameBinding`: `virtualIP` is readOnly.
+        p.remove("virtualIP");
     } else if rtype.eq_ignore_ascii_case(WEB_CONFIG) {
         strip_synthetic(p);
     } else if rtype.eq_ignore_ascii_case(COSMOS) {
