@@ -224,8 +224,21 @@ fn no_azure_calls() -> Value {
     json!({"total": 0, "byPrincipal": {}})
 }
 
+/// The endpoint's TLS Secret `fhir-tls` holding a self-signed certificate for `names`, valid
+/// for `days`, created or replaced in place (a change the Secret watch reports).
+fn put_tls_secret(emu: &Emulator, ns: &str, names: &[&str], days: i64) {
+    let (cert, key) = testenv::self_signed_until(names, days).unwrap();
+    let file = emu.dir().join(format!("fhir-tls-{ns}.json"));
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": "fhir-tls", "namespace": ns},
+        "stringData": {"tls.crt": cert, "tls.key": key}});
+    std::fs::write(&file, secret.to_string()).unwrap();
+    kubectl_ok(&["apply", "-f", file.to_str().unwrap()]);
+}
+
 #[test]
-fn a_tenants_client_secret_appearing_wakes_its_stalled_endpoint_without_a_resync() {
+fn a_wrong_certificate_and_a_missing_client_secret_stall_and_each_fixed_secret_wakes_the_endpoint()
+{
     let _s = serial();
     let emu = emulator("arm-emulator-estate.yaml", 0.01);
     let ns = namespace("e2e-tenant-secret");
@@ -236,7 +249,31 @@ fn a_tenants_client_secret_appearing_wakes_its_stalled_endpoint_without_a_resync
     );
     // A resync far beyond the test: once stalled, only a watch event can wake the endpoint.
     let op = operator(&emu, &cfg, None, &["--resync-seconds", "3600"]);
-    let name = endpoint_in(&emu, &ns, &[]);
+    // The listener certificate is for another host: refused before anything else.
+    put_tls_secret(
+        &emu,
+        &ns,
+        &["other.trust.nhs.uk", "*.fhir.trust.nhs.uk"],
+        90,
+    );
+    let name = apply_endpoint(&ns, emu.dir(), &[]);
+    let message = stalled(
+        &op,
+        &ns,
+        &name,
+        "CertificateHostMismatch",
+        "not spec.gateway.hostName fhir.trust.nhs.uk",
+    );
+    assert!(
+        message.contains(&format!("Secret {ns}/fhir-tls"))
+            && message.contains("other.trust.nhs.uk, *.fhir.trust.nhs.uk"),
+        "{message}"
+    );
+    assert_eq!(azure_calls(&emu), no_azure_calls(), "stalled before Azure");
+
+    // A wildcard one label deep covers the host; it expires in 10 days. The Secret's change
+    // wakes the endpoint, which now stalls on its missing identity Secret.
+    put_tls_secret(&emu, &ns, &["*.trust.nhs.uk"], 10);
     stalled(
         &op,
         &ns,
@@ -255,7 +292,7 @@ fn a_tenants_client_secret_appearing_wakes_its_stalled_endpoint_without_a_resync
         &ns,
         &format!("--from-literal=clientSecret={OUTSIDER_SECRET}"),
     ]);
-    wait_for(
+    let obj = wait_for(
         &op,
         &ns,
         &name,
@@ -268,6 +305,77 @@ fn a_tenants_client_secret_appearing_wakes_its_stalled_endpoint_without_a_resync
         "the tenant's identity made the writes"
     );
     assert_eq!(writes_by(&emu, OPERATOR_OBJECT), 0);
+
+    // The expiry, three ways: status, the gauge, and one Warning (the passes to Ready are
+    // several, the Warning is once a day).
+    let not_after = obj["status"]["gateway"]["certificateNotAfter"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no certificateNotAfter: {}", obj["status"]));
+    let not_after: k8s_openapi::jiff::Timestamp = not_after.parse().unwrap();
+    let left = not_after.as_second() - k8s_openapi::jiff::Timestamp::now().as_second();
+    assert!((9 * 86_400..=10 * 86_400).contains(&left), "{not_after}");
+    let metrics = op.metrics().unwrap();
+    let gauge = fhirlock_testkit::operator::samples(
+        &metrics,
+        "fhirlock_certificate_expiry_timestamp_seconds",
+    );
+    let labels = format!("namespace=\"{ns}\",name=\"{name}\"");
+    assert_eq!(gauge, vec![(labels.as_str(), not_after.as_second() as f64)]);
+    let warnings: Vec<String> = events(&ns)
+        .lines()
+        .filter(|l| l.starts_with("CertificateExpiresSoon"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("expires in 9 days"), "{warnings:?}");
+}
+
+#[test]
+fn a_tenant_given_the_managed_identity_acts_as_it_and_no_other() {
+    let _s = serial();
+    // The host's managed identity is the outsider, served at App Service's endpoint.
+    let mut cfg = fhirlock_testkit::example("arm-emulator-estate.yaml").unwrap();
+    cfg["managedIdentity"] = json!({"systemAssigned": OUTSIDER_CLIENT});
+    cfg["roleAssignments"].as_array_mut().unwrap().push(json!({"principal": OUTSIDER_OBJECT, "scope": format!("/subscriptions/{SUBSCRIPTION}"), "actions": ["*"]}));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("emulator.yaml");
+    std::fs::write(&cfg_path, serde_yaml::to_string(&cfg).unwrap()).unwrap();
+    let emu = emulator(cfg_path.to_str().unwrap(), 0.01);
+    let ns = namespace("e2e-mi");
+    let tenancy = tenancy_file(
+        &emu,
+        "tenancy-mi.yaml",
+        &[tenant_entry(&ns, json!({"managedIdentity": {}}))],
+    );
+    let endpoint = format!("{}/msi/token", emu.ready.arm_endpoint);
+    let op = operator_with_env(
+        &emu,
+        &tenancy,
+        &[],
+        &[
+            ("IDENTITY_ENDPOINT", &endpoint),
+            // The emulator's default managedIdentity.header.
+            ("IDENTITY_HEADER", "fhirlock-dev-identity-header"),
+        ],
+    );
+    let name = endpoint_in(&emu, &ns, &[]);
+    wait_for(
+        &op,
+        &ns,
+        &name,
+        READY,
+        "Ready with the managed identity",
+        is_ready,
+    );
+    assert!(
+        writes_by(&emu, OUTSIDER_OBJECT) > 0,
+        "the managed identity made the writes"
+    );
+    assert_eq!(
+        writes_by(&emu, OPERATOR_OBJECT),
+        0,
+        "the operator's own identity was used"
+    );
 }
 
 /// `fhirlock_endpoint_ready` of one endpoint, waited for until it is `want`.

@@ -90,6 +90,22 @@ pub fn self_signed(host: &str) -> anyhow::Result<(String, String)> {
     Ok((cert.pem(), key.serialize_pem()))
 }
 
+/// As [`self_signed`], for several DNS names (wildcards too), valid until `days` from now
+/// (rounded down to midnight UTC; negative for one that has expired).
+pub fn self_signed_until(names: &[&str], days: i64) -> anyhow::Result<(String, String)> {
+    use k8s_openapi::jiff::{Timestamp, ToSpan as _, tz::TimeZone};
+    let key = KeyPair::generate()?;
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())?;
+    let day = (Timestamp::now() + (days * 24).hours())
+        .to_zoned(TimeZone::UTC)
+        .date();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(day.year().into(), day.month() as u8, day.day() as u8);
+    let cert = params.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
 fn dn(common_name: &str, organization: Option<&str>) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);

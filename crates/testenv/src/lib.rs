@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-pub use certs::{Pki, self_signed};
+pub use certs::{Pki, self_signed, self_signed_until};
 use process::{Process, Spec};
 
 /// Where the pinned Kubernetes binaries are: `FHIRLOCK_K8S_BINS`, else `KUBEBUILDER_ASSETS`,
