@@ -520,10 +520,7 @@ fn preserve_stalls_on_the_txt_record_then_binds_the_host_and_passes_it_through()
         );
     });
     let log = rt()
-        .block_on(
-            emu.control
-                .call("GET", "/_emulator/requests?writesOnly=true", None),
-        )
+        .block_on(emu.control.call("GET", "/_emulator/requests", None))
         .unwrap();
     let deletes: Vec<&str> = log["requests"]
         .as_array()
