@@ -8,6 +8,8 @@ mod convergence;
 mod deployment;
 #[path = "controller/lifecycle.rs"]
 mod lifecycle;
+#[path = "controller/observability.rs"]
+mod observability;
 #[path = "controller/sharing.rs"]
 mod sharing;
 #[path = "controller/tenancy.rs"]

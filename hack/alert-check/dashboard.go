@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"regexp"
@@ -87,7 +88,22 @@ type variableResult struct {
 // Prometheus' engine at each scrape's time (its result sizes are reported; which must be
 // non-empty is the caller's judgement). Each label_values(metric, label) variable must select
 // series that have that label.
-func checkDashboard(dashPath string, expoPaths []string, out *json.Encoder) (bool, error) {
+//
+// An argument --names=EXPOSITION adds the metric names of that page (e.g. one where every family
+// has a series: prometheus-client writes no # TYPE line for a family without one) to those the
+// operator exports, without its samples.
+func checkDashboard(dashPath string, args []string, out *json.Encoder) (bool, error) {
+	var expoPaths, namePaths []string
+	for _, a := range args {
+		if p, ok := strings.CutPrefix(a, "--names="); ok {
+			namePaths = append(namePaths, p)
+		} else {
+			expoPaths = append(expoPaths, a)
+		}
+	}
+	if len(expoPaths) == 0 {
+		return false, errors.New("no scrape to evaluate on")
+	}
 	data, err := os.ReadFile(dashPath)
 	if err != nil {
 		return false, err
@@ -99,6 +115,13 @@ func checkDashboard(dashPath string, expoPaths []string, out *json.Encoder) (boo
 	db, names, last, err := loadScrapes(expoPaths)
 	if err != nil {
 		return false, err
+	}
+	for _, p := range namePaths {
+		_, more, _, err := loadScrapes([]string{p})
+		if err != nil {
+			return false, err
+		}
+		maps.Copy(names, more)
 	}
 	vars, allOK, err := checkVariables(dash.Templating.List, db, out)
 	if err != nil {

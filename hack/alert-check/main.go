@@ -9,9 +9,11 @@
 //	alert-check inputs TESTS EXPOSITION     every input series of TESTS is a metric EXPOSITION
 //	                                        has, with only its labels and the target labels a
 //	                                        scrape adds
-//	alert-check dashboard DASHBOARD EXPO...  every query of a Grafana dashboard (JSON model)
-//	                                        parses, names only metrics the scrapes EXPO... have,
-//	                                        and is evaluated at each scrape's time (30 s apart)
+//	alert-check dashboard DASHBOARD [--names=EXPO] EXPO...
+//	                                        every query of a Grafana dashboard (JSON model)
+//	                                        parses, names only metrics the scrapes EXPO... (and
+//	                                        --names pages) have, and is evaluated at each
+//	                                        scrape's time (30 s apart)
 //
 // RULES is a YAML stream: a Prometheus rule file ({groups: [...]}), or Kubernetes objects of which
 // the PrometheusRule objects are read (as `helm template` writes them).

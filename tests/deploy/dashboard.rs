@@ -5,7 +5,7 @@
 
 use super::*;
 
-pub(crate) fn dashboard_path() -> PathBuf {
+fn dashboard_path() -> PathBuf {
     chart().join("dashboards/fhirlock.json")
 }
 
@@ -33,60 +33,17 @@ fn check(dashboard: &Path, pages: &[PathBuf]) -> (Vec<Value>, bool) {
     (lines, out.status.success())
 }
 
-/// Two pages of the operator's `Metrics`, a scrape interval apart, with every family the
-/// dashboard shows populated and growing between them.
+/// Two pages of the operator's `Metrics`, a scrape interval apart, every family populated.
 fn populated_pages(dir: &Path) -> Vec<PathBuf> {
-    use fhirlock::telemetry::Metrics;
-    use fhirlock_arm::{ErrorClass, RateLimitHeaders, RequestEvent, RequestObserver};
-    use std::time::Duration;
-    let m = Metrics::new();
-    let sub = "6f1c2a52-0000-4000-8000-000000000001";
-    let step = |m: &Metrics| {
-        for result in ["ok", "error", "stalled"] {
-            m.reconcile(result, Duration::from_millis(300));
-        }
-        m.drift_corrected("Microsoft.Web/sites/config");
-        m.deferred_writes(sub);
-        m.time_to_ready(420.0);
-        for (status, class) in [(200, None), (429, Some(ErrorClass::Throttled))] {
-            m.on_request(&RequestEvent {
-                method: "GET",
-                resource_type: "Microsoft.Web/sites",
-                subscription: Some(sub),
-                status: Some(status),
-                duration: Duration::from_millis(40),
-                class,
-                rate_limit: RateLimitHeaders {
-                    reads: Some(240),
-                    ..Default::default()
-                },
-                retry_after: None,
-                poll: false,
-                attempt: 0,
-            });
-        }
-    };
-    m.set_endpoint(
-        "fhir",
-        "patient-records",
-        false,
-        &[
-            ("ScmSitePublic", "High", 1),
-            ("CosmosKeyAuthEnabled", "Advisory", 1),
-        ],
-    );
-    m.set_reachable("fhir", "patient-records", Some(false));
-    m.set_endpoint("fhir", "unknown", true, &[]);
-    m.set_reachable("fhir", "unknown", None);
-    m.set_certificate_expiry("fhir", "patient-records", Some(1_900_000_000));
-    let mut pages = Vec::new();
-    for i in 0..2 {
-        step(&m);
-        let p = dir.join(format!("metrics-{i}.txt"));
-        std::fs::write(&p, m.render()).unwrap();
-        pages.push(p);
-    }
-    pages
+    fhirlock_tests::metrics::every_family(2)
+        .iter()
+        .enumerate()
+        .map(|(i, page)| {
+            let p = dir.join(format!("metrics-{i}.txt"));
+            std::fs::write(&p, page).unwrap();
+            p
+        })
+        .collect()
 }
 
 #[test]

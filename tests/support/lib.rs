@@ -3,6 +3,7 @@
 //! the emulator and operator with the tests' defaults (debug builds).
 
 pub mod emulator;
+pub mod metrics;
 pub mod operator;
 
 use std::path::Path;
