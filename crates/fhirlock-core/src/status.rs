@@ -428,7 +428,7 @@ impl Default for PrivateNetwork {
 /// The next step while Azure has not verified the host name: the exact record to ask for.
 pub fn verification_step(d: &Desired, (name, value): &(String, String)) -> String {
     format!(
-        "Ask {} for a DNS TXT record {name} with the value {value} (the App Service's customDomainVerificationId): Azure binds {} to the App Service only once it resolves",
+        "Ask {} for a public DNS TXT record {name} with the value {value} (the App Service's customDomainVerificationId; App Service looks it up on the internet, so a record only in private DNS is not seen): Azure binds {} to the App Service only once it resolves",
         d.private_network.dns, d.gateway.host_name
     )
 }

@@ -211,7 +211,7 @@ fn status_names_the_txt_record_or_the_forwarded_header() {
     let step = status::verification_step(&p, &record);
     assert!(
         step.contains(&format!(
-            "TXT record asuid.{HOST} with the value ABC123VERIFY"
+            "public DNS TXT record asuid.{HOST} with the value ABC123VERIFY"
         )),
         "{step}"
     );
