@@ -328,6 +328,8 @@ fn a_wrong_certificate_and_a_missing_client_secret_stall_and_each_fixed_secret_w
         .collect();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("expires in 9 days"), "{warnings:?}");
+    // Gone, so that later tests' endpoints on the same gateway do not conflict with it.
+    kubectl_ok(&["delete", "sfe", &name, "-n", &ns, "--timeout=60s"]);
 }
 
 #[test]
@@ -376,6 +378,7 @@ fn a_tenant_given_the_managed_identity_acts_as_it_and_no_other() {
         0,
         "the operator's own identity was used"
     );
+    kubectl_ok(&["delete", "sfe", &name, "-n", &ns, "--timeout=60s"]);
 }
 
 /// `fhirlock_endpoint_ready` of one endpoint, waited for until it is `want`.

@@ -57,7 +57,7 @@ impl Expiry {
             }
         };
         Some(format!(
-            "the listener certificate from {secret} {when} (notAfter {}): renew it in the Secret (cert-manager renews 30 days before by default) and fhirlock uploads it",
+            "the listener certificate from {secret} {when} (notAfter {}): renew it in the Secret (cert-manager renews a 90-day certificate 30 days before it ends by default) and fhirlock uploads it",
             self.not_after_rfc3339()
         ))
     }
