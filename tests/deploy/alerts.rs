@@ -9,7 +9,7 @@ fn alert_check() -> &'static Path {
 
 /// The operator's /metrics page as its own `Metrics` renders it, after one of each thing the
 /// alerts watch: a reconcile of each result the controller records (`ok`, `error`, `stalled`), an
-/// endpoint not Ready with findings, and ARM answering 429.
+/// endpoint not Ready with findings and a listener certificate, and ARM answering 429.
 fn operator_metrics_page() -> String {
     use fhirlock::telemetry::Metrics;
     use fhirlock_arm::{ErrorClass, RateLimitHeaders, RequestEvent, RequestObserver};
@@ -28,6 +28,7 @@ fn operator_metrics_page() -> String {
             ("CosmosKeyAuthEnabled", "Advisory", 1),
         ],
     );
+    m.set_certificate_expiry("fhir", "patient-records", Some(1_936_742_400));
     m.on_request(&RequestEvent {
         method: "GET",
         resource_type: "Microsoft.Web/sites",
@@ -99,7 +100,7 @@ fn chart_alerts_fire_when_they_should_on_metrics_fhirlock_exports() {
         .flat_map(|g| g["rules"].as_array().unwrap())
         .map(|r| r["alert"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(alerts.len(), 4, "{alerts:?}");
+    assert_eq!(alerts.len(), 5, "{alerts:?}");
     let tests = root().join("deploy/helm/alerts_test.yaml");
     let page = write("metrics.txt", &operator_metrics_page());
 
@@ -251,7 +252,7 @@ fn every_alert_links_to_its_runbook_in_operations_md() {
         .trim_matches('"');
     let base = format!("{repo}/blob/main/docs/operations.md#");
     let urls = runbook_urls(&[]);
-    assert_eq!(urls.len(), 4, "{urls:?}");
+    assert_eq!(urls.len(), 5, "{urls:?}");
     for (alert, url) in &urls {
         let Some(fragment) = url.strip_prefix(&base) else {
             panic!("{alert}: runbook_url {url:?} is not a section of {base}");
