@@ -138,7 +138,8 @@ fn helm_chart_lints_and_renders_objects_the_apiserver_accepts() {
             "FhirlockEndpointNotReady",
             "FhirlockFindingsPresent",
             "FhirlockArmThrottled",
-            "FhirlockReconcileErrors"
+            "FhirlockReconcileErrors",
+            "FhirlockCertificateExpiresSoon"
         ]
     );
     let exprs = rule["spec"]["groups"][0]["rules"].to_string();
