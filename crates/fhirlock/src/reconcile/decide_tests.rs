@@ -518,7 +518,9 @@ fn a_poll_says_wait_retry_proceed_or_start_afresh() {
         AfterPoll::Dropped(Note::warning(
             "OperationDropped",
             "OperationDropped",
-            format!("the operation recorded in status (Gateway on gw) is not found in Azure ({code}): looking at Azure afresh"),
+            format!(
+                "the operation recorded in status (Gateway on gw) is not found in Azure ({code}): looking at Azure afresh"
+            ),
         ))
     };
     let table = [
