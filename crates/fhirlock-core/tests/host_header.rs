@@ -238,6 +238,16 @@ fn only_azures_missing_txt_record_error_counts_as_unverified() {
     }
 }
 
+/// (name, spec, observed, status.createdResources, the teardown's host-name steps and whether
+/// each is ready)
+type TeardownCase<'a> = (
+    &'static str,
+    &'a Desired,
+    &'a Observed,
+    Vec<String>,
+    Vec<(StepKind, bool)>,
+);
+
 /// The teardown's host-name steps and whether each is ready, in plan order.
 fn teardown_kinds(d: &Desired, o: &Observed, created: &[String]) -> Vec<(StepKind, bool)> {
     plan::teardown(d, o, created)
@@ -291,13 +301,7 @@ fn teardown_removes_the_binding_after_the_gateway_and_the_certificate_last_only_
     rule_gone.site_config.as_mut().unwrap()["properties"]["ipSecurityRestrictions"] = json!([]);
     let mut defaulted = d.clone();
     defaulted.host_header = HostHeader::Default;
-    let table: Vec<(
-        &str,
-        &Desired,
-        &Observed,
-        Vec<String>,
-        Vec<(StepKind, bool)>,
-    )> = vec![
+    let table: Vec<TeardownCase> = vec![
         (
             "converged: the gateway first; the binding waits for it, the certificate for the binding",
             &d,

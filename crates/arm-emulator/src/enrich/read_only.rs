@@ -8,6 +8,32 @@ use super::obj;
 use super::web::strip_synthetic;
 use crate::validate::*;
 
+/// The read-only properties of the App Service host-name types (Web 2024-11-01 `Certificates.json`
+/// `Certificate`, `WebApps.json` `HostNameBinding`): a certificate's are computed from its PFX
+/// (`thumbprint`, `subjectName` and `cerBlob` are put back from it), a binding's `virtualIP` is
+/// App Service's.
+const HOST_NAME_READ_ONLY: &[(&str, &[&str])] = &[
+    (
+        "Microsoft.Web/certificates",
+        &[
+            "friendlyName",
+            "subjectName",
+            "siteName",
+            "selfLink",
+            "issuer",
+            "issueDate",
+            "expirationDate",
+            "thumbprint",
+            "valid",
+            "cerBlob",
+            "publicKeyHash",
+            "hostingEnvironmentProfile",
+            "keyVaultSecretStatus",
+        ],
+    ),
+    ("Microsoft.Web/sites/hostNameBindings", &["virtualIP"]),
+];
+
 /// Read-only and server-made fields a client may send back on PUT/PATCH; dropped before storing
 /// (everything else, including unknown fields, is stored).
 pub fn strip_read_only(rtype: &str, body: &mut Value) {
@@ -29,6 +55,7 @@ pub fn strip_read_only(rtype: &str, body: &mut Value) {
     for k in ["provisioningState", "resourceGuid"] {
         p.remove(k);
     }
+    strip_host_name_types(rtype, p);
     if rtype.eq_ignore_ascii_case(NET_SUBNET) {
         for k in [
             "serviceAssociationLinks",
@@ -106,29 +133,6 @@ pub fn strip_read_only(rtype: &str, body: &mut Value) {
         ] {
             p.remove(k);
         }
-    } else if rtype.eq_ignore_ascii_case("Microsoft.Web/certificates") {
-        // Server-made (Web 2024-11-01 `Certificates.json`, readOnly): App Service computes them
-        // from the PFX; `thumbprint`, `subjectName` and `cerBlob` are put back from it.
-        for k in [
-            "friendlyName",
-            "subjectName",
-            "siteName",
-            "selfLink",
-            "issuer",
-            "issueDate",
-            "expirationDate",
-            "thumbprint",
-            "valid",
-            "cerBlob",
-            "publicKeyHash",
-            "hostingEnvironmentProfile",
-            "keyVaultSecretStatus",
-        ] {
-            p.remove(k);
-        }
-    } else if rtype.eq_ignore_ascii_case("Microsoft.Web/sites/hostNameBindings") {
-        // Web 2024-11-01 `HostNameBinding`: `virtualIP` is readOnly.
-        p.remove("virtualIP");
     } else if rtype.eq_ignore_ascii_case(WEB_CONFIG) {
         strip_synthetic(p);
     } else if rtype.eq_ignore_ascii_case(COSMOS) {
@@ -147,6 +151,17 @@ pub fn strip_read_only(rtype: &str, body: &mut Value) {
                 lo.remove("documentEndpoint");
                 lo.remove("provisioningState");
             }
+        }
+    }
+}
+
+fn strip_host_name_types(rtype: &str, p: &mut Map<String, Value>) {
+    for (_, keys) in HOST_NAME_READ_ONLY
+        .iter()
+        .filter(|t| t.0.eq_ignore_ascii_case(rtype))
+    {
+        for k in *keys {
+            p.remove(*k);
         }
     }
 }
