@@ -209,8 +209,15 @@ fn kubectl_finds_the_plugin_and_runs_its_read_only_commands() {
         "kubectl fhirlock version",
     );
     assert_eq!(version, fhirlock(&["version"]));
+    // scan is read-only, so the plugin has it too.
+    let scan = kubectl_with(&["fhirlock", "scan", "--help"]);
+    assert!(
+        scan.status.success() && text(&scan.stdout).contains("--subscription"),
+        "kubectl fhirlock scan --help: {}",
+        text(&scan.stderr)
+    );
 
-    // Only audit, plan and version: nothing that writes to Azure or runs the operator.
+    // Only audit, plan, scan and version: nothing that writes to Azure or runs the operator.
     for refused in [
         &["fhirlock", "run"][..],
         &["fhirlock", "apply", "-f", "x.yaml"],

@@ -102,7 +102,7 @@ enum Shell {
     bin_name = "kubectl fhirlock",
     version,
     long_version = LONG_VERSION,
-    about = "fhirlock as a kubectl plugin: audit and plan a SecuredFhirEndpoint against Azure"
+    about = "fhirlock as a kubectl plugin: scan a subscription, audit and plan a SecuredFhirEndpoint against Azure"
 )]
 struct PluginCli {
     #[command(subcommand)]
@@ -115,6 +115,8 @@ enum PluginCommand {
     Audit(AuditArgs),
     /// Show the changes `fhirlock apply` would make. Exit 2 when pre-flight stops it.
     Plan(PlanArgs),
+    /// Find every App Service and Cosmos DB account in scope and report their back doors; read-only.
+    Scan(fhirlock::scan::ScanArgs),
     /// Print the version and the git commit this binary was built from.
     Version,
 }
@@ -124,6 +126,7 @@ impl From<PluginCommand> for Command {
         match c {
             PluginCommand::Audit(a) => Command::Audit(a),
             PluginCommand::Plan(p) => Command::Plan(p),
+            PluginCommand::Scan(s) => Command::Scan(s),
             PluginCommand::Version => Command::Version,
         }
     }
