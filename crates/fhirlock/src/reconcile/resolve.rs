@@ -113,11 +113,19 @@ impl Identities {
         })?;
         let (certificate, expiry) = self.certificate(sfe, &ns).await?;
         let mut desired = Desired::from_spec(&ns, &sfe.name_any(), &sfe.spec, certificate);
-        // The other endpoints as the cache holds them now (a local read, no request).
+        // The other endpoints as the cache holds them now (a local read, no request). Only those
+        // in a tenant namespace: fhirlock never acts for any other, so they own nothing in Azure
+        // and claim nothing (an endpoint in a namespace nobody onboarded cannot block a tenant's).
         if let Some(store) = &self.endpoints {
             let all = store.state();
-            desired.peers =
-                crate::controller::peers_of(sfe, all.iter().filter_map(|g| g.0.as_ref().ok()));
+            desired.peers = crate::controller::peers_of(
+                sfe,
+                all.iter().filter_map(|g| g.0.as_ref().ok()).filter(|e| {
+                    self.config
+                        .tenant(&e.namespace().unwrap_or_default())
+                        .is_some()
+                }),
+            );
         }
         desired.private_network = tenant.private_network();
         desired.gateway.owned_waf_policy_recorded = sfe.status.as_ref().is_some_and(|s| {
