@@ -67,6 +67,11 @@ deploy-crds: ## copy crds/ into the Helm chart and the kustomize base (after `ma
 image: ## build the OCI image (static fhirlock, non-root, no shell) without Docker into target/image/
 	hack/image/build.sh
 
+RELEASE_DIR ?= target/dist
+.PHONY: release
+release: ## the release artefacts, without Docker, into RELEASE_DIR (target/dist): static amd64 and arm64 binaries, CycloneDX SBOMs, OCI images, the chart, SHA256SUMS
+	hack/release/release.sh $(RELEASE_DIR)
+
 # --- Benchmarks (issue 7): bench/ ---------------------------------------------------------------
 
 .PHONY: bench

@@ -13,7 +13,9 @@
 //!   evaluated by Prometheus' PromQL engine (`hack/alert-check`), and read only series that the
 //!   operator's own `Metrics` exports;
 //! - the Grafana dashboard's queries return data from the operator's `Metrics`, and the chart
-//!   ships it (off by default); secure metrics are the chart's default.
+//!   ships it (off by default); secure metrics are the chart's default;
+//! - `make release` builds static binaries for amd64 and arm64 (run, arm64 under qemu), their
+//!   CycloneDX SBOMs (validated by the CycloneDX library), both images, the chart and SHA256SUMS.
 //!
 //! The Go tools (helm, gitops-check, alert-check, the Prometheus CRDs, the Flux and Argo CD CRDs)
 //! are built or fetched once from their Go modules by `hack/*/build.sh` and cached, as
@@ -36,6 +38,8 @@ mod image;
 mod kustomize;
 #[path = "deploy/rbac.rs"]
 mod rbac;
+#[path = "deploy/release.rs"]
+mod release;
 #[path = "deploy/states.rs"]
 mod states;
 

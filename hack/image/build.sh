@@ -22,16 +22,32 @@
 # docker://REGISTRY/fhirlock:TAG` pushes it) and target/image/fhirlock-oci.tar (the same, as one
 # archive).
 #
+# arm64 (FHIRLOCK_IMAGE_ARCH=arm64, as `make release` builds it) is cross-compiled for
+# aarch64-unknown-linux-musl by cargo-zigbuild: zig compiles aws-lc-sys' C against musl's aarch64
+# headers and links, so no cross gcc and no daemon (the tools from hack/release/tools.sh).
+#
 #   FHIRLOCK_IMAGE_PROFILE   cargo profile (default release)
+#   FHIRLOCK_IMAGE_ARCH      amd64 (default) or arm64
+#   FHIRLOCK_IMAGE_OUT       output directory (default target/image, or target/image-arm64)
+#   FHIRLOCK_IMAGE_SBOM      a CycloneDX JSON file to put in the image at /sbom/fhirlock.cdx.json
+#   FHIRLOCK_IMAGE_CARGO_CONFIG  `cargo --config` values for the build, separated by spaces
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-triple=x86_64-unknown-linux-musl
+arch=${FHIRLOCK_IMAGE_ARCH:-amd64}
+case "$arch" in
+  amd64) triple=x86_64-unknown-linux-musl; out_default="$root/target/image" ;;
+  arm64) triple=aarch64-unknown-linux-musl; out_default="$root/target/image-arm64" ;;
+  *) echo "image: FHIRLOCK_IMAGE_ARCH must be amd64 or arm64, not $arch" >&2; exit 2 ;;
+esac
 profile=${FHIRLOCK_IMAGE_PROFILE:-release}
+config=()
+read -ra cfgs <<<"${FHIRLOCK_IMAGE_CARGO_CONFIG:-}"
+for c in "${cfgs[@]}"; do config+=(--config "$c"); done
 cd "$root"
 
 # Rust's standard library for musl, in the toolchain this directory uses.
-if [ ! -d "$(rustc --print sysroot)/lib/rustlib/$triple/lib" ]; then
+if [ "$arch" = amd64 ] && [ ! -d "$(rustc --print sysroot)/lib/rustlib/$triple/lib" ]; then
   command -v rustup >/dev/null || {
     echo "image: Rust has no standard library for $triple and there is no rustup to add it" >&2
     exit 1
@@ -45,7 +61,7 @@ if [ ! -d "$(rustc --print sysroot)/lib/rustlib/$triple/lib" ]; then
 fi
 
 # A C compiler for musl, for aws-lc-sys.
-if ! command -v musl-gcc >/dev/null; then
+if [ "$arch" = amd64 ] && ! command -v musl-gcc >/dev/null; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo -n"
   if ! command -v apt-get >/dev/null; then
@@ -67,7 +83,19 @@ fi
 export CC_x86_64_unknown_linux_musl=${CC_x86_64_unknown_linux_musl:-musl-gcc}
 
 # --target keeps these objects under target/$triple, apart from the normal (dynamic) build.
-cargo build --locked --profile "$profile" --target "$triple" -p fhirlock --bin fhirlock >&2
+if [ "$arch" = amd64 ]; then
+  cargo build --locked --profile "$profile" --target "$triple" "${config[@]}" \
+    -p fhirlock --bin fhirlock >&2
+else
+  # The pinned cargo-zigbuild and zig (from PyPI), and rustup's aarch64 musl standard library.
+  tools=$("$root/hack/release/tools.sh")
+  export CARGO_ZIGBUILD_PYTHON_PATH="$tools/venv/bin/python"
+  # Debian's strip reads x86 ELF only (and zig's objcopy cannot strip), so the linker strips:
+  # symbols are for debugging the build, not for the image. Only this target's units see it.
+  export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C strip=symbols"
+  "$tools/bin/cargo-zigbuild" zigbuild --locked --profile "$profile" --target "$triple" \
+    "${config[@]}" -p fhirlock --bin fhirlock >&2
+fi
 dir=$profile; [ "$profile" = dev ] && dir=debug
 bin="$root/target/$triple/$dir/fhirlock"
 # Refuse a binary that would need a loader or shared libraries at run time.
@@ -80,13 +108,19 @@ fi
 ca=${FHIRLOCK_CA_CERTIFICATES:-/etc/ssl/certs/ca-certificates.crt}
 [ -s "$ca" ] || { echo "image: no CA bundle at $ca (apt-get install ca-certificates)" >&2; exit 1; }
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -1)
-out="$root/target/image"
+out=${FHIRLOCK_IMAGE_OUT:-$out_default}
 mkdir -p "$out"
 # Symbols are for debugging the build, not for the image: ~30 MB before, about a third after.
-strip --strip-all -o "$out/fhirlock" "$bin"
+if [ "$arch" = amd64 ]; then
+  strip --strip-all -o "$out/fhirlock" "$bin"
+else
+  install -m 0755 "$bin" "$out/fhirlock"
+fi
 # The kubectl plugin is the same binary by another name (docs/install.md).
 ln -sfn fhirlock "$out/kubectl-fhirlock"
+sbom=()
+[ -n "${FHIRLOCK_IMAGE_SBOM:-}" ] && sbom=(--sbom "$FHIRLOCK_IMAGE_SBOM")
 python3 "$here/oci.py" --binary "$out/fhirlock" --ca "$ca" --version "$version" \
-  --revision "$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)" \
+  --arch "$arch" "${sbom[@]}" --revision "$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)" \
   --out "$out/fhirlock-oci" --tar "$out/fhirlock-oci.tar" >&2
 echo "$out/fhirlock-oci"

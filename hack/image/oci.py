@@ -2,9 +2,11 @@
 """Writes fhirlock's OCI image layout without a container engine (standard library only).
 
 One layer holds /fhirlock (static) and /kubectl-fhirlock (a link to it, the kubectl plugin), /etc/ssl/certs/ca-certificates.crt, /etc/passwd and
-/etc/group naming the non-root user 65532, and an empty /tmp (a mount point for an emptyDir under a
-read-only root filesystem). The layer is reproducible: fixed order, owners and timestamps.
+/etc/group naming the non-root user 65532, an empty /tmp (a mount point for an emptyDir under a
+read-only root filesystem) and, with --sbom, the binary's CycloneDX SBOM at /sbom/fhirlock.cdx.json.
+The layer is reproducible: fixed order, owners and timestamps.
 Spec: https://github.com/opencontainers/image-spec (image-layout.md, manifest.md, config.md).
+--arch is the config's and the index's platform architecture, in Go's GOARCH names (config.md).
 """
 import argparse
 import gzip
@@ -17,6 +19,7 @@ import tarfile
 
 UID = GID = 65532
 EPOCH = "1970-01-01T00:00:00Z"
+SBOM_PATH = "sbom/fhirlock.cdx.json"
 
 
 def add_dir(tar, name, mode=0o755, owner=0):
@@ -42,7 +45,7 @@ def add_symlink(tar, name, target):
     tar.addfile(info)
 
 
-def layer(binary, ca):
+def layer(binary, ca, sbom=None):
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         add_dir(tar, "etc/")
@@ -63,12 +66,21 @@ def layer(binary, ca):
         add_symlink(tar, "kubectl-fhirlock", "fhirlock")
         add_dir(tar, "home/")
         add_dir(tar, "home/nonroot/", mode=0o700, owner=UID)
+        if sbom:
+            add_dir(tar, "sbom/")
+            with open(sbom, "rb") as f:
+                add_file(tar, SBOM_PATH, f.read())
         add_dir(tar, "tmp/", mode=0o1777)
     tar_bytes = raw.getvalue()
     gz = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=gz, mtime=0, compresslevel=9) as z:
         z.write(tar_bytes)
     return tar_bytes, gz.getvalue()
+
+
+def platform(arch):
+    # image-index.md: arm64 images name the variant v8 (the ARMv8 64-bit instruction set).
+    return {"architecture": arch, "os": "linux", **({"variant": "v8"} if arch == "arm64" else {})}
 
 
 def digest(data):
@@ -83,9 +95,11 @@ def main():
     p.add_argument("--revision", default="unknown")
     p.add_argument("--out", required=True)
     p.add_argument("--tar")
+    p.add_argument("--arch", default="amd64", choices=["amd64", "arm64"])
+    p.add_argument("--sbom", help="a CycloneDX JSON SBOM of the binary, put at /" + SBOM_PATH)
     a = p.parse_args()
 
-    tar_bytes, gz_bytes = layer(a.binary, a.ca)
+    tar_bytes, gz_bytes = layer(a.binary, a.ca, a.sbom)
     labels = {
         "org.opencontainers.image.title": "fhirlock",
         "org.opencontainers.image.description": "Keeps an Azure FHIR API reachable only through a private Application Gateway",
@@ -95,7 +109,7 @@ def main():
     }
     config = {
         "created": EPOCH,
-        "architecture": "amd64",
+        "architecture": a.arch,
         "os": "linux",
         "config": {
             "User": f"{UID}:{GID}",
@@ -108,6 +122,7 @@ def main():
         },
         "rootfs": {"type": "layers", "diff_ids": [digest(tar_bytes)]},
         "history": [{"created": EPOCH, "created_by": "hack/image/oci.py: static fhirlock, CA bundle, non-root user"}],
+        **({"variant": "v8"} if a.arch == "arm64" else {}),
     }
     config_bytes = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
     manifest = {
@@ -136,7 +151,7 @@ def main():
                 "mediaType": "application/vnd.oci.image.manifest.v1+json",
                 "digest": digest(manifest_bytes),
                 "size": len(manifest_bytes),
-                "platform": {"architecture": "amd64", "os": "linux"},
+                "platform": platform(a.arch),
                 "annotations": {"org.opencontainers.image.ref.name": a.version},
             }
         ],

@@ -8,7 +8,7 @@ fn sha256_file(path: &Path) -> String {
     format!("sha256:{}", out.split_whitespace().next().unwrap())
 }
 
-fn blob(layout: &Path, digest: &str) -> PathBuf {
+pub(super) fn blob(layout: &Path, digest: &str) -> PathBuf {
     let path = layout
         .join("blobs/sha256")
         .join(digest.trim_start_matches("sha256:"));
