@@ -535,6 +535,21 @@ pub enum Source {
 
 pub type Exposure = BTreeSet<(Target, Source)>;
 
+/// Whether the site's public endpoint is open. Unset (or empty) `publicNetworkAccess` is enabled
+/// "unless a private endpoint exists which changes the behavior to disable access" (Microsoft
+/// Learn, "Azure App Service access restrictions", App access). Shared by [`exposure`] and the
+/// spec-less scan, so both judge a site alike.
+pub fn site_public(o: &Observed) -> bool {
+    match o
+        .site()
+        .and_then(|s| s.properties.public_network_access)
+        .as_deref()
+    {
+        None | Some("") => o.site_private_endpoint_ids().is_empty(),
+        Some(a) => a.eq_ignore_ascii_case("Enabled"),
+    }
+}
+
 pub fn exposure(o: &Observed) -> Exposure {
     let mut out = Exposure::new();
     let subnets = o.subnets();
@@ -545,12 +560,6 @@ pub fn exposure(o: &Observed) -> Exposure {
     };
     let site_pes = o.site_private_endpoint_ids();
     let site_access = o.site().and_then(|s| s.properties.public_network_access);
-    // Unset (or empty) is enabled "unless a private endpoint exists which changes the behavior
-    // to disable access" (Microsoft Learn, "Azure App Service access restrictions", App access).
-    let site_public = match site_access.as_deref() {
-        None | Some("") => site_pes.is_empty(),
-        Some(a) => a.eq_ignore_ascii_case("Enabled"),
-    };
     if o.site.is_some() {
         for pe in &site_pes {
             out.insert((Target::Site, Source::PrivateEndpoint(pe.clone())));
@@ -561,7 +570,7 @@ pub fn exposure(o: &Observed) -> Exposure {
             out.insert((Target::Scm, Source::Perimeter));
         }
     }
-    if let (Some(cfg), true) = (o.site_config(), site_public) {
+    if let (Some(cfg), true) = (o.site_config(), site_public(o)) {
         let p = &cfg.properties;
         let main = site_sources(
             p.ip_security_restrictions.as_deref(),

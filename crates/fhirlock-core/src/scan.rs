@@ -40,20 +40,6 @@ const PUBLIC_ENDPOINT_CODES: &[FindingCode] = &[
     FindingCode::CosmosAzureServicesBypass,
 ];
 
-/// Whether the site's public endpoint is open. Unset (or empty) `publicNetworkAccess` is enabled
-/// "unless a private endpoint exists which changes the behavior to disable access" (Microsoft
-/// Learn, "Azure App Service access restrictions", App access), as in [`posture::exposure`].
-pub fn site_public(o: &Observed) -> bool {
-    match o
-        .site()
-        .and_then(|s| s.properties.public_network_access)
-        .as_deref()
-    {
-        None | Some("") => o.site_private_endpoint_ids().is_empty(),
-        Some(a) => a.eq_ignore_ascii_case("Enabled"),
-    }
-}
-
 /// The back doors of one site, from its body (as listed) and its `config/web`.
 pub fn site_findings(site_id: &str, o: &Observed) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -69,7 +55,7 @@ pub fn site_findings(site_id: &str, o: &Observed) -> Vec<Finding> {
             .is_some_and(|s| !s.trim().is_empty());
         posture::site_checks(site_id, &site, integrated, &mut out);
     }
-    if !site_public(o) {
+    if !posture::site_public(o) {
         out.retain(|f| !PUBLIC_ENDPOINT_CODES.contains(&f.code));
     }
     out
