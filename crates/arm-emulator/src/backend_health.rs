@@ -20,7 +20,7 @@
 use serde_json::{Value, json};
 
 use crate::enrich::site_host;
-use crate::exposure::{Source, restrictions_admit, subnet_source};
+use crate::exposure::{Source, ref_name, restrictions_admit, subnet_source};
 use crate::state::State;
 use crate::validate::*;
 
@@ -49,13 +49,6 @@ pub fn backend_health(state: &State, gateway_id: &str, now_ms: u64) -> Value {
         return json!({"backendAddressPools": []});
     };
     let gp = props(&gw.body);
-    let tail = |v: &Value| {
-        v["id"]
-            .as_str()
-            .and_then(|s| s.rsplit('/').next())
-            .unwrap_or("")
-            .to_ascii_lowercase()
-    };
     let named = |coll: &str, name: &str| {
         gp[coll]
             .as_array()
@@ -73,8 +66,8 @@ pub fn backend_health(state: &State, gateway_id: &str, now_ms: u64) -> Value {
     let mut pairs: Vec<(String, String)> = vec![];
     for r in gp["requestRoutingRules"].as_array().into_iter().flatten() {
         let pair = (
-            tail(&r["properties"]["backendAddressPool"]),
-            tail(&r["properties"]["backendHttpSettings"]),
+            ref_name(&r["properties"]["backendAddressPool"]),
+            ref_name(&r["properties"]["backendHttpSettings"]),
         );
         if !pair.0.is_empty() && !pair.1.is_empty() && !pairs.contains(&pair) {
             pairs.push(pair);
@@ -88,7 +81,7 @@ pub fn backend_health(state: &State, gateway_id: &str, now_ms: u64) -> Value {
         ) else {
             continue;
         };
-        let probe = named("probes", &tail(&settings["properties"]["probe"]));
+        let probe = named("probes", &ref_name(&settings["properties"]["probe"]));
         let servers: Vec<Value> = pool["properties"]["backendAddresses"]
             .as_array()
             .into_iter()

@@ -378,20 +378,23 @@ fn site_target(state: &State, site: &Resource, scm: bool, now_ms: u64) -> Value 
     })
 }
 
+/// The lower-cased name a gateway sub-resource reference (`{"id": …/listeners/NAME}`) points
+/// at, or "" when it has none: a gateway's parts refer to each other by ID.
+pub fn ref_name(v: &Value) -> String {
+    v["id"]
+        .as_str()
+        .and_then(|s| s.rsplit('/').next())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
 /// Whether a routing rule on frontend `fe` sends traffic to a backend pool that contains `host`.
 fn gateway_forwards(gp: &Value, fe: &str, host: &str) -> bool {
-    let tail = |v: &Value| {
-        v["id"]
-            .as_str()
-            .and_then(|s| s.rsplit('/').next())
-            .unwrap_or("")
-            .to_ascii_lowercase()
-    };
     let listeners: Vec<String> = gp["httpListeners"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|l| tail(&l["properties"]["frontendIPConfiguration"]).eq_ignore_ascii_case(fe))
+        .filter(|l| ref_name(&l["properties"]["frontendIPConfiguration"]).eq_ignore_ascii_case(fe))
         .filter_map(|l| l["name"].as_str().map(|s| s.to_ascii_lowercase()))
         .collect();
     gp["requestRoutingRules"]
@@ -399,8 +402,8 @@ fn gateway_forwards(gp: &Value, fe: &str, host: &str) -> bool {
         .into_iter()
         .flatten()
         .any(|r| {
-            listeners.contains(&tail(&r["properties"]["httpListener"])) && {
-                let pool = tail(&r["properties"]["backendAddressPool"]);
+            listeners.contains(&ref_name(&r["properties"]["httpListener"])) && {
+                let pool = ref_name(&r["properties"]["backendAddressPool"]);
                 gp["backendAddressPools"]
                     .as_array()
                     .into_iter()
