@@ -272,31 +272,59 @@ fn print_findings(d: &Desired, findings: &[Finding], pre: &[preflight::Preflight
     );
 }
 
-/// Code scanning (GitHub, Azure DevOps) reads SARIF 2.1.0.
-fn sarif(findings: &[Finding], file: &Path) -> Value {
-    let mut codes: Vec<&str> = findings.iter().map(|f| f.code.as_str()).collect();
-    codes.sort();
-    codes.dedup();
+/// Where a SARIF log's tool and rules point for help: the posture catalogue.
+pub(crate) const POSTURE_DOC: &str =
+    "https://github.com/fhirlock/fhirlock/blob/main/docs/posture.md";
+
+/// A finding's SARIF `level`: code scanning shows `error` and `warning` as alerts.
+pub(crate) fn sarif_level(s: Severity) -> &'static str {
+    match s {
+        Severity::High => "error",
+        Severity::Medium | Severity::Low => "warning",
+        Severity::Advisory => "note",
+    }
+}
+
+/// A SARIF 2.1.0 log of one fhirlock run with its rules and results; audit and scan share it so
+/// that code scanning sees one tool.
+pub(crate) fn sarif_log(rules: Vec<Value>, results: Vec<Value>) -> Value {
     json!({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
         "runs": [{
             "tool": {"driver": {
                 "name": "fhirlock", "version": env!("CARGO_PKG_VERSION"),
-                "informationUri": "https://github.com/fhirlock/fhirlock/blob/main/docs/posture.md",
-                "rules": codes.iter().map(|c| json!({"id": c, "name": c, "shortDescription": {"text": c}})).collect::<Vec<_>>(),
+                "informationUri": POSTURE_DOC, "rules": rules,
             }},
-            "results": findings.iter().map(|f| json!({
+            "results": results,
+        }],
+    })
+}
+
+/// Code scanning (GitHub, Azure DevOps) reads SARIF 2.1.0.
+fn sarif(findings: &[Finding], file: &Path) -> Value {
+    let mut codes: Vec<&str> = findings.iter().map(|f| f.code.as_str()).collect();
+    codes.sort();
+    codes.dedup();
+    let rules = codes
+        .iter()
+        .map(|c| json!({"id": c, "name": c, "shortDescription": {"text": c}}))
+        .collect();
+    let results = findings
+        .iter()
+        .map(|f| {
+            json!({
                 "ruleId": f.code,
-                "level": match f.severity { Severity::High => "error", Severity::Medium | Severity::Low => "warning", Severity::Advisory => "note" },
+                "level": sarif_level(f.severity),
                 "message": {"text": f.message},
                 "locations": [{
                     "physicalLocation": {"artifactLocation": {"uri": file.display().to_string()}},
                     "logicalLocations": [{"fullyQualifiedName": f.resource_id, "kind": "resource"}],
                 }],
-            })).collect::<Vec<_>>(),
-        }],
-    })
+            })
+        })
+        .collect();
+    sarif_log(rules, results)
 }
 
 /// `fhirlock plan`: the steps, resource, field, from → to, why. Exit 2 when pre-flight stops it;

@@ -17,11 +17,11 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use fhirlock_arm::{ArmClient, ArmError, ErrorClass};
 use fhirlock_core::observed::api_version;
-use fhirlock_core::posture::{Finding, Severity};
+use fhirlock_core::posture::Finding;
 use fhirlock_core::{Observed, scan};
 use serde_json::{Value, json};
 
-use crate::oneshot::{AzureArgs, Output};
+use crate::oneshot::{AzureArgs, Output, POSTURE_DOC, sarif_level, sarif_log};
 use crate::reconcile::memory::bucket_wait;
 
 #[derive(Args, Debug, Clone)]
@@ -365,25 +365,16 @@ fn as_json(
     })
 }
 
-fn level(s: Severity) -> &'static str {
-    match s {
-        Severity::High => "error",
-        Severity::Medium | Severity::Low => "warning",
-        Severity::Advisory => "note",
-    }
-}
-
 /// SARIF 2.1.0 (GitHub and Azure DevOps code scanning): one rule per catalogue code a scan
 /// checks, one result per finding, located by its ARM ID as a logical location.
 fn sarif(reports: &[SiteReport], cosmos: &[(String, Vec<Finding>)]) -> Value {
-    let doc = "https://github.com/fhirlock/fhirlock/blob/main/docs/posture.md";
     let rules: Vec<Value> = scan::CODES
         .iter()
         .map(|c| {
             json!({
                 "id": c.as_str(), "name": c.as_str(),
                 "shortDescription": {"text": format!("fhirlock posture finding {c}")},
-                "helpUri": doc,
+                "helpUri": POSTURE_DOC,
             })
         })
         .collect();
@@ -395,24 +386,14 @@ fn sarif(reports: &[SiteReport], cosmos: &[(String, Vec<Finding>)]) -> Value {
             json!({
                 "ruleId": f.code.as_str(),
                 "ruleIndex": scan::CODES.iter().position(|c| *c == f.code),
-                "level": level(f.severity),
+                "level": sarif_level(f.severity),
                 "message": {"text": f.message},
                 "locations": [{"logicalLocations": [{"fullyQualifiedName": f.resource_id, "kind": "resource"}]}],
                 "properties": {"severity": f.severity.as_str()},
             })
         })
         .collect();
-    json!({
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {
-                "name": "fhirlock", "version": env!("CARGO_PKG_VERSION"),
-                "informationUri": doc, "rules": rules,
-            }},
-            "results": results,
-        }],
-    })
+    sarif_log(rules, results)
 }
 
 fn print_table(
