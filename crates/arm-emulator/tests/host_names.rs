@@ -1,5 +1,5 @@
 //! App Service certificates and host-name bindings (`engine/host_names.rs`): a certificate a
-//! binding uses cannot be deleted (Azure's 409), and the site's read-back lists the bound host
+//! binding uses cannot be deleted nor its PFX replaced (Azure's 409), and the site's read-back lists the bound host
 //! names and their TLS state (Web 2024-11-01 `Site`: `hostNames`, `enabledHostNames`,
 //! `hostNameSslStates`).
 
@@ -104,6 +104,47 @@ fn a_certificate_a_binding_uses_cannot_be_deleted_until_the_binding_is_gone() {
             .status,
         404
     );
+}
+
+#[test]
+fn a_bound_certificate_is_renewed_by_a_new_certificate_not_by_replacing_its_pfx() {
+    let mut h = H::new();
+    let thumb = bound(&mut h);
+    let put = |pfx: String| {
+        Some(json!({"location": "uksouth", "properties": {
+            "pfxBlob": pfx, "password": PASSWORD, "serverFarmId": plan_id("plan")}}))
+    };
+    let renewed = pfx(HOST);
+    // Another PFX under the bound certificate's name: refused, the certificate unchanged.
+    let e = h.fails(
+        "PUT",
+        &certificate_id("fhir-cert"),
+        WEB,
+        put(renewed.clone()),
+        409,
+        "Conflict",
+    );
+    assert_eq!(
+        e["error"]["message"],
+        format!(
+            "Cannot remove certificate with thumbprint {thumb} because it is used for hostname {HOST}."
+        )
+    );
+    let kept = h.ok("GET", &certificate_id("fhir-cert"), WEB, None);
+    assert_eq!(kept["properties"]["thumbprint"], json!(thumb));
+    // Learn's order: the new certificate beside it, the binding moved, the old one deleted.
+    let new = h.ok("PUT", &certificate_id("fhir-cert-2"), WEB, put(renewed));
+    let new_thumb = new["properties"]["thumbprint"].as_str().unwrap().to_owned();
+    assert_ne!(new_thumb, thumb);
+    h.ok(
+        "PUT",
+        &binding_id(HOST),
+        WEB,
+        Some(json!({"properties": {"sslState": "SniEnabled", "thumbprint": new_thumb}})),
+    );
+    h.ok("DELETE", &certificate_id("fhir-cert"), WEB, None);
+    // An unbound certificate takes another PFX.
+    h.ok("PUT", &certificate_id("fhir-cert"), WEB, put(pfx(HOST)));
 }
 
 #[test]

@@ -103,6 +103,9 @@ pub struct Desired {
     /// The other endpoints in the cluster (none for the one-shot CLI): whose rules on a shared
     /// site or Cosmos DB account stay, and which claims are already taken ([`crate::peers`]).
     pub peers: crate::peers::Peers,
+    /// This endpoint's App Service certificates `status.createdResources` records (set by the
+    /// caller, which has the status): a renewed Secret's predecessors are read and deleted.
+    pub recorded_site_certificates: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -225,6 +228,7 @@ impl Desired {
             deletion_policy: s.deletion_policy,
             private_network: Default::default(),
             peers: Default::default(),
+            recorded_site_certificates: Vec::new(),
         }
     }
 
@@ -239,8 +243,23 @@ impl Desired {
 
     /// The App Service certificate fhirlock uploads for the FHIR host name: beside the site, in
     /// its resource group (a certificate must share the site's resource group and region to be
-    /// bound, Learn "Add and manage TLS/SSL certificates in Azure App Service").
+    /// bound, Learn "Add and manage TLS/SSL certificates in Azure App Service"). One resource per
+    /// certificate, named by the first 16 hex digits of the Secret's fingerprint: a renewal is a
+    /// new resource, because Azure refuses to replace a certificate a binding uses (W16).
+    /// Without a Secret (Key Vault, unresolved) the name has no suffix.
     pub fn site_certificate_id(&self) -> String {
+        let base = self.site_certificate_base_id();
+        match &self.gateway.certificate {
+            Certificate::Pfx { fingerprint, .. } => {
+                format!("{base}-{}", fingerprint.get(..16).unwrap_or(fingerprint))
+            }
+            _ => base,
+        }
+    }
+
+    /// [`Self::site_certificate_id`] without the fingerprint suffix (the name fhirlock used before
+    /// it named certificates per fingerprint).
+    fn site_certificate_base_id(&self) -> String {
         let group = self
             .site_id
             .to_ascii_lowercase()
@@ -251,6 +270,22 @@ impl Desired {
             self.site_name(),
             self.gateway.host_name.replace('.', "-")
         )
+    }
+
+    /// Whether `id` names one of this endpoint's certificates, for any Secret: the unsuffixed
+    /// name or the name with a fingerprint suffix.
+    pub fn is_site_certificate_id(&self, id: &str) -> bool {
+        let base = self.site_certificate_base_id();
+        let id = id.trim_end_matches('/');
+        let Some((head, tail)) = id.split_at_checked(base.len()) else {
+            return false;
+        };
+        let suffix = tail.strip_prefix('-').unwrap_or(tail);
+        crate::id::same(head, &base)
+            && (tail.is_empty()
+                || (tail.starts_with('-')
+                    && (1..=16).contains(&suffix.len())
+                    && suffix.bytes().all(|b| b.is_ascii_alphanumeric())))
     }
 
     /// The site's host-name binding for the FHIR host name

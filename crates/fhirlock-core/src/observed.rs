@@ -39,6 +39,11 @@ pub struct Observed {
     /// binding of the host name (`WebApps_GetHostNameBinding`). `None` when absent or not read.
     pub site_certificate: Option<Value>,
     pub host_name_binding: Option<Value>,
+    /// fhirlock's earlier certificates for the host name (a renewed Secret is a new resource,
+    /// [`crate::Desired::site_certificate_id`]): each ID `status.createdResources` records other
+    /// than the current one, with what a GET said (`None`: 404). Read only when recorded, so
+    /// only certificates fhirlock created are ever deleted.
+    pub former_site_certificates: Vec<(String, Option<Value>)>,
     /// The WAF policy at [`crate::Desired::waf_policy_read_id`]: the one a WAF_v2 gateway
     /// references, or the one fhirlock created for a gateway that is Standard_v2 now. `None` when
     /// absent or not read (a Standard_v2 gateway's never-created policy is not read).

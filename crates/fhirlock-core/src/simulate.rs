@@ -116,7 +116,16 @@ pub fn apply(o: &Observed, step: &Step) -> Observed {
         }
         (StepKind::DeleteGateway, _) => next.gateway = None,
         (StepKind::DeleteHostNameBinding, _) => next.host_name_binding = None,
-        (StepKind::DeleteSiteCertificate, _) => next.site_certificate = None,
+        (StepKind::DeleteSiteCertificate, _) => {
+            let former = next
+                .former_site_certificates
+                .iter_mut()
+                .find(|(id, _)| crate::id::same(id, &step.resource_id));
+            match former {
+                Some((_, body)) => *body = None,
+                None => next.site_certificate = None,
+            }
+        }
         (StepKind::DeleteSubnet, _) => {
             if let Some(list) = next
                 .vnet

@@ -40,7 +40,8 @@ pub struct Assessment {
     /// verifies the host name by ([`crate::plan::host_name::verification_record`]).
     pub host_verification: Option<(String, String)>,
     /// Resources fhirlock created, no longer wants, and read as absent
-    /// ([`crate::plan::waf::gone`]): dropped from `status.createdResources`.
+    /// ([`crate::plan::waf::gone`], [`crate::plan::host_name::gone`]): dropped from
+    /// `status.createdResources`.
     pub gone: Vec<String>,
 }
 
@@ -67,7 +68,11 @@ impl Assessment {
             cosmos_rule_since: crate::plan::admitted_since(d, o, clock),
             wait_ends: crate::plan::wait_ends(d, o, clock),
             host_verification: crate::plan::host_name::verification_record(d, o),
-            gone: crate::plan::waf::gone(d, o),
+            gone: [
+                crate::plan::waf::gone(d, o),
+                crate::plan::host_name::gone(o),
+            ]
+            .concat(),
             ..Default::default()
         }
     }

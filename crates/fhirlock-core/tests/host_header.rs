@@ -412,3 +412,210 @@ fn a_preserve_teardown_ends_with_neither_binding_nor_certificate_and_the_site_ke
     assert!(o.host_name_binding.is_none() && o.site_certificate.is_none());
     assert!(o.site.is_some() && o.gateway.is_none());
 }
+
+/// `preserve()` after its Secret was renewed: another fingerprint, so another certificate name;
+/// status records the certificate before.
+fn renewed(before: &Desired) -> Desired {
+    let mut d = before.clone();
+    d.gateway.certificate = fhirlock_core::desired::Certificate::Pfx {
+        data_base64: "UEZZ".into(),
+        password: "pw2".into(),
+        fingerprint: "def456".into(),
+    };
+    d.recorded_site_certificates = vec![before.site_certificate_id()];
+    d
+}
+
+/// The renewal's host-name steps: kind, the certificate or binding it acts on, ready.
+fn renewal_steps(d: &Desired, o: &Observed) -> Vec<(StepKind, String, bool)> {
+    plan::plan(d, o)
+        .steps
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.kind,
+                StepKind::SiteCertificate
+                    | StepKind::SiteHostNameBinding
+                    | StepKind::DeleteSiteCertificate
+            )
+        })
+        .map(|s| (s.kind, s.resource_id.clone(), s.ready()))
+        .collect()
+}
+
+#[test]
+fn a_renewed_secret_is_a_new_certificate_the_binding_moves_to_then_the_old_one_goes() {
+    use StepKind::{
+        DeleteSiteCertificate as Del, SiteCertificate as Cert, SiteHostNameBinding as Bind,
+    };
+    let old = preserve();
+    let (end, _, _) = converge(&old, &with_site_verification(wide_open()));
+    let d = renewed(&old);
+    let (old_id, new_id, bind_id) = (
+        old.site_certificate_id(),
+        d.site_certificate_id(),
+        d.host_name_binding_id(),
+    );
+    assert!(
+        !fhirlock_core::id::same(&old_id, &new_id),
+        "a new name per certificate"
+    );
+    assert!(d.is_site_certificate_id(&old_id) && d.is_site_certificate_id(&new_id));
+    let old_cert = end.site_certificate.clone().unwrap();
+    // What observe reads after the renewal: nothing at the new name yet, the old one recorded.
+    let start = Observed {
+        site_certificate: None,
+        former_site_certificates: vec![(old_id.clone(), Some(old_cert.clone()))],
+        ..end.clone()
+    };
+    let uploaded = fhirlock_core::simulate::apply(
+        &start,
+        &plan::plan(&d, &start)
+            .steps
+            .into_iter()
+            .find(|s| s.kind == Cert)
+            .unwrap(),
+    );
+    let new_thumb = host_name::certificate_thumbprint(&uploaded).unwrap();
+    let mut moved = uploaded.clone();
+    moved.host_name_binding.as_mut().unwrap()["properties"]["thumbprint"] = json!(new_thumb);
+    let mut not_ours = moved.clone();
+    not_ours.former_site_certificates[0].1.as_mut().unwrap()["tags"][fhirlock_core::OWNER_TAG] =
+        json!("someone/else");
+    let old_gone = Observed {
+        former_site_certificates: vec![(old_id.clone(), None)],
+        ..moved.clone()
+    };
+    let table: Vec<(&str, &Observed, Vec<(StepKind, String, bool)>, Vec<String>)> = vec![
+        (
+            "renewed: the new certificate now; the binding waits for it, the old one for the binding",
+            &start,
+            vec![
+                (Cert, new_id.clone(), true),
+                (Bind, bind_id.clone(), false),
+                (Del, old_id.clone(), false),
+            ],
+            vec![],
+        ),
+        (
+            "the new certificate uploaded: the binding moves; the old one still waits",
+            &uploaded,
+            vec![(Bind, bind_id.clone(), true), (Del, old_id.clone(), false)],
+            vec![],
+        ),
+        (
+            "the binding moved: the old certificate goes",
+            &moved,
+            vec![(Del, old_id.clone(), true)],
+            vec![],
+        ),
+        (
+            "an old certificate that lost fhirlock's owner tag stays",
+            &not_ours,
+            vec![],
+            vec![],
+        ),
+        (
+            "the old certificate gone: nothing left, and status forgets it",
+            &old_gone,
+            vec![],
+            vec![old_id.clone()],
+        ),
+    ];
+    for (name, o, want, gone) in table {
+        assert_eq!(renewal_steps(&d, o), want, "{name}");
+        assert_eq!(host_name::gone(o), gone, "{name}");
+    }
+    // Replayed step by step, the binding never names a certificate that does not exist, and the
+    // gateway keeps passing the host through.
+    let mut o = start.clone();
+    let mut order = vec![];
+    for _ in 0..10 {
+        let ready: Vec<_> = plan::plan(&d, &o)
+            .steps
+            .into_iter()
+            .filter(|s| s.ready())
+            .collect();
+        if ready.is_empty() {
+            break;
+        }
+        for s in ready {
+            order.push(s.kind);
+            o = fhirlock_core::simulate::apply(&o, &s);
+            let bound = o.host_name_binding.as_ref().unwrap()["properties"]["thumbprint"].clone();
+            let exists = o
+                .site_certificate
+                .iter()
+                .chain(
+                    o.former_site_certificates
+                        .iter()
+                        .filter_map(|(_, c)| c.as_ref()),
+                )
+                .any(|c| c["properties"]["thumbprint"] == bound);
+            assert!(
+                exists,
+                "after {:?} the binding names {bound}, which is gone",
+                s.kind
+            );
+            assert!(host_name::passes_host_through(&d, &o), "after {:?}", s.kind);
+        }
+    }
+    // The gateway's listener takes the renewed certificate too (a Gateway step, not counted).
+    order.retain(|k| matches!(k, Cert | Bind | Del));
+    assert_eq!(order, [Cert, Bind, Del]);
+    assert!(plan::plan(&d, &o).is_empty());
+    assert_eq!(host_name::gone(&o), vec![old_id]);
+    assert!(host_name::binding_in_place(&o));
+}
+
+#[test]
+fn a_teardown_after_a_renewal_deletes_every_certificate_fhirlock_created() {
+    let old = preserve();
+    let (end, _, _) = converge(&old, &with_site_verification(wide_open()));
+    let d = renewed(&old);
+    // Renewed and converged, then the Secret deleted with the endpoint: the name is unsuffixed.
+    let mut gone_secret = d.clone();
+    gone_secret.gateway.certificate = fhirlock_core::desired::Certificate::Unresolved {
+        reason: "deleted".into(),
+    };
+    let (renewed_end, _, _) = converge(
+        &d,
+        &Observed {
+            site_certificate: None,
+            former_site_certificates: vec![(
+                old.site_certificate_id(),
+                Some(end.site_certificate.clone().unwrap()),
+            )],
+            ..end.clone()
+        },
+    );
+    let created = [
+        old.site_certificate_id(),
+        d.site_certificate_id(),
+        d.host_name_binding_id(),
+    ];
+    let o = Observed {
+        gateway: None,
+        host_name_binding: None,
+        site_certificate: None,
+        former_site_certificates: host_name::former_certificate_ids(&gone_secret, &created)
+            .into_iter()
+            .map(|id| {
+                let c = if fhirlock_core::id::same(&id, &d.site_certificate_id()) {
+                    renewed_end.site_certificate.clone()
+                } else {
+                    None
+                };
+                (id, c)
+            })
+            .collect(),
+        ..renewed_end.clone()
+    };
+    let steps = plan::teardown(&gone_secret, &o, &created).steps;
+    let deletes: Vec<_> = steps
+        .iter()
+        .filter(|s| s.kind == StepKind::DeleteSiteCertificate)
+        .map(|s| (s.resource_id.clone(), s.ready()))
+        .collect();
+    assert_eq!(deletes, vec![(d.site_certificate_id(), true)]);
+}

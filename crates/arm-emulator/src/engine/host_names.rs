@@ -85,6 +85,8 @@ impl Engine {
             ));
         };
         let (der, subject) = leaf;
+        let id = p.id();
+        self.refuse_replacing_a_bound_certificate(p, &id, &thumbprint(&der))?;
         let o = body["properties"].as_object_mut().expect("checked object");
         o.insert("thumbprint".into(), json!(thumbprint(&der)));
         o.insert("subjectName".into(), json!(subject));
@@ -92,7 +94,6 @@ impl Engine {
             "cerBlob".into(),
             json!(base64::engine::general_purpose::STANDARD.encode(&der)),
         );
-        let id = p.id();
         // The Web RP answers 200 to PUT, never 201.
         self.upsert(&id, WEB_CERTIFICATE, body);
         let r = self.state.get(&id).expect("stored");
@@ -176,6 +177,55 @@ impl Engine {
         Ok(Response::json(200, &render(&self.state, r)))
     }
 
+    /// The host name of a binding in the certificate's resource group that uses `thumb`.
+    fn binding_using(&self, p: &ArmPath, thumb: &str) -> Option<String> {
+        let group = ids::key(&format!(
+            "/subscriptions/{}/resourceGroups/{}/",
+            p.subscription,
+            p.resource_group.as_deref().unwrap_or("")
+        ));
+        self.state
+            .of_type(WEB_HOST_NAME_BINDING)
+            .find(|b| {
+                ids::key(&b.id).starts_with(&group)
+                    && props(&b.body)["thumbprint"]
+                        .as_str()
+                        .is_some_and(|t| !t.is_empty() && t.eq_ignore_ascii_case(thumb))
+            })
+            .map(|b| b.id.rsplit('/').next().unwrap_or_default().to_owned())
+    }
+
+    /// Replacing the PFX of a certificate a binding uses (another thumbprint) is refused with the
+    /// delete's 409: "Cannot remove certificate with thumbprint {0} because it is used for
+    /// hostname {1}." [O: ffMathy/FluffySpoon.AspNet.EncryptWeMust#73, the activity log of a
+    /// `Certificates` update of a bound certificate; the way round is a new certificate, the
+    /// binding moved to it, the old one deleted, as Learn "Add and manage TLS/SSL certificates in
+    /// Azure App Service", "Renew uploaded certificate", orders it]. **[U]** the report's call was
+    /// the SDK's update; that a PUT (`Certificates_CreateOrUpdate`) is refused alike, and that a
+    /// PUT of the same certificate (same thumbprint) is accepted, are the emulator's reading.
+    fn refuse_replacing_a_bound_certificate(&self, p: &ArmPath, id: &str, new: &str) -> R<()> {
+        let Some(old) = self
+            .state
+            .get(id)
+            .and_then(|c| props(&c.body)["thumbprint"].as_str().map(str::to_owned))
+        else {
+            return Ok(());
+        };
+        if old.eq_ignore_ascii_case(new) {
+            return Ok(());
+        }
+        match self.binding_using(p, &old) {
+            Some(host) => Err(ArmError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Cannot remove certificate with thumbprint {old} because it is used for hostname {host}."
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// A certificate a host-name binding uses cannot be deleted: 409 `Conflict` "Cannot remove
     /// certificate with thumbprint {0} because it is used for hostname {1}." [O: the App Service
     /// answer to `Certificates_Delete` quoted in MarcStan/lets-encrypt-azure#7; the 409 on delete
@@ -190,19 +240,7 @@ impl Engine {
             .get(&id)
             .and_then(|c| props(&c.body)["thumbprint"].as_str().map(str::to_owned))
             .unwrap_or_default();
-        let group = ids::key(&format!(
-            "/subscriptions/{}/resourceGroups/{}/",
-            p.subscription,
-            p.resource_group.as_deref().unwrap_or("")
-        ));
-        let user = self.state.of_type(WEB_HOST_NAME_BINDING).find(|b| {
-            ids::key(&b.id).starts_with(&group)
-                && props(&b.body)["thumbprint"]
-                    .as_str()
-                    .is_some_and(|t| !t.is_empty() && t.eq_ignore_ascii_case(&thumb))
-        });
-        if let Some(b) = user {
-            let host = b.id.rsplit('/').next().unwrap_or_default().to_owned();
+        if let Some(host) = self.binding_using(p, &thumb) {
             return Err(ArmError::new(
                 409,
                 "Conflict",

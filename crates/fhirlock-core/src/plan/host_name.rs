@@ -14,7 +14,14 @@
 //!    and that thumbprint. Azure refuses it (400, "A TXT record pointing from asuid.{host} to
 //!    {customDomainVerificationId} was not found.") until the domain-verification record exists;
 //!    status says which record to ask for.
-//! 3. The gateway's backend settings stop overriding the host (`pickHostNameFromBackendAddress:
+//! 3. Renewal (a new Secret): a new certificate resource (its name carries the Secret's
+//!    fingerprint), the binding moved to its thumbprint, then the certificate before deleted once
+//!    no binding uses it. Azure refuses to replace a bound certificate ([O]
+//!    ffMathy/FluffySpoon.AspNet.EncryptWeMust#73, 409 "Cannot remove certificate with thumbprint
+//!    {0} because it is used for hostname {1}."), and Learn "Add and manage TLS/SSL certificates
+//!    in Azure App Service", "Renew uploaded certificate", gives this order: upload the new
+//!    certificate, update the binding to it, delete the existing certificate.
+//! 4. The gateway's backend settings stop overriding the host (`pickHostNameFromBackendAddress:
 //!    false`, no `hostName`) and its probe names the host (`gateway.rs`), only once the binding is
 //!    in place with the certificate's thumbprint.
 
@@ -76,7 +83,8 @@ pub fn verification_record(d: &Desired, o: &Observed) -> Option<(String, String)
     Some((format!("asuid.{}", d.gateway.host_name), id.to_owned()))
 }
 
-/// Uploads (or replaces, when the Secret changed) the certificate for the host name.
+/// Uploads the certificate for the host name; a renewed Secret is a new resource
+/// ([`Desired::site_certificate_id`]), never a replacement of the bound one.
 pub(super) fn site_certificate(d: &Desired, o: &Observed) -> Option<Step> {
     if !d.preserves_host() {
         return None;
@@ -221,34 +229,105 @@ pub(super) fn delete_binding(
     Some(waiting(s, gateway_reaches))
 }
 
-/// Teardown: the certificate fhirlock uploaded, only if recorded as created and still carrying
-/// this endpoint's owner tag. Azure refuses to delete a certificate a binding uses (409 "Cannot
-/// remove certificate with thumbprint {0} because it is used for hostname {1}." [O]), so it waits
-/// for fhirlock's binding to go; a binding fhirlock did not create that uses it keeps it (no step:
-/// deleting it would take that binding's TLS away, and Azure would refuse anyway).
-pub(super) fn delete_certificate(
+/// The IDs of this endpoint's earlier certificates that status records
+/// ([`Desired::recorded_site_certificates`], or `created` in a teardown): every certificate name
+/// of this endpoint but the current one. `observe` reads them into
+/// [`Observed::former_site_certificates`].
+pub fn former_certificate_ids(d: &Desired, created: &[String]) -> Vec<String> {
+    let current = d.site_certificate_id();
+    let mut ids: Vec<String> = Vec::new();
+    for c in d.recorded_site_certificates.iter().chain(created) {
+        let new = !ids.iter().any(|i| crate::id::same(i, c));
+        if new && d.is_site_certificate_id(c) && !crate::id::same(c, &current) {
+            ids.push(c.clone());
+        }
+    }
+    ids
+}
+
+/// The earlier certificates read as absent: dropped from `status.createdResources`, so no later
+/// look pays a GET that answers 404.
+pub fn gone(o: &Observed) -> Vec<String> {
+    o.former_site_certificates
+        .iter()
+        .filter(|(_, c)| c.is_none())
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
+/// Renewal: each earlier certificate fhirlock created (recorded, so read) that still carries this
+/// endpoint's owner tag is deleted, waiting while the binding still uses it (the binding moves to
+/// the new certificate first, so it never names a certificate that is gone).
+pub(super) fn delete_former_certificates(d: &Desired, o: &Observed) -> Vec<Step> {
+    o.former_site_certificates
+        .iter()
+        .filter_map(|(id, c)| {
+            let why = format!(
+                "the binding of {} to move to the renewed certificate",
+                d.gateway.host_name
+            );
+            delete_one(d, o, id, c.as_ref()?, true, why)
+        })
+        .collect()
+}
+
+/// Teardown: the certificates fhirlock uploaded (the current one and any earlier one), only if
+/// recorded as created and still carrying this endpoint's owner tag. Azure refuses to delete a
+/// certificate a binding uses (409 "Cannot remove certificate with thumbprint {0} because it is
+/// used for hostname {1}." [O]), so each waits for fhirlock's binding to go; a binding fhirlock
+/// did not create that uses it keeps it (no step: deleting it would take that binding's TLS
+/// away, and Azure would refuse anyway).
+pub(super) fn delete_certificates(
     d: &Desired,
     o: &Observed,
     created: &[String],
     binding_goes: bool,
+) -> Vec<Step> {
+    let current = d.site_certificate_id();
+    let current = o.site_certificate.as_ref().map(|c| (current, c));
+    let formers = o
+        .former_site_certificates
+        .iter()
+        .filter_map(|(id, c)| Some((id.clone(), c.as_ref()?)));
+    current
+        .into_iter()
+        .chain(formers)
+        .filter(|(id, _)| created.iter().any(|c| crate::id::same(c, id)))
+        .filter_map(|(id, cert)| {
+            let why = format!("the binding of {} to be removed first", d.gateway.host_name);
+            delete_one(d, o, &id, cert, binding_goes, why)
+        })
+        .collect()
+}
+
+/// The delete of certificate `id` (as read: `cert`), only with this endpoint's owner tag. While
+/// fhirlock's binding uses its thumbprint it waits (`why`) when the binding is to move or go
+/// (`binding_moves`), and is left alone otherwise.
+fn delete_one(
+    d: &Desired,
+    o: &Observed,
+    id: &str,
+    cert: &Value,
+    binding_moves: bool,
+    why: String,
 ) -> Option<Step> {
-    let id = d.site_certificate_id();
-    let cert = o.site_certificate.as_ref()?;
     let ours = cert
         .pointer(&format!("/tags/{}", crate::OWNER_TAG))
         .and_then(Value::as_str)
         == Some(d.owner.as_str());
-    if !ours || !created.iter().any(|c| crate::id::same(c, &id)) {
+    if !ours {
         return None;
     }
-    let thumb = certificate_thumbprint(o);
+    let thumb = cert
+        .pointer("/properties/thumbprint")
+        .and_then(Value::as_str);
     let used = o
         .host_name_binding
         .as_ref()
         .and_then(|b| b.pointer("/properties/thumbprint"))
         .and_then(Value::as_str)
-        .is_some_and(|t| thumb.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(t)));
-    if used && !binding_goes {
+        .is_some_and(|t| thumb.is_some_and(|x| x.eq_ignore_ascii_case(t)));
+    if used && !binding_moves {
         return None;
     }
     let change = FieldChange {
@@ -258,13 +337,12 @@ pub(super) fn delete_certificate(
     };
     let s = step(
         StepKind::DeleteSiteCertificate,
-        &id,
+        id,
         Method::Delete,
         api_version::WEB,
         Value::Null,
         vec![change],
         "delete the App Service certificate fhirlock uploaded",
     );
-    let why = used.then(|| format!("the binding of {} to be removed first", d.gateway.host_name));
-    Some(waiting(s, why))
+    Some(waiting(s, used.then_some(why)))
 }

@@ -21,6 +21,8 @@
 //!
 //! 9. `SiteCertificate`, `SiteHostNameBinding` (`hostHeader: Preserve` only): the App Service
 //!    serves the FHIR host name; then the gateway passes the Host header through (`host_name.rs`).
+//!    A renewed Secret is a new certificate, the binding moves to it, then `DeleteSiteCertificate`
+//!    removes the one before.
 //!
 //! Every write is a read-modify-write of the observed JSON: fields fhirlock does not manage go
 //! back as they came.
@@ -74,7 +76,8 @@ pub enum StepKind {
     DeleteGateway,
     /// fhirlock's host-name binding, once the gateway that sends the host name is gone.
     DeleteHostNameBinding,
-    /// fhirlock's App Service certificate, once no binding uses it.
+    /// fhirlock's App Service certificate, once no binding uses it (also a renewed one's
+    /// predecessor, outside teardown).
     DeleteSiteCertificate,
     DeleteSubnet,
 }
@@ -293,6 +296,7 @@ pub fn plan_at(d: &Desired, o: &Observed, clock: &Clock) -> Plan {
     // Last: the lockdown never waits for a DNS record outside Azure.
     steps.extend(host_name::site_certificate(d, o));
     steps.extend(host_name::host_name_binding(d, o));
+    steps.extend(host_name::delete_former_certificates(d, o));
     Plan { steps }
 }
 

@@ -68,7 +68,7 @@ pub fn teardown(d: &Desired, o: &Observed, created: &[String]) -> Plan {
     let binding = super::host_name::delete_binding(d, o, created, reaches);
     let binding_goes = binding.is_some();
     steps.extend(binding);
-    steps.extend(super::host_name::delete_certificate(
+    steps.extend(super::host_name::delete_certificates(
         d,
         o,
         created,

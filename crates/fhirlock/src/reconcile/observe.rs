@@ -10,7 +10,7 @@ use fhirlock_api::v1alpha1::GatewayStatus;
 use fhirlock_api::{SecuredFhirEndpoint, SecuredFhirEndpointStatus};
 use fhirlock_arm::{ArmClient, ArmError};
 use fhirlock_core::observed::{Slot, api_version};
-use fhirlock_core::plan::Clock;
+use fhirlock_core::plan::{Clock, host_name};
 use fhirlock_core::status::Assessment;
 use fhirlock_core::{Desired, Observed, observed};
 use k8s_openapi::jiff::Timestamp;
@@ -141,6 +141,15 @@ async fn read(
             None => Ok(None),
         }
     };
+    // A renewed Secret's predecessors (host_name.rs): only those status records, to delete them.
+    let former_certificates = async {
+        let mut read = Vec::new();
+        for id in host_name::former_certificate_ids(d, created) {
+            let body = absent(arm.get(&id, api_version::WEB).await)?;
+            read.push((id, body));
+        }
+        Ok::<_, ArmError>(read)
+    };
     let (server_farm, isolation_feature, site_certificate, host_name_binding, waf_policy, former) = tokio::join!(
         farm,
         feature,
@@ -149,6 +158,7 @@ async fn read(
         waf_policy,
         former_waf_policy
     );
+    let former_site_certificates = former_certificates.await?;
     let (server_farm, isolation_feature) = (server_farm?, isolation_feature?);
     let (site_certificate, host_name_binding) = (site_certificate?, host_name_binding?);
     let (waf_policy, former_waf_policy) = (waf_policy?, former?);
@@ -164,6 +174,7 @@ async fn read(
             .map(|l| l["value"].as_array().cloned().unwrap_or_default()),
         site_certificate,
         host_name_binding,
+        former_site_certificates,
         waf_policy,
         former_waf_policy,
     })

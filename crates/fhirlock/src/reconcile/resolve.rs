@@ -133,6 +133,14 @@ impl Identities {
                 .iter()
                 .any(|c| fhirlock_core::id::same(c, &desired.gateway.owned_waf_policy_id))
         });
+        desired.recorded_site_certificates = sfe
+            .status
+            .as_ref()
+            .map(|s| s.created_resources.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| desired.is_site_certificate_id(c))
+            .collect();
         if let Some(outside) =
             config::outside_scopes(&config::resources_of(&desired), &tenant.scopes)
         {
