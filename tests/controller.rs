@@ -6,6 +6,8 @@
 mod convergence;
 #[path = "controller/deployment.rs"]
 mod deployment;
+#[path = "controller/host_header.rs"]
+mod host_header;
 #[path = "controller/lifecycle.rs"]
 mod lifecycle;
 #[path = "controller/observability.rs"]
