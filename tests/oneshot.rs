@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 use fhirlock_arm::{ArmClient, WriteOutcome};
 use fhirlock_testkit::emulator::requests;
 use fhirlock_tests::emulator::{
-    Emulator, OPERATOR_OBJECT, OUTSIDER_CLIENT, OUTSIDER_OBJECT, OUTSIDER_SECRET, bin, cosmos,
-    emulator, fhirlock, gateway, rg, site, vnet,
+    Emulator, OPERATOR_OBJECT, OUTSIDER_CLIENT, OUTSIDER_OBJECT, OUTSIDER_SECRET, cosmos, emulator,
+    fhirlock, fhirlock_command, gateway, outcome, rg, site, vnet,
 };
-use fhirlock_tests::text;
 use serde_json::{Value, json};
 
 const NET: &str = "2025-01-01";
@@ -224,18 +223,10 @@ async fn an_identity_with_resource_group_roles_only_works_once_the_gateway_exist
     }
     let tls = tls_files(&emu);
     let as_outsider = |args: &[&str]| {
-        let out = std::process::Command::new(bin("fhirlock"))
-            .args(args)
-            .envs(emu.env())
-            .env("AZURE_CLIENT_ID", OUTSIDER_CLIENT)
-            .env("AZURE_CLIENT_SECRET", OUTSIDER_SECRET)
-            .current_dir(testenv::workspace_root())
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            text(&out.stdout),
-            text(&out.stderr),
+        outcome(
+            fhirlock_command(&emu, args)
+                .env("AZURE_CLIENT_ID", OUTSIDER_CLIENT)
+                .env("AZURE_CLIENT_SECRET", OUTSIDER_SECRET),
         )
     };
     let args = apply_args("examples/fhir-endpoint.yaml", &tls);

@@ -53,19 +53,11 @@ async fn a_person_logged_in_with_the_azure_cli_audits_as_themselves() {
     let audit = |path: String, extra: &[&str]| {
         let mut args = vec!["audit", "-f", "examples/fhir-endpoint.yaml", "-o", "json"];
         args.extend(extra);
-        let out = std::process::Command::new(bin("fhirlock"))
-            .args(&args)
-            .envs(emu.env())
-            .env_remove("AZURE_CLIENT_SECRET")
-            .env_remove("AZURE_TENANT_ID")
-            .env("PATH", path)
-            .current_dir(testenv::workspace_root())
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            text(&out.stdout),
-            text(&out.stderr),
+        outcome(
+            fhirlock_command(&emu, &args)
+                .env_remove("AZURE_CLIENT_SECRET")
+                .env_remove("AZURE_TENANT_ID")
+                .env("PATH", path),
         )
     };
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());

@@ -60,12 +60,22 @@ pub fn emulator(config: &str, time_scale: f64) -> Emulator {
 
 /// Runs `fhirlock <args>` against the emulator; returns (exit code, stdout, stderr).
 pub fn fhirlock(emu: &Emulator, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin("fhirlock"))
-        .args(args)
+    outcome(&mut fhirlock_command(emu, args))
+}
+
+/// `fhirlock <args>` against the emulator, for a test that changes who runs it (another
+/// identity, another PATH) before [`outcome`] runs it.
+pub fn fhirlock_command(emu: &Emulator, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin("fhirlock"));
+    cmd.args(args)
         .envs(emu.env())
-        .current_dir(testenv::workspace_root())
-        .output()
-        .unwrap();
+        .current_dir(testenv::workspace_root());
+    cmd
+}
+
+/// Runs `cmd` to the end; returns (exit code, stdout, stderr).
+pub fn outcome(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         text(&out.stdout),
