@@ -21,6 +21,18 @@ fn delete_policy(next: &mut Observed, id: &str) {
     }
 }
 
+/// A certificate gone: one a renewal left (read as absent from now on), or the current one.
+fn delete_certificate(next: &mut Observed, id: &str) {
+    let former = next
+        .former_site_certificates
+        .iter_mut()
+        .find(|(f, _)| crate::id::same(f, id));
+    match former {
+        Some((_, body)) => *body = None,
+        None => next.site_certificate = None,
+    }
+}
+
 /// `o` after `step` succeeded (long-running operations included).
 pub fn apply(o: &Observed, step: &Step) -> Observed {
     let mut next = o.clone();
@@ -116,16 +128,7 @@ pub fn apply(o: &Observed, step: &Step) -> Observed {
         }
         (StepKind::DeleteGateway, _) => next.gateway = None,
         (StepKind::DeleteHostNameBinding, _) => next.host_name_binding = None,
-        (StepKind::DeleteSiteCertificate, _) => {
-            let former = next
-                .former_site_certificates
-                .iter_mut()
-                .find(|(id, _)| crate::id::same(id, &step.resource_id));
-            match former {
-                Some((_, body)) => *body = None,
-                None => next.site_certificate = None,
-            }
-        }
+        (StepKind::DeleteSiteCertificate, _) => delete_certificate(&mut next, &step.resource_id),
         (StepKind::DeleteSubnet, _) => {
             if let Some(list) = next
                 .vnet

@@ -426,6 +426,14 @@ fn renewed(before: &Desired) -> Desired {
     d
 }
 
+/// (name, observed, the renewal's host-name steps, what status forgets)
+type RenewalCase<'a> = (
+    &'static str,
+    &'a Observed,
+    Vec<(StepKind, String, bool)>,
+    Vec<String>,
+);
+
 /// The renewal's host-name steps: kind, the certificate or binding it acts on, ready.
 fn renewal_steps(d: &Desired, o: &Observed) -> Vec<(StepKind, String, bool)> {
     plan::plan(d, o)
@@ -486,7 +494,7 @@ fn a_renewed_secret_is_a_new_certificate_the_binding_moves_to_then_the_old_one_g
         former_site_certificates: vec![(old_id.clone(), None)],
         ..moved.clone()
     };
-    let table: Vec<(&str, &Observed, Vec<(StepKind, String, bool)>, Vec<String>)> = vec![
+    let table: Vec<RenewalCase> = vec![
         (
             "renewed: the new certificate now; the binding waits for it, the old one for the binding",
             &start,
