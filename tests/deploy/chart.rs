@@ -139,7 +139,8 @@ fn helm_chart_lints_and_renders_objects_the_apiserver_accepts() {
             "FhirlockFindingsPresent",
             "FhirlockArmThrottled",
             "FhirlockReconcileErrors",
-            "FhirlockCertificateExpiresSoon"
+            "FhirlockCertificateExpiresSoon",
+            "FhirlockFinalizerReleasedWithoutCleanup"
         ]
     );
     let exprs = rule["spec"]["groups"][0]["rules"].to_string();
@@ -148,6 +149,7 @@ fn helm_chart_lints_and_renders_objects_the_apiserver_accepts() {
         "fhirlock_findings",
         "fhirlock_arm_requests_total{status=\\\"429\\\"}",
         "fhirlock_reconciles_total{result=\\\"error\\\"}",
+        "fhirlock_finalizers_released_without_cleanup_total",
     ] {
         assert!(exprs.contains(metric), "no alert reads {metric}");
     }

@@ -221,6 +221,13 @@ impl Metrics {
             "Endpoints with deletionPolicy Delete let go without removing what fhirlock added in Azure, by reason (annotation, namespace_deleted)",
             released_without_cleanup.clone(),
         );
+        // Each reason at 0 from the start: Prometheus' increase() needs a sample before the first
+        // release, or the alert on it misses the first one after every restart.
+        for reason in ["annotation", "namespace_deleted"] {
+            drop(released_without_cleanup.get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            }));
+        }
 
         Arc::new(Metrics {
             registry,

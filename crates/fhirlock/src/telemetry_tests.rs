@@ -84,6 +84,24 @@ fn render_has_every_family_with_its_labels() {
 }
 
 #[test]
+fn released_without_cleanup_is_exported_at_zero_before_any_release() {
+    // The alert's increase() needs a sample before the first release to see it.
+    let m = Metrics::new();
+    let family = "fhirlock_finalizers_released_without_cleanup_total";
+    assert_eq!(
+        samples(&m.render(), family),
+        [
+            "fhirlock_finalizers_released_without_cleanup_total{reason=\"annotation\"} 0",
+            "fhirlock_finalizers_released_without_cleanup_total{reason=\"namespace_deleted\"} 0",
+        ]
+    );
+    m.released_without_cleanup("namespace_deleted");
+    assert!(samples(&m.render(), family).contains(
+        &"fhirlock_finalizers_released_without_cleanup_total{reason=\"namespace_deleted\"} 1"
+    ));
+}
+
+#[test]
 fn set_endpoint_removes_finding_codes_no_longer_reported() {
     let m = Metrics::new();
     m.set_endpoint("ns", "a", false, &[("A", "High", 2), ("B", "High", 1)]);
