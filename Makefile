@@ -5,7 +5,8 @@ SHELL := /usr/bin/env bash
 
 CARGO ?= cargo
 CRD_FILE := crds/securedfhirendpoints.fhirlock.io.yaml
-# The pinned kube-apiserver, kubectl and etcd: built once from Go modules, then cached.
+# The pinned kube-apiserver, kubectl, kube-controller-manager (the tests' namespace controller) and
+# etcd: built once from Go modules, then cached.
 K8S_BINS = $(shell hack/k8s-bins/build.sh)
 
 .PHONY: help
@@ -36,7 +37,7 @@ lint: ## cargo fmt --check, clippy with warnings as errors, the core's dependenc
 	hack/check-size.py
 
 .PHONY: k8s-bins
-k8s-bins: ## build the pinned kube-apiserver, kubectl and etcd (skips when cached)
+k8s-bins: ## build the pinned kube-apiserver, kubectl, kube-controller-manager (namespace controller, for tests) and etcd (skips when cached)
 	@echo "k8s-bins: $(K8S_BINS)"
 
 .PHONY: crds
