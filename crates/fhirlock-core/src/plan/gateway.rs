@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{normalize_ids, project};
+use super::{normalize_ids, owned_tags, project};
 use crate::desired::{Certificate, Desired};
 use crate::id;
 use crate::observed::Observed;
@@ -77,12 +77,7 @@ pub fn gateway_body(d: &Desired, o: &Observed) -> Option<Value> {
         .filter(Value::is_object)
         .unwrap_or_else(|| json!({}));
     body["location"] = json!(g.location);
-    let mut tags = body
-        .get("tags")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    tags.insert(crate::OWNER_TAG.into(), json!(d.owner));
+    let mut tags = owned_tags(&body, &d.owner);
     let marker = g.certificate.marker().or_else(|| {
         tags.get(crate::TLS_TAG)
             .and_then(Value::as_str)

@@ -591,6 +591,18 @@ fn gateway(d: &Desired, o: &Observed) -> Option<Step> {
     Some(waiting(s, why))
 }
 
+/// The tags to PUT on a resource fhirlock owns: the ones it has, kept (they are not ours to
+/// drop), and the owner's.
+fn owned_tags(body: &Value, owner: &str) -> serde_json::Map<String, Value> {
+    let mut tags = body
+        .get("tags")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    tags.insert(crate::OWNER_TAG.into(), json!(owner));
+    tags
+}
+
 fn restriction(owner: &str, subnet: &str) -> Value {
     json!({"name": crate::peers::rule_name(owner), "action": "Allow", "priority": GATEWAY_RULE_PRIORITY, "vnetSubnetResourceId": subnet})
 }

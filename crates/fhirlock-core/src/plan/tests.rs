@@ -81,3 +81,22 @@ fn every_step_counts_against_one_component() {
         [CosmosVnetRule, CosmosLockdown, RemoveCosmosVnetRule]
     );
 }
+
+#[test]
+fn owned_tags_keep_the_resources_own_and_name_the_owner() {
+    let theirs = json!({"tags": {"costCentre": "42", crate::OWNER_TAG: "other/endpoint"}});
+    assert_eq!(
+        Value::Object(owned_tags(&theirs, "fhir/endpoint")),
+        json!({"costCentre": "42", crate::OWNER_TAG: "fhir/endpoint"})
+    );
+    for untagged in [
+        json!({}),
+        json!({"tags": null}),
+        json!({"tags": "not a map"}),
+    ] {
+        assert_eq!(
+            Value::Object(owned_tags(&untagged, "fhir/endpoint")),
+            json!({crate::OWNER_TAG: "fhir/endpoint"})
+        );
+    }
+}

@@ -14,7 +14,9 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Method, Precondition, Step, StepKind, failed_state, managed_diff, step, waiting};
+use super::{
+    Method, Precondition, Step, StepKind, failed_state, managed_diff, owned_tags, step, waiting,
+};
 use crate::desired::Desired;
 use crate::id;
 use crate::json::FieldChange;
@@ -104,13 +106,7 @@ pub(super) fn policy_step(d: &Desired, o: &Observed) -> Option<Step> {
     let creates = observed.is_none();
     let mut body = observed.cloned().unwrap_or_else(|| json!({}));
     body["location"] = json!(d.gateway.location);
-    let mut tags = body
-        .get("tags")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    tags.insert(crate::OWNER_TAG.into(), json!(d.owner));
-    body["tags"] = Value::Object(tags);
+    body["tags"] = Value::Object(owned_tags(&body, &d.owner));
     if !body.get("properties").is_some_and(Value::is_object) {
         body["properties"] = json!({});
     }
