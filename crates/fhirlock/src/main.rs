@@ -210,7 +210,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
     }
 }
 
-// build.rs's commit lookup, unit-tested here.
+// build.rs's commit lookup, unit-tested here; its main() is cargo's, so unused in the test build.
 #[cfg(test)]
 #[allow(dead_code)]
 #[path = "../build.rs"]
