@@ -218,7 +218,10 @@ fn endpoint_controller(
     let endpoints: Api<Endpoints> = Api::all(client.clone());
     let (store, writer) = reflector::store();
     let watch_health = health.clone();
-    let stream = watcher(endpoints, watcher::Config::default().any_semantic())
+    // Consistent lists, not `any_semantic`: after an apiserver restart a list served from its
+    // watch cache can carry a resource version the next watch calls too old (410), and the
+    // watcher relisted into the same 410 for minutes. One quorum read per relist is cheap.
+    let stream = watcher(endpoints, watcher::Config::default())
         .default_backoff()
         .inspect(move |item| watch_health.observe("securedfhirendpoints", item))
         .reflect(writer)
@@ -249,7 +252,7 @@ fn watch_peers(
 ) -> Controller<Endpoints> {
     let api: Api<Endpoints> = Api::all(client.clone());
     let health = health.clone();
-    let changes = watcher(api, watcher::Config::default().any_semantic())
+    let changes = watcher(api, watcher::Config::default())
         .default_backoff()
         .inspect(move |item| health.observe("securedfhirendpoints (spec changes)", item))
         .touched_objects()
