@@ -64,9 +64,21 @@ fn deletion_retain_leaves_azure_and_delete_removes_only_what_fhirlock_created() 
             }
         }
     });
+    // The WAF policy the first endpoint created for its WAF_v2 gateway is adopted the same way.
+    let policy = gateway().replace(
+        "applicationGateways/agw-fhir",
+        "ApplicationGatewayWebApplicationFirewallPolicies/agw-fhir-waf",
+    );
+    let mut waf = rt().block_on(portal.get(&policy, NET)).unwrap().unwrap();
+    waf["tags"]["fhirlock-owner"] = json!(format!("{ns_del}/patient-records"));
+    rt().block_on(portal.put(&policy, NET, &waf)).unwrap();
     let name = endpoint_in(&emu, &ns_del, &[("/spec/deletionPolicy", json!("Delete"))]);
     wait_for(&op, &ns_del, &name, READY, "Ready", is_ready);
     kubectl_ok(&["delete", "sfe", &name, "-n", &ns_del, "--timeout=120s"]);
+    assert!(
+        rt().block_on(portal.get(&policy, NET)).unwrap().is_some(),
+        "a WAF policy a person adopted by tagging it is never deleted"
+    );
     let left = kubectl(&["get", "sfe", &name, "-n", &ns_del]);
     assert!(!left.status.success(), "the finalizer was not removed");
     rt().block_on(async {
