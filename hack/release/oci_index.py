@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
 """Joins single-platform OCI image layouts (hack/image/oci.py's) into one multi-platform layout.
 
-The new index.json lists each layout's manifest with its platform, so `skopeo copy --all
+An image index blob lists each layout's manifest with its platform, and the layout's index.json
+names that one index (tagged VERSION), as multi-platform OCI layouts are written: tools take a
+layout whose index.json has one entry as that image, and refuse to guess among several (skopeo:
+"more than one image in oci, choose an image"). So `skopeo copy --all
 oci-archive:fhirlock-VERSION.oci.tar docker://REGISTRY/fhirlock:VERSION` pushes one tag that pulls
 the right architecture. Blobs are content-addressed, so copying them all into one directory is
-safe. Spec: https://github.com/opencontainers/image-spec (image-layout.md, image-index.md).
+safe. Spec: https://github.com/opencontainers/image-spec (image-layout.md, image-index.md: an
+index's manifests may be indexes).
 """
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -34,14 +39,30 @@ def main():
                 raise SystemExit(f"{layout}: a manifest without a platform cannot join an index")
             if any(o["platform"] == m["platform"] for o in manifests):
                 raise SystemExit(f"{layout}: a second manifest for {m['platform']}")
-            manifests.append({**m, "annotations": {"org.opencontainers.image.ref.name": a.version}})
+            manifests.append({k: v for k, v in m.items() if k != "annotations"})
         src = os.path.join(layout, "blobs", "sha256")
         for name in sorted(os.listdir(src)):
             shutil.copyfile(os.path.join(src, name), os.path.join(blobs, name))
-    index = {
+    platforms = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
         "manifests": manifests,
+    }
+    blob = json.dumps(platforms, sort_keys=True, separators=(",", ":")).encode()
+    digest = hashlib.sha256(blob).hexdigest()
+    with open(os.path.join(blobs, digest), "wb") as f:
+        f.write(blob)
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "digest": "sha256:" + digest,
+                "size": len(blob),
+                "annotations": {"org.opencontainers.image.ref.name": a.version},
+            }
+        ],
     }
     with open(os.path.join(a.out, "oci-layout"), "w") as f:
         json.dump({"imageLayoutVersion": "1.0.0"}, f)

@@ -109,7 +109,7 @@ fn release_has_both_architectures_their_sboms_images_chart_and_checksums() {
     checksums(&dist, &names[1..], tmp.path());
 
     let tools = built("hack/release/tools.sh");
-    let qemu = built("hack/release/qemu.sh");
+    let (qemu, skopeo) = test_tools();
     let locked = locked_packages();
     let mut manifests = Vec::new();
     for (arch, triple, machine) in ARCHES {
@@ -124,25 +124,12 @@ fn release_has_both_architectures_their_sboms_images_chart_and_checksums() {
         manifests.push(image_of(arch, &archive, &bin, &sbom, tmp.path()));
     }
 
-    // The multi-arch image: one index naming both manifests, the same as the single ones.
-    let layout = tmp.path().join("oci-index");
-    let index = unpack(&dist.join(format!("fhirlock-{v}.oci.tar")), &layout);
-    let platforms_and_digests = |ms: &[Value]| -> Vec<(Value, Value)> {
-        ms.iter()
-            .map(|m| (m["platform"].clone(), m["digest"].clone()))
-            .collect()
-    };
-    let listed = index["manifests"].as_array().unwrap();
-    assert_eq!(
-        platforms_and_digests(listed),
-        platforms_and_digests(&manifests)
+    multi_arch_index(
+        &dist.join(format!("fhirlock-{v}.oci.tar")),
+        &manifests,
+        &skopeo,
+        tmp.path(),
     );
-    assert_eq!(listed[1]["platform"]["variant"], "v8", "{index}");
-    for m in listed {
-        let manifest = blob_json(&layout, m["digest"].as_str().unwrap());
-        blob(&layout, manifest["config"]["digest"].as_str().unwrap());
-        blob(&layout, manifest["layers"][0]["digest"].as_str().unwrap());
-    }
 
     // The chart package, read back by helm.
     let package = dist.join(format!("fhirlock-{chart_version}.tgz"));
@@ -153,6 +140,69 @@ fn release_has_both_architectures_their_sboms_images_chart_and_checksums() {
         "the packaged chart is not deploy/helm/fhirlock"
     );
     assert_eq!(shown["appVersion"], v);
+}
+
+/// qemu-aarch64-static and skopeo (hack/release/test-tools.sh installs them from Debian).
+fn test_tools() -> (PathBuf, PathBuf) {
+    let out = Command::new(root().join("hack/release/test-tools.sh"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "hack/release/test-tools.sh failed");
+    let paths: Vec<PathBuf> = text(&out.stdout).lines().map(PathBuf::from).collect();
+    assert_eq!(paths.len(), 2, "{}", text(&out.stdout));
+    (paths[0].clone(), paths[1].clone())
+}
+
+/// The multi-arch archive: its index.json names one image index (the version's tag), which lists
+/// the single-architecture manifests. skopeo, as a registry client would, picks each
+/// architecture's manifest from it and copies both.
+fn multi_arch_index(archive: &Path, single: &[Value], skopeo: &Path, tmp: &Path) {
+    let layout = tmp.join("oci-index");
+    let index = unpack(archive, &layout);
+    let top = index["manifests"].as_array().unwrap();
+    assert_eq!(top.len(), 1, "{index}");
+    assert_eq!(
+        top[0]["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(
+        top[0]["annotations"]["org.opencontainers.image.ref.name"],
+        env!("CARGO_PKG_VERSION")
+    );
+    let platforms = blob_json(&layout, top[0]["digest"].as_str().unwrap());
+    let listed = platforms["manifests"].as_array().unwrap();
+    let platform_and_digest = |ms: &[Value]| -> Vec<(Value, Value)> {
+        ms.iter()
+            .map(|m| (m["platform"].clone(), m["digest"].clone()))
+            .collect()
+    };
+    assert_eq!(platform_and_digest(listed), platform_and_digest(single));
+    assert_eq!(listed[1]["platform"]["variant"], "v8", "{platforms}");
+
+    let source = format!("oci-archive:{}", archive.display());
+    for m in single {
+        let arch = m["platform"]["architecture"].as_str().unwrap();
+        let picked = run(Command::new(skopeo)
+            .args(["--override-os", "linux", "--override-arch", arch])
+            .args(["inspect", "--config", "--raw"])
+            .arg(&source));
+        let picked: Value = serde_json::from_str(&picked).unwrap();
+        assert_eq!(picked["architecture"], arch, "{picked}");
+    }
+    let copy = tmp.join("oci-copy");
+    run(Command::new(skopeo)
+        .args(["copy", "--all", "--quiet"])
+        .arg(&source)
+        .arg(format!("oci:{}", copy.display())));
+    let copied = json_file(&copy.join("index.json"));
+    assert_eq!(
+        copied["manifests"][0]["digest"], top[0]["digest"],
+        "{copied}"
+    );
+    for m in listed {
+        blob_json(&copy, m["digest"].as_str().unwrap());
+    }
 }
 
 /// SHA256SUMS names every other file once, `sha256sum --check` accepts them, and it rejects a
