@@ -18,7 +18,7 @@
 #   FHIRLOCK_RELEASE_PROFILE   cargo profile of the binaries (default release)
 #   FHIRLOCK_RELEASE_ARM64_UNOPTIMISED=1   build the arm64 binary unoptimised (dev profile, every
 #       crate at opt-level 0, no debug info) for a test that only runs it: a cold cross build takes
-#       about 2.5 minutes on 2 cores instead of 9. Never for publishing.
+#       about 2 minutes on 2 cores instead of 9. Never for publishing.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -94,7 +94,7 @@ python3 "$here/oci_index.py" --version "$version" --out "$work/index" \
   --tar "$out/fhirlock-$version.oci.tar" "$work/amd64/fhirlock-oci" "$work/arm64/fhirlock-oci" >&2
 "$helm" package "$chart" --destination "$out" >&2
 
-(cd "$out" && find . -maxdepth 1 -type f ! -name SHA256SUMS -printf '%f\0' | sort -z |
+(cd "$out" && find . -maxdepth 1 -type f ! -name SHA256SUMS -printf '%f\0' | LC_ALL=C sort -z |
   xargs -0 sha256sum >SHA256SUMS)
 echo "release: $(ls "$out" | wc -l) files in $out" >&2
 echo "$out"

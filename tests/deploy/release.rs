@@ -5,7 +5,7 @@
 //!
 //! CI time: the amd64 binary is built in the release profile, as the image test builds it, so the
 //! two share one build. The arm64 one is a cross build of its own, made unoptimised
-//! (FHIRLOCK_RELEASE_ARM64_UNOPTIMISED): about 2.5 minutes cold on 2 cores, against 9 optimised.
+//! (FHIRLOCK_RELEASE_ARM64_UNOPTIMISED): about 2 minutes cold on 2 cores, against 9 optimised.
 
 use std::collections::BTreeSet;
 
