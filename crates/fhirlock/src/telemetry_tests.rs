@@ -88,8 +88,12 @@ fn released_without_cleanup_is_exported_at_zero_before_any_release() {
     // The alert's increase() needs a sample before the first release to see it.
     let m = Metrics::new();
     let family = "fhirlock_finalizers_released_without_cleanup_total";
+    // A family renders its label sets in no fixed order.
+    let rendered = m.render();
+    let mut zero = samples(&rendered, family);
+    zero.sort_unstable();
     assert_eq!(
-        samples(&m.render(), family),
+        zero,
         [
             "fhirlock_finalizers_released_without_cleanup_total{reason=\"annotation\"} 0",
             "fhirlock_finalizers_released_without_cleanup_total{reason=\"namespace_deleted\"} 0",
