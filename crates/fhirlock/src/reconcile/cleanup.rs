@@ -111,8 +111,15 @@ fn left_in_azure(sfe: &SecuredFhirEndpoint) -> String {
     } else {
         format!("status.createdResources: {}", created.join(", "))
     };
+    // The rule's name as fhirlock writes it now (one written by an earlier version is named
+    // fhirlock-gateway): the one a person would look for in the portal.
+    let rule = fhirlock_core::peers::rule_name(&format!(
+        "{}/{}",
+        sfe.namespace().unwrap_or_default(),
+        sfe.name_any()
+    ));
     format!(
-        "left in Azure: {created}; the site's access rule fhirlock-gateway and VNet integration, and the Cosmos DB VNet rule for the integration subnet (remove them by hand if they are no longer wanted; the site and Cosmos DB stay closed)"
+        "left in Azure: {created}; the site's access rule {rule} (fhirlock-gateway if an earlier fhirlock version wrote it) and VNet integration, and the Cosmos DB VNet rule for the integration subnet (remove them by hand if they are no longer wanted; the site and Cosmos DB stay closed)"
     )
 }
 
@@ -342,9 +349,12 @@ mod tests {
         let Start::Release(_, note) = start(&endpoint(DeletionPolicy::Delete, Some("true"))) else {
             panic!("not released")
         };
+        // The example's name in namespace fhir: the rule as fhirlock names it now.
+        let rule = fhirlock_core::peers::rule_name("fhir/patient-records");
         for part in [
             "/subnets/snet-fhir-int",
             "/gw",
+            rule.as_str(),
             "fhirlock-gateway",
             "VNet integration",
             "Cosmos DB VNet rule",
