@@ -262,12 +262,12 @@ mod tests {
     }
 
     #[test]
-    fn the_plugin_offers_audit_plan_and_version_and_nothing_that_writes() {
+    fn the_plugin_offers_audit_plan_scan_and_version_and_nothing_that_writes() {
         let names: Vec<String> = PluginCli::command()
             .get_subcommands()
             .map(|c| c.get_name().to_owned())
             .collect();
-        assert_eq!(names, ["audit", "plan", "version"]);
+        assert_eq!(names, ["audit", "plan", "scan", "version"]);
         assert!(PluginCli::try_parse_from(["kubectl-fhirlock", "apply", "-f", "x"]).is_err());
         assert!(PluginCli::try_parse_from(["kubectl-fhirlock", "run"]).is_err());
         let plan = PluginCli::try_parse_from([
